@@ -1,0 +1,151 @@
+/*
+ * audit.c - vs_audit_emit: one AuditEvent per decision, published on
+ * vs.audit.<category>.<severity> into the AUDIT stream.
+ *
+ * The event id is time-ordered and doubles as Nats-Msg-Id, so a retried
+ * publish is stored once. Emitting is fire-and-forget with a server ack
+ * checked in the background: a failure is logged and counted, never
+ * returned to the work that triggered it.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus_internal.h"
+#include "vs/audit.h"
+#include "vs/ids.h"
+#include "vs/js.h"
+#include "vs/log.h"
+
+#define AUDIT_MAX_DETAILS 32
+#define AUDIT_VALUE_MAX 1024
+
+static atomic_uint_fast64_t audit_failures;
+
+static const char *const severity_names[] = {
+    [VS__V1__SEVERITY__SEVERITY_UNSPECIFIED] = "unspecified",
+    [VS__V1__SEVERITY__SEVERITY_DEBUG] = "debug",
+    [VS__V1__SEVERITY__SEVERITY_INFO] = "info",
+    [VS__V1__SEVERITY__SEVERITY_NOTICE] = "notice",
+    [VS__V1__SEVERITY__SEVERITY_WARNING] = "warning",
+    [VS__V1__SEVERITY__SEVERITY_ERROR] = "error",
+    [VS__V1__SEVERITY__SEVERITY_CRITICAL] = "critical",
+    [VS__V1__SEVERITY__SEVERITY_ALERT] = "alert",
+};
+
+const char *vs_severity_name(Vs__V1__Severity s)
+{
+    if ((unsigned)s >= sizeof(severity_names) / sizeof(severity_names[0]))
+        return "unspecified";
+    return severity_names[s];
+}
+
+int vs_severity_parse(const char *name, Vs__V1__Severity *out)
+{
+    for (size_t i = 1; name != NULL && i < sizeof(severity_names) / sizeof(severity_names[0]); i++) {
+        if (strcmp(name, severity_names[i]) == 0) {
+            *out = (Vs__V1__Severity)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+uint64_t vs_audit_failed(void)
+{
+    return atomic_load(&audit_failures);
+}
+
+static void on_audit_stored(int status, const struct vs_puback *ack, void *arg)
+{
+    (void)ack;
+    (void)arg;
+    if (status < 0) {
+        atomic_fetch_add(&audit_failures, 1);
+        log_warnx("audit event not stored: %s", strerror(-status));
+    }
+}
+
+/* Category tokens are lower case so that subscriptions by category work. */
+static bool category_valid(const char *c)
+{
+    if (!vs_token_valid(c))
+        return false;
+    for (; *c != '\0'; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            return false;
+    return true;
+}
+
+int vs_audit_emit(vs_bus *bus, const char *category, Vs__V1__Severity severity, const char *agent,
+                  const uint8_t *task_id, const char *event, ...)
+{
+    if (bus == NULL || !category_valid(category) || event == NULL ||
+        severity <= VS__V1__SEVERITY__SEVERITY_UNSPECIFIED ||
+        severity > VS__V1__SEVERITY__SEVERITY_ALERT)
+        return -EINVAL;
+
+    Vs__V1__KeyValue kvs[AUDIT_MAX_DETAILS];
+    Vs__V1__KeyValue *kvp[AUDIT_MAX_DETAILS];
+    char *truncated[AUDIT_MAX_DETAILS] = {0};
+    size_t n = 0;
+    int rc = 0;
+    va_list ap;
+    va_start(ap, event);
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (k == NULL)
+            break;
+        const char *v = va_arg(ap, const char *);
+        if (v == NULL || n == AUDIT_MAX_DETAILS) {
+            rc = -EINVAL;
+            break;
+        }
+        vs__v1__key_value__init(&kvs[n]);
+        kvs[n].key = (char *)k;
+        if (strlen(v) > AUDIT_VALUE_MAX) {
+            truncated[n] = strndup(v, AUDIT_VALUE_MAX);
+            v = truncated[n] != NULL ? truncated[n] : "";
+        }
+        kvs[n].value = (char *)v;
+        kvp[n] = &kvs[n];
+        n++;
+    }
+    va_end(ap);
+
+    if (rc == 0) {
+        uint8_t id[VS_ID_LEN];
+        char id_hex[VS_ID_HEX_LEN];
+        vs_id_new(id);
+        vs_hex(id, VS_ID_LEN, id_hex);
+
+        Vs__V1__AuditEvent ev = VS__V1__AUDIT_EVENT__INIT;
+        ev.event_id.data = id;
+        ev.event_id.len = VS_ID_LEN;
+        ev.time_ns = vs_now_ns();
+        ev.component = (char *)vs_bus_component(bus);
+        ev.category = (char *)category;
+        ev.severity = severity;
+        ev.agent = (char *)(agent != NULL ? agent : "");
+        if (task_id != NULL) {
+            ev.task_id.data = (uint8_t *)task_id;
+            ev.task_id.len = VS_ID_LEN;
+        }
+        ev.event = (char *)event;
+        ev.n_details = n;
+        ev.details = kvp;
+
+        char subject[VS_SUBJECT_MAX];
+        const char *tokens[] = {category, vs_severity_name(severity)};
+        rc = vs_subject_format(VS_SUBJ_AUDIT, subject, sizeof(subject), false, tokens, 2);
+        if (rc >= 0)
+            rc = vs_js_publish(bus, subject, &ev.base, id_hex, on_audit_stored, NULL);
+        if (rc < 0)
+            atomic_fetch_add(&audit_failures, 1);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(truncated[i]);
+    return rc < 0 ? rc : 0;
+}
