@@ -34,7 +34,7 @@
 #define SUB_PENDING_MSGS (1024 * 1024)
 #define SUB_PENDING_BYTES (512 * 1024 * 1024)
 
-enum event_kind { EV_MSG, EV_DISCONNECTED, EV_RECONNECTED, EV_CLOSED, EV_SUB_DONE };
+enum event_kind { EV_MSG, EV_DISCONNECTED, EV_RECONNECTED, EV_CLOSED };
 
 struct event {
     struct event *next;
@@ -71,6 +71,8 @@ struct vs_bus {
 
     uv_timer_t progress_timer;
     vs_msg *held;                   /* held JetStream messages */
+    struct conn_watch *watch;
+    atomic_int subs_live;           /* subscriptions cnats may still call into */
 
     atomic_bool connected;
     bool closing;
@@ -143,38 +145,51 @@ static void on_wake(uv_async_t *h)
         case EV_CLOSED:
             log_info("bus connection closed");
             break;
-        case EV_SUB_DONE:
-            sub_release(ev->sub);
-            break;
         }
         free(ev);
         ev = next;
     }
 }
 
-/* ---- connection callbacks (cnats threads) ---------------------------------- */
+/* ---- connection callbacks (cnats threads) ----------------------------------- */
+
+/* cnats posts connection events from its own thread, possibly after the
+ * bus is gone. They go through this watch, which the bus detaches from at
+ * free time and which the closed callback - always the last one - frees. */
+struct conn_watch {
+    uv_mutex_t lock;
+    vs_bus *bus;            /* NULL once the bus is freed */
+};
+
+static void watch_event(struct conn_watch *w, enum event_kind kind, bool connected)
+{
+    uv_mutex_lock(&w->lock);
+    if (w->bus != NULL) {
+        atomic_store(&w->bus->connected, connected);
+        enqueue(w->bus, kind, NULL, NULL);
+    }
+    uv_mutex_unlock(&w->lock);
+}
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    vs_bus *bus = closure;
-    atomic_store(&bus->connected, false);
-    enqueue(bus, EV_DISCONNECTED, NULL, NULL);
+    watch_event(closure, EV_DISCONNECTED, false);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    vs_bus *bus = closure;
-    atomic_store(&bus->connected, true);
-    enqueue(bus, EV_RECONNECTED, NULL, NULL);
+    watch_event(closure, EV_RECONNECTED, true);
 }
 
 static void on_closed(natsConnection *nc, void *closure)
 {
     (void)nc;
-    vs_bus *bus = closure;
-    atomic_store(&bus->connected, false);
+    struct conn_watch *w = closure;
+    watch_event(w, EV_CLOSED, false);
+    uv_mutex_destroy(&w->lock);
+    free(w);
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -203,10 +218,14 @@ static void on_nats_msg(natsConnection *nc, natsSubscription *ns, natsMsg *nm, v
     enqueue(sub->bus, EV_MSG, sub, nm);
 }
 
+/* cnats is done with the subscription: no callback of it will follow.
+ * The last statement is the last access to the bus from this thread. */
 static void on_sub_complete(void *closure)
 {
     vs_sub *sub = closure;
-    enqueue(sub->bus, EV_SUB_DONE, sub, NULL);
+    vs_bus *bus = sub->bus;
+    sub_release(sub);
+    atomic_fetch_sub(&bus->subs_live, 1);
 }
 
 static int status_to_errno(natsStatus s)
@@ -257,9 +276,11 @@ int vs__subscribe(vs_bus *bus, const char *subject, const char *queue,
         return status_to_errno(st);
     }
     natsSubscription_SetPendingLimits(s->ns, SUB_PENDING_MSGS, SUB_PENDING_BYTES);
+    atomic_fetch_add(&bus->subs_live, 1);
     if (natsSubscription_SetOnCompleteCB(s->ns, on_sub_complete, s) != NATS_OK) {
         /* Without the completion callback cnats holds no reference. */
         atomic_fetch_sub(&s->refs, 1);
+        atomic_fetch_sub(&bus->subs_live, 1);
     }
     *out = s;
     return 0;
@@ -984,11 +1005,11 @@ static int set_options(vs_bus *bus, const struct vs_bus_opts *o)
     if (st == NATS_OK)
         st = natsOptions_UseGlobalMessageDelivery(opts, true);
     if (st == NATS_OK)
-        st = natsOptions_SetDisconnectedCB(opts, on_disconnected, bus);
+        st = natsOptions_SetDisconnectedCB(opts, on_disconnected, bus->watch);
     if (st == NATS_OK)
-        st = natsOptions_SetReconnectedCB(opts, on_reconnected, bus);
+        st = natsOptions_SetReconnectedCB(opts, on_reconnected, bus->watch);
     if (st == NATS_OK)
-        st = natsOptions_SetClosedCB(opts, on_closed, bus);
+        st = natsOptions_SetClosedCB(opts, on_closed, bus->watch);
     if (st == NATS_OK)
         st = natsOptions_SetErrorHandler(opts, on_async_error, bus);
     if (st == NATS_OK)
@@ -1015,11 +1036,16 @@ int vs_bus_new(uv_loop_t *loop, const struct vs_bus_opts *o, vs_bus **out)
                             : o->name != NULL     ? o->name
                                                   : "vs");
     atomic_init(&bus->connected, false);
-    if (bus->component == NULL || uv_mutex_init(&bus->lock) != 0) {
+    atomic_init(&bus->subs_live, 0);
+    bus->watch = calloc(1, sizeof(*bus->watch));
+    if (bus->component == NULL || bus->watch == NULL || uv_mutex_init(&bus->lock) != 0 ||
+        uv_mutex_init(&bus->watch->lock) != 0) {
+        free(bus->watch);
         free(bus->component);
         free(bus);
         return -ENOMEM;
     }
+    bus->watch->bus = bus;
     uv_async_init(loop, &bus->wake, on_wake);
     bus->wake.data = bus;
     uv_timer_init(loop, &bus->progress_timer);
@@ -1095,17 +1121,24 @@ void vs_bus_free(vs_bus *bus)
         held_unlink(m);
         msg_free(m); /* unacked: the server redelivers it to another instance */
     }
+    uv_mutex_lock(&bus->watch->lock);
+    bus->watch->bus = NULL;
+    uv_mutex_unlock(&bus->watch->lock);
     if (bus->nc != NULL) {
-        natsConnection_Close(bus->nc);
+        natsConnection_Close(bus->nc); /* its closed callback frees the watch */
         natsConnection_Destroy(bus->nc);
         bus->nc = NULL;
+    } else {
+        uv_mutex_destroy(&bus->watch->lock);
+        free(bus->watch);
     }
     natsOptions_Destroy(bus->opts);
+    /* Closing removed every subscription; wait (bounded) until cnats has
+     * finished calling into them, so that none can reach a freed bus. */
+    for (int i = 0; i < 5000 && atomic_load(&bus->subs_live) > 0; i++)
+        uv_sleep(1);
     uv_timer_stop(&bus->progress_timer);
     uv_close((uv_handle_t *)&bus->progress_timer, on_handle_closed);
-    /* Let cnats' delivery thread finish posting subscription completions
-     * before the queue goes away. */
-    on_wake(&bus->wake);
     uv_close((uv_handle_t *)&bus->wake, on_handle_closed);
     for (int i = 0; i < 1000 && bus->handles_open > 0; i++)
         uv_run(bus->loop, UV_RUN_NOWAIT);

@@ -381,7 +381,8 @@ static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *v)
     case PROTOBUF_C_TYPE_BOOL:
         return json_boolean(*(const protobuf_c_boolean *)v);
     case PROTOBUF_C_TYPE_ENUM: {
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)v);
+        const ProtobufCEnumValue *ev =
+            protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)v);
         return ev ? json_string(ev->name) : json_integer(*(const int *)v);
     }
     case PROTOBUF_C_TYPE_STRING:
@@ -632,7 +633,8 @@ static int read_enum(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const 
 
     if (json_is_string(v)) {
         const char *s = json_cstr(v);
-        const ProtobufCEnumValue *ev = s ? protobuf_c_enum_descriptor_get_value_by_name(ed, s) : NULL;
+        const ProtobufCEnumValue *ev =
+            s ? protobuf_c_enum_descriptor_get_value_by_name(ed, s) : NULL;
 
         if (!ev) {
             return fail(c, "unknown %s value \"%.64s\"", ed->name, json_string_value(v));
@@ -694,7 +696,8 @@ static int read_bytes(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const
     }
     if (takes_hex(f->name) && is_hex_id(s, n)) {
         sodium_hex2bin(buf, cap, s, n, NULL, &len, NULL);
-    } else if (sodium_base642bin(buf, cap, s, n, NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+    } else if (sodium_base642bin(buf, cap, s, n, NULL, &len, NULL,
+                                 sodium_base64_VARIANT_ORIGINAL) != 0) {
         free(buf);
         return fail(c, "invalid base64");
     }
@@ -709,8 +712,8 @@ static int message_from_json(struct pb_ctx *c, const ProtobufCMessageDescriptor 
 /* Store one value of field f, read from v, at dst (a struct member or an
  * array element). Whatever is stored keeps the enclosing message freeable
  * even when an error follows. */
-static int value_from_json(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *v, void *dst,
-                           unsigned depth)
+static int value_from_json(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *v,
+                           void *dst, unsigned depth)
 {
     int64_t s;
     uint64_t u;
@@ -776,8 +779,8 @@ static int value_from_json(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, 
 /* Fill repeated field f of m from the JSON array v. The zeroed array is
  * linked in first and the count raised before each element is read, so a
  * failing element leaves only freeable (possibly NULL) entries behind. */
-static int repeated_from_json(struct pb_ctx *c, ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
-                              const json_t *v, unsigned depth)
+static int repeated_from_json(struct pb_ctx *c, ProtobufCMessage *m,
+                              const ProtobufCFieldDescriptor *f, const json_t *v, unsigned depth)
 {
     size_t n = json_array_size(v);
     size_t elt = elt_size(f->type);
@@ -875,8 +878,8 @@ static int message_from_json(struct pb_ctx *c, const ProtobufCMessageDescriptor 
     return 0;
 }
 
-VS_API int vs_pb_from_json(const ProtobufCMessageDescriptor *d, const json_t *j, ProtobufCMessage **out,
-                           char *err, size_t errlen)
+VS_API int vs_pb_from_json(const ProtobufCMessageDescriptor *d, const json_t *j,
+                           ProtobufCMessage **out, char *err, size_t errlen)
 {
     struct pb_ctx c = {.err = err, .errlen = errlen, .root = d ? d->name : "pbjson"};
     ProtobufCMessage *m = NULL;

@@ -83,10 +83,10 @@ struct Kitchen {
 
 static const ProtobufCMessageDescriptor kitchen_descriptor;
 
-#define KF(name, id, label, type, quant, member, desc, def, flags)                                      \
-    {                                                                                                  \
-        name, id, PROTOBUF_C_LABEL_##label, PROTOBUF_C_TYPE_##type, quant, offsetof(Kitchen, member), \
-            desc, def, flags, 0, NULL, NULL                                                            \
+#define KF(name, id, label, type, quant, member, desc, def, flags)                                 \
+    {                                                                                              \
+        name, id, PROTOBUF_C_LABEL_##label, PROTOBUF_C_TYPE_##type, quant,                         \
+            offsetof(Kitchen, member), desc, def, flags, 0, NULL, NULL                             \
     }
 #define KNONE(name, id, type, member) KF(name, id, NONE, type, 0, member, NULL, NULL, 0)
 
@@ -109,19 +109,25 @@ static const ProtobufCFieldDescriptor kitchen_fields[] = {
     KNONE("blob", 16, BYTES, blob),
     KF("child", 17, NONE, MESSAGE, 0, child, &kitchen_descriptor, NULL, 0),
     KF("opt", 18, OPTIONAL, SINT64, offsetof(Kitchen, has_opt), opt, NULL, NULL, 0),
-    KF("opt_bytes", 19, OPTIONAL, BYTES, offsetof(Kitchen, has_opt_bytes), opt_bytes, NULL, NULL, 0),
+    KF("opt_bytes", 19, OPTIONAL, BYTES, offsetof(Kitchen, has_opt_bytes), opt_bytes, NULL, NULL,
+       0),
     KF("req", 20, REQUIRED, STRING, 0, req, NULL, NULL, 0),
     KF("packed", 21, REPEATED, SINT32, offsetof(Kitchen, n_packed), packed, NULL, NULL,
        PROTOBUF_C_FIELD_FLAG_PACKED),
-    KF("reals", 22, REPEATED, FLOAT, offsetof(Kitchen, n_reals), reals, NULL, NULL, PROTOBUF_C_FIELD_FLAG_PACKED),
-    KF("children", 23, REPEATED, MESSAGE, offsetof(Kitchen, n_children), children, &kitchen_descriptor, NULL, 0),
+    KF("reals", 22, REPEATED, FLOAT, offsetof(Kitchen, n_reals), reals, NULL, NULL,
+       PROTOBUF_C_FIELD_FLAG_PACKED),
+    KF("children", 23, REPEATED, MESSAGE, offsetof(Kitchen, n_children), children,
+       &kitchen_descriptor, NULL, 0),
     KF("names", 24, REPEATED, STRING, offsetof(Kitchen, n_names), names, NULL, NULL, 0),
-    KF("pick_str", 25, NONE, STRING, offsetof(Kitchen, pick_case), pick_str, NULL, &protobuf_c_empty_string,
+    KF("pick_str", 25, NONE, STRING, offsetof(Kitchen, pick_case), pick_str, NULL,
+       &protobuf_c_empty_string, PROTOBUF_C_FIELD_FLAG_ONEOF),
+    KF("pick_int", 26, NONE, INT32, offsetof(Kitchen, pick_case), pick_int, NULL, NULL,
        PROTOBUF_C_FIELD_FLAG_ONEOF),
-    KF("pick_int", 26, NONE, INT32, offsetof(Kitchen, pick_case), pick_int, NULL, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF),
 };
-static const unsigned kitchen_by_name[] = {15, 16, 22, 11, 13, 10, 12, 7, 9, 0, 3, 23, 17,
-                                           18, 20, 25, 24, 21, 19, 1, 4, 2, 5, 14, 6, 8};
+/* Field indices in strcmp order of the names: get_field_by_name bisects this
+ * (test_kitchen_specifics checks the order). */
+static const unsigned kitchen_by_name[] = {15, 16, 22, 11, 13, 10, 12, 7, 9, 0, 3,  23, 17,
+                                           18, 20, 25, 24, 21, 19, 1,  4, 2, 5, 14, 6,  8};
 static const ProtobufCIntRange kitchen_ranges[] = {{1, 0}, {0, 26}};
 
 static void kitchen_init(ProtobufCMessage *m)
@@ -177,15 +183,16 @@ static size_t elt_size(ProtobufCType t)
 
 /* Position of oneof member f among the members of its oneof, and their
  * number. */
-static void oneof_slot(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f, unsigned *pos,
-                       unsigned *size)
+static void oneof_slot(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f,
+                       unsigned *pos, unsigned *size)
 {
     *pos = 0;
     *size = 0;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *g = &d->fields[i];
 
-        if ((g->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && g->quantifier_offset == f->quantifier_offset) {
+        if ((g->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            g->quantifier_offset == f->quantifier_offset) {
             if (g == f) {
                 *pos = *size;
             }
@@ -234,11 +241,13 @@ static size_t expected_keys(const ProtobufCMessageDescriptor *d)
     return n;
 }
 
-static ProtobufCMessage *populate(const ProtobufCMessageDescriptor *d, unsigned depth, unsigned variant);
+static ProtobufCMessage *populate(const ProtobufCMessageDescriptor *d, unsigned depth,
+                                  unsigned variant);
 
 /* A non-default value for field f at dst; k is the element index, variant
  * alternates between ordinary and extreme values. */
-static void fill_value(const ProtobufCFieldDescriptor *f, void *dst, unsigned depth, unsigned variant, unsigned k)
+static void fill_value(const ProtobufCFieldDescriptor *f, void *dst, unsigned depth,
+                       unsigned variant, unsigned k)
 {
     bool alt = (variant + k) % 2 == 1;
 
@@ -292,7 +301,8 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *dst, unsigned de
     case PROTOBUF_C_TYPE_STRING: {
         char buf[128];
 
-        snprintf(buf, sizeof buf, "%s \"q\" \\ \n\x01 \xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80 %u", f->name, k);
+        snprintf(buf, sizeof buf, "%s \"q\" \\ \n\x01 \xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80 %u",
+                 f->name, k);
         *(char **)dst = strdup(buf);
         assert_non_null(*(char **)dst);
         break;
@@ -301,7 +311,9 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *dst, unsigned de
         ProtobufCBinaryData *b = dst;
         size_t n = strlen(f->name);
 
-        b->len = strcmp(f->name, "nonce") == 0 ? 32 : strcmp(f->name + n - 3, "_id") == 0 ? 16 : 33 + k;
+        b->len = strcmp(f->name, "nonce") == 0                   ? 32
+                 : n >= 3 && strcmp(f->name + n - 3, "_id") == 0 ? 16
+                                                                 : 33 + k;
         b->data = malloc(b->len);
         assert_non_null(b->data);
         for (size_t i = 0; i < b->len; i++) {
@@ -310,7 +322,8 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *dst, unsigned de
         break;
     }
     case PROTOBUF_C_TYPE_MESSAGE:
-        *(ProtobufCMessage **)dst = depth + 1 < FILL_DEPTH ? populate(f->descriptor, depth + 1, variant) : NULL;
+        *(ProtobufCMessage **)dst =
+            depth + 1 < FILL_DEPTH ? populate(f->descriptor, depth + 1, variant) : NULL;
         break;
     }
 }
@@ -319,7 +332,8 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *dst, unsigned de
  * member per oneof, chosen by variant), sub-messages filled down to
  * FILL_DEPTH, REPEATS elements per repeated field. Freed with
  * protobuf_c_message_free_unpacked(m, NULL). */
-static ProtobufCMessage *populate(const ProtobufCMessageDescriptor *d, unsigned depth, unsigned variant)
+static ProtobufCMessage *populate(const ProtobufCMessageDescriptor *d, unsigned depth,
+                                  unsigned variant)
 {
     ProtobufCMessage *m = malloc(d->sizeof_message);
 
@@ -332,8 +346,12 @@ static ProtobufCMessage *populate(const ProtobufCMessageDescriptor *d, unsigned 
         unsigned pos, size;
 
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            char *arr = calloc(REPEATS, elt_size(f->type));
+            char *arr;
 
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth + 1 >= FILL_DEPTH) {
+                continue; /* elements may not be NULL */
+            }
+            arr = calloc(REPEATS, elt_size(f->type));
             assert_non_null(arr);
             *(void **)member = arr;
             *(size_t *)quantifier = REPEATS;
@@ -497,9 +515,10 @@ static void test_every_message_type_listed(void **state)
 
     (void)state;
     assert_non_null(dir);
-    assert_int_equal(regcomp(&re, "^[[:space:]]*message[[:space:]]+([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\\{",
-                             REG_EXTENDED),
-                     0);
+    assert_int_equal(
+        regcomp(&re, "^[[:space:]]*message[[:space:]]+([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\\{",
+                REG_EXTENDED),
+        0);
     while ((de = readdir(dir)) != NULL) {
         size_t nl = strlen(de->d_name);
         char path[512], *line = NULL;
@@ -519,7 +538,8 @@ static void test_every_message_type_listed(void **state)
             if (regexec(&re, line, 2, match, 0) != 0) {
                 continue;
             }
-            snprintf(name, sizeof name, "%.*s", (int)(match[1].rm_eo - match[1].rm_so), line + match[1].rm_so);
+            snprintf(name, sizeof name, "%.*s", (int)(match[1].rm_eo - match[1].rm_so),
+                     line + match[1].rm_so);
             if (!vs_pb_find(name)) {
                 print_error("message %s of %s is missing from vs_pb_all()\n", name, de->d_name);
             }
@@ -597,7 +617,8 @@ static void test_oneof_zero_member_emitted(void **state)
     j = vs_pb_to_json(&r.base);
     assert_non_null(json_object_get(j, "memory_bytes"));
     assert_int_equal(json_integer_value(json_object_get(j, "memory_bytes")), 0);
-    assert_int_equal(vs_pb_from_json(&vs__v1__agent_reply__descriptor, j, (ProtobufCMessage **)&back, err, sizeof err),
+    assert_int_equal(vs_pb_from_json(&vs__v1__agent_reply__descriptor, j,
+                                     (ProtobufCMessage **)&back, err, sizeof err),
                      0);
     assert_int_equal(back->body_case, VS__V1__AGENT_REPLY__BODY_MEMORY_BYTES);
     assert_packs_to(&back->base, wire, len);
@@ -630,8 +651,9 @@ static void test_scalar_encodings(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "bounty")), "18446744073709551615");
     assert_true(json_is_integer(json_object_get(j, "submitted_at_ns")));
     assert_int_equal(json_integer_value(json_object_get(j, "submitted_at_ns")), INT64_MAX);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "limits"), "seccomp_preset")),
-                        "SECCOMP_PRESET_NETWORK");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "limits"), "seccomp_preset")),
+        "SECCOMP_PRESET_NETWORK");
     json_decref(j);
 
     limits.seccomp_preset = (Vs__V1__SeccompPreset)42; /* a number from a newer peer */
@@ -670,7 +692,8 @@ static void test_invalid_utf8_replaced(void **state)
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "key")), "a\xef\xbf\xbd"
                                                                       "b\xef\xbf\xbd");
-    assert_string_equal(json_string_value(json_object_get(j, "value")), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
+    assert_string_equal(json_string_value(json_object_get(j, "value")),
+                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
     json_decref(j);
 }
 
@@ -707,8 +730,15 @@ static void test_hex_ids_accepted(void **state)
     assert_int_equal(echo->signature.len, 24);
     protobuf_c_message_free_unpacked(&echo->base, NULL);
 
+    /* 32 characters that are not all hex digits are base64 */
+    ts = (Vs__V1__TaskSubmit *)parse_ok(&vs__v1__task_submit__descriptor,
+                                        "{\"task_id\":\"00112233445566778899aabbccddeefg\"}");
+    assert_int_equal(ts->task_id.len, 24);
+    protobuf_c_message_free_unpacked(&ts->base, NULL);
+
     /* 31 hex digits are neither hex id nor base64 */
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":\"00112233445566778899aabbccddeef\"}", "task_id");
+    expect_einval(&vs__v1__task_submit__descriptor,
+                  "{\"task_id\":\"00112233445566778899aabbccddeef\"}", "task_id");
 }
 
 static void test_uint64_string_accepted(void **state)
@@ -717,20 +747,24 @@ static void test_uint64_string_accepted(void **state)
     Vs__V1__LedgerReply *lr;
 
     (void)state;
-    ts = (Vs__V1__TaskSubmit *)parse_ok(&vs__v1__task_submit__descriptor,
-                                        "{\"bounty\":\"18446744073709551615\", \"submitted_at_ns\":\"0\"}");
+    ts = (Vs__V1__TaskSubmit *)parse_ok(
+        &vs__v1__task_submit__descriptor,
+        "{\"bounty\":\"18446744073709551615\", \"submitted_at_ns\":\"0\"}");
     assert_true(ts->bounty == UINT64_MAX);
     protobuf_c_message_free_unpacked(&ts->base, NULL);
-    ts = (Vs__V1__TaskSubmit *)parse_ok(&vs__v1__task_submit__descriptor, "{\"bounty\":9223372036854775807}");
+    ts = (Vs__V1__TaskSubmit *)parse_ok(&vs__v1__task_submit__descriptor,
+                                        "{\"bounty\":9223372036854775807}");
     assert_true(ts->bounty == INT64_MAX);
     protobuf_c_message_free_unpacked(&ts->base, NULL);
-    lr = (Vs__V1__LedgerReply *)parse_ok(&vs__v1__ledger_reply__descriptor,
-                                         "{\"balance\":\"-9223372036854775808\", \"pending\":\"-0\"}");
+    lr = (Vs__V1__LedgerReply *)parse_ok(
+        &vs__v1__ledger_reply__descriptor,
+        "{\"balance\":\"-9223372036854775808\", \"pending\":\"-0\"}");
     assert_true(lr->balance == INT64_MIN);
     assert_true(lr->pending == 0);
     protobuf_c_message_free_unpacked(&lr->base, NULL);
 
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":\"18446744073709551616\"}", "bounty: out of range");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":\"18446744073709551616\"}",
+                  "bounty: out of range");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":\"-1\"}", "bounty: out of range");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":-1}", "bounty: out of range");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":\"12x\"}", "bounty");
@@ -740,7 +774,8 @@ static void test_uint64_string_accepted(void **state)
     expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":1.5}", "bounty");
     expect_einval(&vs__v1__ledger_reply__descriptor, "{\"balance\":\"-9223372036854775809\"}",
                   "balance: out of range");
-    expect_einval(&vs__v1__ledger_reply__descriptor, "{\"balance\":\"9223372036854775808\"}", "balance: out of range");
+    expect_einval(&vs__v1__ledger_reply__descriptor, "{\"balance\":\"9223372036854775808\"}",
+                  "balance: out of range");
 }
 
 static void test_int32_range(void **state)
@@ -751,15 +786,19 @@ static void test_int32_range(void **state)
     hr = (Vs__V1__HealthReply *)parse_ok(&vs__v1__health_reply__descriptor, "{\"pid\":2147483647}");
     assert_int_equal(hr->pid, INT32_MAX);
     protobuf_c_message_free_unpacked(&hr->base, NULL);
-    hr = (Vs__V1__HealthReply *)parse_ok(&vs__v1__health_reply__descriptor, "{\"pid\":-2147483648}");
+    hr =
+        (Vs__V1__HealthReply *)parse_ok(&vs__v1__health_reply__descriptor, "{\"pid\":-2147483648}");
     assert_int_equal(hr->pid, INT32_MIN);
     protobuf_c_message_free_unpacked(&hr->base, NULL);
 
-    expect_einval(&vs__v1__health_reply__descriptor, "{\"pid\":2147483648}", "pid: out of range for int32");
-    expect_einval(&vs__v1__health_reply__descriptor, "{\"pid\":-2147483649}", "pid: out of range for int32");
+    expect_einval(&vs__v1__health_reply__descriptor, "{\"pid\":2147483648}",
+                  "pid: out of range for int32");
+    expect_einval(&vs__v1__health_reply__descriptor, "{\"pid\":-2147483649}",
+                  "pid: out of range for int32");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":{\"pids\":4294967296}}",
                   "limits.pids: out of range for uint32");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":{\"pids\":-1}}", "limits.pids: out of range");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":{\"pids\":-1}}",
+                  "limits.pids: out of range");
 }
 
 static void test_unknown_key_rejected(void **state)
@@ -770,14 +809,19 @@ static void test_unknown_key_rejected(void **state)
     json_t *j = json_loads("{\"limits\":{\"pids\":3,\"pidz\":1}}", 0, &je);
 
     (void)state;
-    assert_int_equal(vs_pb_from_json(&vs__v1__task_submit__descriptor, j, &m, err, sizeof err), -EINVAL);
+    assert_int_equal(vs_pb_from_json(&vs__v1__task_submit__descriptor, j, &m, err, sizeof err),
+                     -EINVAL);
     assert_string_equal(err, "limits.pidz: unknown field");
     assert_null(m);
     json_decref(j);
 
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_idx\":\"\"}", "task_idx: unknown field");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\\u0000\":\"\"}", "unknown field");
-    expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":[{\"name\":\"a\"},{\"nam\":\"b\"}]}",
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_idx\":\"\"}",
+                  "task_idx: unknown field");
+    j = json_object();
+    assert_int_equal(json_object_setn_new(j, "task_id\0x", 9, json_string("")), 0);
+    expect_einval_json(&vs__v1__task_submit__descriptor, j, "task_id: unknown field");
+    expect_einval(&vs__v1__stats_reply__descriptor,
+                  "{\"counters\":[{\"name\":\"a\"},{\"nam\":\"b\"}]}",
                   "counters[1].nam: unknown field");
     expect_einval(&vs__v1__task_submit__descriptor, "[]", "vs.v1.TaskSubmit: expected an object");
     expect_einval(&vs__v1__task_submit__descriptor, "\"x\"", "expected an object");
@@ -786,33 +830,50 @@ static void test_unknown_key_rejected(void **state)
 static void test_wrong_type_rejected(void **state)
 {
     (void)state;
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester\":5}", "requester: expected a string");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester\":\"a\\u0000b\"}", "requester: string holds a NUL");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester\":5}",
+                  "requester: expected a string");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester\":\"a\\u0000b\"}",
+                  "requester: string holds a NUL");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"bounty\":true}", "bounty: expected uint64");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":\"x\"}", "limits: expected an object");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":[]}", "limits: expected an object");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":5}", "task_id: expected a base64 string");
-    expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":{}}", "counters: expected an array");
-    expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":[{},null]}", "counters[1]: expected an object");
-    expect_einval(&vs__v1__verify_result__descriptor, "{\"verified\":\"yes\"}", "verified: expected true or false");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":\"x\"}",
+                  "limits: expected an object");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":[]}",
+                  "limits: expected an object");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":5}",
+                  "task_id: expected a base64 string");
+    expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":{}}",
+                  "counters: expected an array");
+    expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":[{},null]}",
+                  "counters[1]: expected an object");
+    expect_einval(&vs__v1__verify_result__descriptor, "{\"verified\":\"yes\"}",
+                  "verified: expected true or false");
     expect_einval(&vs__v1__verify_result__descriptor, "{\"verified\":1}", "verified");
-    expect_einval(&vs__v1__ledger_reply__descriptor, "{\"reputation\":\"1.5\"}", "reputation: expected a number");
+    expect_einval(&vs__v1__ledger_reply__descriptor, "{\"reputation\":\"1.5\"}",
+                  "reputation: expected a number");
     expect_einval(&vs__v1__ledger_reply__descriptor, "{\"reputation\":{}}", "reputation");
     expect_einval(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":true}", "seccomp_preset");
-    expect_einval(&vs__v1__agent_command__descriptor, "{\"request_data\":{\"headers\":[{\"key\":1}]}}",
+    expect_einval(&vs__v1__agent_command__descriptor,
+                  "{\"request_data\":{\"headers\":[{\"key\":1}]}}",
                   "request_data.headers[0].key: expected a string");
-    expect_einval(&vs__v1__settlement__descriptor, "{\"transfer_ids\":[\"AAAA\",7]}", "transfer_ids[1]");
+    expect_einval(&vs__v1__settlement__descriptor, "{\"transfer_ids\":[\"AAAA\",7]}",
+                  "transfer_ids[1]");
 }
 
 static void test_bad_base64_rejected(void **state)
 {
     (void)state;
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":\"!!!!\"}", "task_id: invalid base64");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAA\"}", "requester_box_key");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"QR==\"}", "requester_box_key");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AA-_\"}", "requester_box_key");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAAA AAAA\"}", "requester_box_key");
-    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAAA\\u0000AAA\"}", "requester_box_key");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":\"!!!!\"}",
+                  "task_id: invalid base64");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAA\"}",
+                  "requester_box_key");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"QR==\"}",
+                  "requester_box_key");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AA-_\"}",
+                  "requester_box_key");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAAA AAAA\"}",
+                  "requester_box_key");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAAA\\u0000AAA\"}",
+                  "requester_box_key");
 }
 
 static void test_enum_by_name_or_number(void **state)
@@ -827,17 +888,19 @@ static void test_enum_by_name_or_number(void **state)
     tl = (Vs__V1__TaskLimits *)parse_ok(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":3}");
     assert_int_equal(tl->seccomp_preset, VS__V1__SECCOMP_PRESET__SECCOMP_PRESET_NETWORK);
     protobuf_c_message_free_unpacked(&tl->base, NULL);
-    tl = (Vs__V1__TaskLimits *)parse_ok(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":42}");
+    tl =
+        (Vs__V1__TaskLimits *)parse_ok(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":42}");
     assert_int_equal(tl->seccomp_preset, 42);
     protobuf_c_message_free_unpacked(&tl->base, NULL);
 
     expect_einval(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":\"SECCOMP_PRESET_BOGUS\"}",
                   "seccomp_preset: unknown vs.v1.SeccompPreset value \"SECCOMP_PRESET_BOGUS\"");
-    expect_einval(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":\"seccomp_preset_network\"}",
-                  "seccomp_preset");
-    expect_einval(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":\"SECCOMP_PRESET_NETWORK\\u0000x\"}",
-                  "seccomp_preset");
-    expect_einval(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":2147483648}", "seccomp_preset: out of range");
+    expect_einval(&vs__v1__task_limits__descriptor,
+                  "{\"seccomp_preset\":\"seccomp_preset_network\"}", "seccomp_preset");
+    expect_einval(&vs__v1__task_limits__descriptor,
+                  "{\"seccomp_preset\":\"SECCOMP_PRESET_NETWORK\\u0000x\"}", "seccomp_preset");
+    expect_einval(&vs__v1__task_limits__descriptor, "{\"seccomp_preset\":2147483648}",
+                  "seccomp_preset: out of range");
 }
 
 static void test_two_oneof_members_rejected(void **state)
@@ -846,18 +909,20 @@ static void test_two_oneof_members_rejected(void **state)
 
     (void)state;
     expect_einval(&vs__v1__agent_command__descriptor, "{\"ping\":{},\"echo\":{}}", "echo");
-    expect_einval(&vs__v1__agent_command__descriptor, "{\"ping\":{},\"echo\":{}}", "ping already is");
+    expect_einval(&vs__v1__agent_command__descriptor, "{\"ping\":{},\"echo\":{}}",
+                  "ping already is");
     expect_einval(&vs__v1__agent_reply__descriptor, "{\"memory_bytes\":0,\"transfer_id\":\"\"}",
                   "transfer_id: only one member of a oneof");
     /* a failure inside the second member must not leak the first */
-    expect_einval(&vs__v1__agent_command__descriptor, "{\"heartbeat\":{\"progress\":\"x\"},\"web_search\":{\"q\":1}}",
-                  "web_search");
+    expect_einval(&vs__v1__agent_command__descriptor,
+                  "{\"heartbeat\":{\"progress\":\"x\"},\"web_search\":{\"q\":1}}", "web_search");
     expect_einval(&vs__v1__agent_command__descriptor, "{\"web_search\":{\"query\":\"x\",\"q\":1}}",
                   "web_search.q: unknown field");
 
     /* null means absent, also for oneof members */
-    ac = (Vs__V1__AgentCommand *)parse_ok(&vs__v1__agent_command__descriptor,
-                                          "{\"ping\":null,\"echo\":{\"nonce\":\"AAEC\"},\"agent\":null}");
+    ac = (Vs__V1__AgentCommand *)parse_ok(
+        &vs__v1__agent_command__descriptor,
+        "{\"ping\":null,\"echo\":{\"nonce\":\"AAEC\"},\"agent\":null}");
     assert_int_equal(ac->body_case, VS__V1__AGENT_COMMAND__BODY_ECHO);
     assert_int_equal(ac->echo->nonce.len, 3);
     assert_string_equal(ac->agent, "");
@@ -883,13 +948,14 @@ static void test_depth_bomb_rejected(void **state)
     ProtobufCMessage *m = NULL;
     json_t *j = chain("child", 32);
     char err[ERRLEN];
-    json_t *back;
+    unsigned depth = 0;
 
     (void)state;
     assert_int_equal(vs_pb_from_json(&kitchen_descriptor, j, &m, err, sizeof err), 0);
-    back = vs_pb_to_json(m);
-    assert_true(json_equal(j, back));
-    json_decref(back);
+    for (const Kitchen *k = (const Kitchen *)m; k; k = k->child) {
+        depth++;
+    }
+    assert_int_equal(depth, 32);
     json_decref(j);
     protobuf_c_message_free_unpacked(m, NULL);
 
@@ -897,7 +963,8 @@ static void test_depth_bomb_rejected(void **state)
     expect_einval_json(&kitchen_descriptor, chain("child", 33), "child.child.child");
     expect_einval_json(&kitchen_descriptor, chain("child", 5000), "nested deeper");
     /* in a schema without recursion the bomb hits an unknown field first */
-    expect_einval_json(&vs__v1__task_gated__descriptor, chain("task", 5000), "task.task: unknown field");
+    expect_einval_json(&vs__v1__task_gated__descriptor, chain("task", 5000),
+                       "task.task: unknown field");
 }
 
 /* The parts of the walker the vs.v1 schema does not reach. */
@@ -907,8 +974,13 @@ static void test_kitchen_specifics(void **state)
     json_t *j;
 
     (void)state;
-    k = (Kitchen *)parse_ok(&kitchen_descriptor, "{\"fl\":\"NaN\",\"db\":\"-Infinity\",\"opt\":\"-5\",\"req\":\"r\","
-                                                 "\"reals\":[1,\"Infinity\",0.5],\"pick_str\":\"\"}");
+    for (unsigned i = 1; i < kitchen_descriptor.n_fields; i++) {
+        assert_true(strcmp(kitchen_fields[kitchen_by_name[i - 1]].name,
+                           kitchen_fields[kitchen_by_name[i]].name) < 0);
+    }
+    k = (Kitchen *)parse_ok(&kitchen_descriptor,
+                            "{\"fl\":\"NaN\",\"db\":\"-Infinity\",\"opt\":\"-5\",\"req\":\"r\","
+                            "\"reals\":[1,\"Infinity\",0.5],\"pick_str\":\"\"}");
     assert_true(isnan(k->fl));
     assert_true(isinf(k->db) && k->db < 0);
     assert_true(k->has_opt);
@@ -918,7 +990,8 @@ static void test_kitchen_specifics(void **state)
     assert_true(isinf(k->reals[1]));
     assert_int_equal(k->pick_case, 25);
     j = vs_pb_to_json(&k->base);
-    assert_string_equal(json_string_value(json_object_get(j, "pick_str")), ""); /* a set oneof member */
+    assert_string_equal(json_string_value(json_object_get(j, "pick_str")),
+                        ""); /* a set oneof member */
     assert_string_equal(json_string_value(json_object_get(j, "fl")), "NaN");
     assert_null(json_object_get(j, "opt_bytes"));
     json_decref(j);
@@ -936,8 +1009,10 @@ static void test_kitchen_specifics(void **state)
 
     expect_einval(&kitchen_descriptor, "{\"fl\":1e39}", "fl: out of range");
     expect_einval(&kitchen_descriptor, "{\"reals\":[1,-1e39]}", "reals[1]: out of range");
-    expect_einval(&kitchen_descriptor, "{\"packed\":[1,2147483648]}", "packed[1]: out of range for sint32");
-    expect_einval(&kitchen_descriptor, "{\"sf64\":\"x\"}", "sf64: expected a decimal sfixed64 string");
+    expect_einval(&kitchen_descriptor, "{\"packed\":[1,2147483648]}",
+                  "packed[1]: out of range for sint32");
+    expect_einval(&kitchen_descriptor, "{\"sf64\":\"x\"}",
+                  "sf64: expected a decimal sfixed64 string");
     expect_einval(&kitchen_descriptor, "{\"pick_int\":1,\"pick_str\":\"a\"}", "pick_str");
     expect_einval(&kitchen_descriptor, "{\"names\":[\"a\",\"b\",3]}", "names[2]");
     expect_einval(&kitchen_descriptor, "{\"children\":[{},{\"children\":[{\"zz\":1}]}]}",
@@ -953,7 +1028,8 @@ static void test_bad_arguments(void **state)
     (void)state;
     assert_int_equal(vs_pb_from_json(NULL, j, &m, err, sizeof err), -EINVAL);
     assert_null(m);
-    assert_int_equal(vs_pb_from_json(&vs__v1__ping__descriptor, NULL, &m, err, sizeof err), -EINVAL);
+    assert_int_equal(vs_pb_from_json(&vs__v1__ping__descriptor, NULL, &m, err, sizeof err),
+                     -EINVAL);
     assert_int_equal(vs_pb_from_json(&vs__v1__ping__descriptor, j, NULL, err, sizeof err), -EINVAL);
     assert_true(err[0] != '\0');
     json_decref(j);
@@ -989,8 +1065,8 @@ static void parse_any(const ProtobufCMessageDescriptor *d, const json_t *root, u
 /* Replace each value under node (object members, array elements, at any
  * depth) in turn by each hostile value, parsing the whole document each
  * time; also add an extra key to every object. */
-static void mutate_walk(const ProtobufCMessageDescriptor *d, json_t *root, json_t *node, json_t *hostile,
-                        unsigned *runs)
+static void mutate_walk(const ProtobufCMessageDescriptor *d, json_t *root, json_t *node,
+                        json_t *hostile, unsigned *runs)
 {
     if (json_is_object(node)) {
         for (void *it = json_object_iter(node); it; it = json_object_iter_next(node, it)) {
@@ -1023,10 +1099,11 @@ static void mutate_walk(const ProtobufCMessageDescriptor *d, json_t *root, json_
 static void test_hostile_json(void **state)
 {
     json_error_t je;
-    json_t *hostile = json_loads("[{}, [], [{}], [null], [[]], {\"zz\":1}, \"\", \"x\\u00e9\", \"AAAA\", \"-0\","
-                                 " \"18446744073709551616\", \"NaN\", -1, 9223372036854775807, 1e300, -0.5,"
-                                 " true, false, null, \"00112233445566778899aabbccddeeff\"]",
-                                 0, &je);
+    json_t *hostile =
+        json_loads("[{}, [], [{}], [null], [[]], {\"zz\":1}, \"\", \"x\\u00e9\", \"AAAA\", \"-0\","
+                   " \"18446744073709551616\", \"NaN\", -1, 9223372036854775807, 1e300, -0.5,"
+                   " true, false, null, \"00112233445566778899aabbccddeeff\"]",
+                   0, &je);
     size_t n;
     const ProtobufCMessageDescriptor *const *all = vs_pb_all(&n);
     unsigned runs = 0;
@@ -1035,7 +1112,8 @@ static void test_hostile_json(void **state)
     assert_non_null(hostile);
     for (size_t i = 0; i <= n; i++) {
         const ProtobufCMessageDescriptor *d = i < n ? all[i] : &kitchen_descriptor;
-        ProtobufCMessage *m = populate(d, 0, 1);
+        /* the Kitchen nests three sub-messages per level: keep it shallow */
+        ProtobufCMessage *m = populate(d, i < n ? 0 : FILL_DEPTH - 2, 1);
         json_t *j = vs_pb_to_json(m);
 
         assert_non_null(j);
@@ -1050,7 +1128,8 @@ static void test_hostile_json(void **state)
 /* Truncated and garbage buffers do not unpack. */
 static void test_garbage_wire_rejected(void **state)
 {
-    static const uint8_t overlong_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t overlong_varint[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                              0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     static const uint8_t length_past_end[] = {0x12, 0x7f, 'a', 'b'};
     static const uint8_t huge_length[] = {0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 'a'};
     static const uint8_t group_wire_type[] = {0x0b, 0x0c};
@@ -1060,13 +1139,17 @@ static void test_garbage_wire_rejected(void **state)
         const uint8_t *buf;
         size_t len;
     } garbage[] = {
-        {overlong_varint, sizeof overlong_varint}, {length_past_end, sizeof length_past_end},
-        {huge_length, sizeof huge_length},         {group_wire_type, sizeof group_wire_type},
-        {tag_only, sizeof tag_only},               {overlong_tag, sizeof overlong_tag},
+        {overlong_varint, sizeof overlong_varint},
+        {length_past_end, sizeof length_past_end},
+        {huge_length, sizeof huge_length},
+        {group_wire_type, sizeof group_wire_type},
+        {tag_only, sizeof tag_only},
+        {overlong_tag, sizeof overlong_tag},
     };
     const ProtobufCMessageDescriptor *types[] = {
-        &vs__v1__task_submit__descriptor,   &vs__v1__agent_command__descriptor, &vs__v1__ledger_command__descriptor,
-        &vs__v1__audit_event__descriptor,   &vs__v1__stats_reply__descriptor,   &vs__v1__signed_envelope__descriptor,
+        &vs__v1__task_submit__descriptor,    &vs__v1__agent_command__descriptor,
+        &vs__v1__ledger_command__descriptor, &vs__v1__audit_event__descriptor,
+        &vs__v1__stats_reply__descriptor,    &vs__v1__signed_envelope__descriptor,
     };
 
     (void)state;
