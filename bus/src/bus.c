@@ -29,7 +29,7 @@
 #include "vs/subjects.h"
 
 #define PENDING_BUCKETS 1024
-#define PROGRESS_TICK_MS 1000
+#define PROGRESS_TICK_MS 200
 #define INVALID_AUDIT_PER_SEC 10
 #define SUB_PENDING_MSGS (1024 * 1024)
 #define SUB_PENDING_BYTES (512 * 1024 * 1024)
@@ -1105,6 +1105,11 @@ void vs_bus_free(vs_bus *bus)
     if (bus == NULL)
         return;
     if (bus->nc != NULL && atomic_load(&bus->connected) && !bus->closing) {
+        /* Let outstanding requests (publish acks of audit events, ...)
+         * complete, within a bound. */
+        uint64_t deadline = vs_mono_ms() + 2000;
+        while (bus->npending > 0 && vs_mono_ms() < deadline)
+            uv_run(bus->loop, UV_RUN_ONCE);
         /* Make sure the server has everything we published. */
         bool flushed = false;
         if (vs_bus_flush(bus, 2000, on_final_flush, &flushed) == 0)

@@ -227,9 +227,24 @@ static int load_config(const struct vs_daemon_def *def, const char *path, vs_con
     const struct vs_cfg_key *schemas[] = {common_keys, def->config};
     char err[512];
     int rc = vs_config_load(path, schemas, def->config != NULL ? 2 : 1, out, err, sizeof(err));
-    if (rc < 0)
+    if (rc < 0) {
         fprintf(stderr, "vs-%s: %s\n", def->component, err);
-    return rc;
+        return rc;
+    }
+    /* Values with a closed set of choices are checked here, at load. */
+    enum vs_log_level level;
+    const char *lvl = vs_config_string(*out, "log.level", "info");
+    const char *mode = vs_config_string(*out, "seccomp", "enforce");
+    if (log_level_parse(lvl, &level) < 0)
+        snprintf(err, sizeof(err), "%s: log.level must be debug, info, warn or error", path);
+    else if (strcmp(mode, "enforce") != 0 && strcmp(mode, "log") != 0)
+        snprintf(err, sizeof(err), "%s: seccomp must be enforce or log", path);
+    else
+        return 0;
+    fprintf(stderr, "vs-%s: %s\n", def->component, err);
+    vs_config_free(*out);
+    *out = NULL;
+    return -EINVAL;
 }
 
 static int connect_bus(vs_daemon *d)
@@ -263,17 +278,11 @@ static int start(vs_daemon *d)
     if (rc == 0 && d->def->open != NULL && (rc = d->def->open(d)) < 0)
         log_warnx("cannot open %s resources: %s", d->def->component, strerror(-rc));
     if (rc == 0) {
-        const char *mode = vs_config_string(d->cfg, "seccomp", "enforce");
-        bool log_only = strcmp(mode, "log") == 0;
-        if (!log_only && strcmp(mode, "enforce") != 0) {
-            log_warnx("seccomp must be 'enforce' or 'log', not '%s'", mode);
-            rc = -EINVAL;
-        } else {
-            if (log_only)
-                log_warnx("seccomp in log mode: violations are only logged by the kernel");
-            rc = vs_narrow(d->def->syscalls, log_only);
-            d->narrowed = rc == 0 && !log_only;
-        }
+        bool log_only = strcmp(vs_config_string(d->cfg, "seccomp", "enforce"), "log") == 0;
+        if (log_only)
+            log_warnx("seccomp in log mode: violations are only logged by the kernel");
+        rc = vs_narrow(d->def->syscalls, log_only);
+        d->narrowed = rc == 0 && !log_only;
     }
     if (rc == 0)
         rc = answer_sys(d);

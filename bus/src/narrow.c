@@ -65,7 +65,7 @@ static const char *const fatal_calls[] = {
 /* Only what a sanitizer runtime needs at exit (LeakSanitizer stops the
  * world with a traced clone). Never in a normal build. */
 #ifdef VS_SANITIZE
-static const char *const sanitizer_calls[] = {"ptrace", "wait4", "clone", "prctl", "sched_getparam"};
+static const char *const sanitizer_calls[] = {"ptrace", "wait4", "clone", "prctl", "sched_getparam", "getdents"};
 #endif
 
 static bool is_extra(const int *extra, int nr)
