@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "natsd.h"
+#include "busfix.h"
 #include "vs/bus.h"
 #include "vs/ids.h"
 #include "vs/keys.h"
@@ -23,30 +23,19 @@
 #include "vs/v1/sys.pb-c.h"
 #include "vs/v1/task.pb-c.h"
 
-struct fixture {
-    struct vs_natsd nats;
-    uv_loop_t loop;
-    vs_bus *bus;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
+    struct vs_busfix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(vs_natsd_start(&f->nats), 0);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(vs_natsd_bus(&f->nats, &f->loop, 64 * 1024, &f->bus), 0);
+    vs_busfix_init(f, 64 * 1024);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    vs_bus_free(f->bus);
-    uv_loop_close(&f->loop);
-    vs_natsd_destroy(&f->nats);
-    free(f);
+    vs_busfix_fini(*state);
+    free(*state);
     return 0;
 }
 
@@ -82,7 +71,7 @@ static void make_heartbeat(Vs__V1__AgentCommand *cmd, Vs__V1__Heartbeat *hb, con
 
 static void test_typed_pubsub(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct received r = {.want = 3};
     vs_sub *sub;
     char subject[VS_SUBJECT_MAX];
@@ -104,7 +93,7 @@ static void test_typed_pubsub(void **state)
 
 static void test_wrong_type_for_subject_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     Vs__V1__TaskRejected rej = VS__V1__TASK_REJECTED__INIT;
     /* A TaskRejected may not travel on a heartbeat subject... */
     assert_int_equal(vs_bus_publish(f->bus, "vs.agent.a1.heartbeat", &rej.base), -EPROTOTYPE);
@@ -128,7 +117,7 @@ static void test_hostile_tokens_refused(void **state)
 
 static void test_queue_group_delivers_once(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct received a = {.want = 1000}, b = {.want = 1000};
     vs_sub *sa, *sb;
     assert_int_equal(vs_bus_subscribe(f->bus, "vs.agent.q.heartbeat", "workers",
@@ -182,7 +171,7 @@ static void on_reply(int status, const ProtobufCMessage *msg, void *arg)
     }
 }
 
-static void request_health(struct fixture *f, const char *subject, uint64_t timeout, struct reply *r)
+static void request_health(struct vs_busfix *f, const char *subject, uint64_t timeout, struct reply *r)
 {
     Vs__V1__SysRequest req = VS__V1__SYS_REQUEST__INIT;
     req.sent_at_ns = vs_now_ns();
@@ -194,7 +183,7 @@ static void request_health(struct fixture *f, const char *subject, uint64_t time
 
 static void test_request_reply(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     int served = 0;
     vs_sub *sub;
     assert_int_equal(vs_bus_subscribe(f->bus, "vs.sys.health.unit", NULL,
@@ -210,7 +199,7 @@ static void test_request_reply(void **state)
 
 static void test_request_no_responders(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct reply r;
     request_health(f, "vs.sys.health.nobody", 5000, &r);
     assert_int_equal(r.status, -EHOSTUNREACH);
@@ -225,7 +214,7 @@ static int on_silent(vs_msg *m, void *arg)
 
 static void test_request_timeout(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     int seen = 0;
     vs_sub *sub;
     assert_int_equal(vs_bus_subscribe(f->bus, "vs.sys.health.silent", NULL,
@@ -264,7 +253,7 @@ static void on_raw_status(int status, vs_msg *reply, void *arg)
 
 static void test_hostile_input_rejected_service_keeps_serving(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     int served = 0;
     vs_sub *sub;
     assert_int_equal(vs_bus_subscribe(f->bus, "vs.sys.health.unit", NULL,
@@ -316,7 +305,7 @@ static int on_health_forged(vs_msg *m, void *arg)
 
 static void test_reply_to_must_be_an_inbox(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     /* A requester may not make a service publish its reply on a pipeline
      * subject: reply addresses must be inboxes. */
     int respond_rc = 1;

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "natsd.h"
+#include "busfix.h"
 #include "proc.h"
 #include "vs/bus.h"
 #include "vs/ids.h"
@@ -31,9 +31,7 @@
 #include "vs/v1/task.pb-c.h"
 
 struct fixture {
-    struct vs_natsd nats;
-    uv_loop_t loop;
-    vs_bus *bus;
+    struct vs_busfix base;
     char dir[128];
     char effects[256];
     char log[256];
@@ -45,9 +43,7 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(vs_natsd_start(&f->nats), 0);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(vs_natsd_bus(&f->nats, &f->loop, 0, &f->bus), 0);
+    vs_busfix_init(&f->base, 0);
     snprintf(f->dir, sizeof(f->dir), "/tmp/vs-testd-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->effects, sizeof(f->effects), "%s/effects", f->dir);
@@ -62,9 +58,7 @@ static int teardown(void **state)
     for (int i = 0; i < f->ndaemons; i++)
         if (f->daemons[i] > 0)
             vs_proc_kill(f->daemons[i]);
-    vs_bus_free(f->bus);
-    uv_loop_close(&f->loop);
-    vs_natsd_destroy(&f->nats);
+    vs_busfix_fini(&f->base);
     vs_rmtree(f->dir);
     free(f);
     return 0;
@@ -72,8 +66,7 @@ static int teardown(void **state)
 
 static void idle(struct fixture *f, uint64_t ms)
 {
-    bool never = false;
-    vs_bus_run_until(f->bus, &never, ms);
+    vs_test_idle(f->base.bus, ms);
 }
 
 /* Wait for a line in the effects file while the test's bus keeps running
@@ -105,7 +98,7 @@ static const char *config(struct fixture *f, const char *name, const char *extra
     snprintf(text, sizeof(text),
              "nats:\n  url: %s\n  max_msg: 16KiB\nlog:\n  level: debug\nshutdown_timeout: 8s\n"
              "testd:\n  effects: %s\n  ack_wait: 1s\n%s",
-             f->nats.url, f->effects, extra != NULL ? extra : "");
+             f->base.nats.url, f->effects, extra != NULL ? extra : "");
     write_file(path, text);
     return path;
 }
@@ -133,9 +126,9 @@ static struct health ask_health(struct fixture *f)
 {
     struct health h = {0};
     Vs__V1__SysRequest req = VS__V1__SYS_REQUEST__INIT;
-    assert_int_equal(vs_bus_request(f->bus, "vs.sys.health.testd", &req.base,
+    assert_int_equal(vs_bus_request(f->base.bus, "vs.sys.health.testd", &req.base,
                                     &vs__v1__health_reply__descriptor, 1000, on_health, &h), 0);
-    assert_int_equal(vs_bus_run_until(f->bus, &h.done, 5000), 0);
+    assert_int_equal(vs_bus_run_until(f->base.bus, &h.done, 5000), 0);
     return h;
 }
 
@@ -225,24 +218,7 @@ static void publish_task(struct fixture *f, uint8_t id[VS_ID_LEN], char hex[VS_I
     t.task_id.data = id;
     t.task_id.len = VS_ID_LEN;
     t.agent = "agent-1";
-    assert_int_equal(vs_js_publish(f->bus, "vs.task.submit", &t.base, hex, NULL, NULL), 0);
-}
-
-static int count_handler(vs_msg *m, void *arg)
-{
-    (void)m;
-    (*(int *)arg)++;
-    return 0;
-}
-
-static int outputs_in_stream(struct fixture *f)
-{
-    int n = 0;
-    vs_consumer *r;
-    assert_int_equal(vs_js_read(f->bus, "TASKS", "vs.task.rejected", 0, 0, NULL, count_handler, &n, &r), 0);
-    idle(f, 700);
-    vs_consumer_free(r);
-    return n;
+    assert_int_equal(vs_js_publish(f->base.bus, "vs.task.submit", &t.base, hex, NULL, NULL), 0);
 }
 
 static void test_redelivery_after_kill_handled_once(void **state)
@@ -266,7 +242,7 @@ static void test_redelivery_after_kill_handled_once(void **state)
     assert_int_equal(wait_effect(f, line, 15000), 0);
     idle(f, 2500);
     assert_int_equal(vs_file_count(f->effects, line), 1);
-    assert_int_equal(outputs_in_stream(f), 1);
+    assert_int_equal(vs_test_stream_count(f->base.bus, "TASKS", "vs.task.rejected"), 1);
 }
 
 static void test_crash_after_effect_output_once(void **state)
@@ -287,7 +263,7 @@ static void test_crash_after_effect_output_once(void **state)
     assert_int_equal(wait_effect(f, line, 15000), 0);
     snprintf(line, sizeof(line), "done %s", hex);
     assert_int_equal(vs_file_count(f->effects, line), 1);
-    assert_int_equal(outputs_in_stream(f), 1);
+    assert_int_equal(vs_test_stream_count(f->base.bus, "TASKS", "vs.task.rejected"), 1);
 }
 
 struct answer {
@@ -321,7 +297,7 @@ static void js_reply_after_crash(struct fixture *f, const char *crash)
     cmd.command_id.len = VS_ID_LEN;
     cmd.op = VS__V1__LEDGER_OP__LEDGER_OP_DEPOSIT;
     struct answer a = {0};
-    assert_int_equal(vs_js_request(f->bus, "vs.ledger.command", &cmd.base, hex,
+    assert_int_equal(vs_js_request(f->base.bus, "vs.ledger.command", &cmd.base, hex,
                                    &vs__v1__ledger_reply__descriptor, 20000, on_answer, &a), 0);
     /* The first instance dies (before or after its reply); the next one
      * gets the redelivery and answers again from its record. */
@@ -333,7 +309,7 @@ static void js_reply_after_crash(struct fixture *f, const char *crash)
     for (int i = 0; i < 300 && vs_file_count(f->effects, line) == 0; i++)
         idle(f, 50);
     assert_int_equal(vs_file_count(f->effects, line), 1);
-    assert_int_equal(vs_bus_run_until(f->bus, &a.done, 10000), 0);
+    assert_int_equal(vs_bus_run_until(f->base.bus, &a.done, 10000), 0);
     idle(f, 500);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.status, 0);
@@ -373,7 +349,7 @@ static void test_sigterm_finishes_in_flight_work(void **state)
     idle(f, 2500);
     snprintf(line, sizeof(line), "%s", hex);
     assert_int_equal(vs_file_count(f->effects, line), 2); /* start + done */
-    assert_int_equal(outputs_in_stream(f), 1);
+    assert_int_equal(vs_test_stream_count(f->base.bus, "TASKS", "vs.task.rejected"), 1);
 }
 
 struct stats {
@@ -417,26 +393,26 @@ static void test_hostile_input_daemon_keeps_serving(void **state)
     struct fixture *f = *state;
     pid_t pid = start_testd(f, config(f, "hostile", NULL));
     struct raw r = {0};
-    assert_int_equal(vs_bus_request_raw(f->bus, "vs.sys.health.testd", "\x0a\xff\xff", 3, NULL, 0,
+    assert_int_equal(vs_bus_request_raw(f->base.bus, "vs.sys.health.testd", "\x0a\xff\xff", 3, NULL, 0,
                                         2000, on_raw, &r), 0);
-    assert_int_equal(vs_bus_run_until(f->bus, &r.done, 5000), 0);
+    assert_int_equal(vs_bus_run_until(f->base.bus, &r.done, 5000), 0);
     assert_int_equal(r.code, VS__V1__STATUS_CODE__STATUS_INVALID);
     /* Over the daemon's 16 KiB limit (the test's bus allows 1 MiB). */
     size_t big = 200 * 1024;
     char *blob = calloc(1, big);
-    assert_int_equal(vs_bus_publish_raw(f->bus, "vs.sys.health.testd", NULL, blob, big, NULL, 0), 0);
+    assert_int_equal(vs_bus_publish_raw(f->base.bus, "vs.sys.health.testd", NULL, blob, big, NULL, 0), 0);
     free(blob);
     /* A task that is not one (poison on a JetStream consumer). */
-    assert_int_equal(vs_js_publish_raw(f->bus, "vs.task.submit", "garbage!", 8, NULL, 0, NULL, NULL), 0);
+    assert_int_equal(vs_js_publish_raw(f->base.bus, "vs.task.submit", "garbage!", 8, NULL, 0, NULL, NULL), 0);
     idle(f, 500);
     struct health h = ask_health(f);
     assert_int_equal(h.status, 0);
     assert_int_equal(h.pid, pid);
     struct stats s = {0};
     Vs__V1__SysRequest req = VS__V1__SYS_REQUEST__INIT;
-    assert_int_equal(vs_bus_request(f->bus, "vs.sys.stats.testd", &req.base,
+    assert_int_equal(vs_bus_request(f->base.bus, "vs.sys.stats.testd", &req.base,
                                     &vs__v1__stats_reply__descriptor, 2000, on_stats, &s), 0);
-    assert_int_equal(vs_bus_run_until(f->bus, &s.done, 5000), 0);
+    assert_int_equal(vs_bus_run_until(f->base.bus, &s.done, 5000), 0);
     assert_int_equal(s.invalid, 3);
     assert_true(vs_proc_alive(pid));
 }
@@ -445,7 +421,7 @@ static void test_survives_broker_restart(void **state)
 {
     struct fixture *f = *state;
     pid_t pid = start_testd(f, config(f, "restart", NULL));
-    assert_int_equal(vs_natsd_restart(&f->nats), 0);
+    assert_int_equal(vs_natsd_restart(&f->base.nats), 0);
     /* Our own bus reconnects too; then the daemon answers and consumes. */
     struct health h = {0};
     for (int i = 0; i < 100; i++) {

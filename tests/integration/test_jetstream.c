@@ -15,7 +15,8 @@
 #include <cmocka.h>
 #include <sodium.h>
 
-#include "natsd.h"
+#include "busfix.h"
+#include "vs/audit.h"
 #include "vs/blob.h"
 #include "vs/bus.h"
 #include "vs/ids.h"
@@ -25,37 +26,25 @@
 #include "vs/v1/ledger.pb-c.h"
 #include "vs/v1/task.pb-c.h"
 
-struct fixture {
-    struct vs_natsd nats;
-    uv_loop_t loop;
-    vs_bus *bus;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
+    struct vs_busfix *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    assert_int_equal(vs_natsd_start(&f->nats), 0);
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    assert_int_equal(vs_natsd_bus(&f->nats, &f->loop, 0, &f->bus), 0);
+    vs_busfix_init(f, 0);
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    vs_bus_free(f->bus);
-    uv_loop_close(&f->loop);
-    vs_natsd_destroy(&f->nats);
-    free(f);
+    vs_busfix_fini(*state);
+    free(*state);
     return 0;
 }
 
-static void idle(struct fixture *f, uint64_t ms)
+static void idle(struct vs_busfix *f, uint64_t ms)
 {
-    bool never = false;
-    vs_bus_run_until(f->bus, &never, ms);
+    vs_test_idle(f->bus, ms);
 }
 
 struct acked {
@@ -89,7 +78,7 @@ static void make_task(Vs__V1__TaskSubmit *t, uint8_t id[VS_ID_LEN])
     t->bounty = 100;
 }
 
-static struct acked publish_task(struct fixture *f, const Vs__V1__TaskSubmit *t, const char *msg_id)
+static struct acked publish_task(struct vs_busfix *f, const Vs__V1__TaskSubmit *t, const char *msg_id)
 {
     struct acked a = {0};
     assert_int_equal(vs_js_publish(f->bus, "vs.task.submit", &t->base, msg_id, on_ack, &a), 0);
@@ -99,7 +88,7 @@ static struct acked publish_task(struct fixture *f, const Vs__V1__TaskSubmit *t,
 
 static void test_publish_dedup_by_msg_id(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     Vs__V1__TaskSubmit t;
     uint8_t id[VS_ID_LEN];
     make_task(&t, id);
@@ -120,7 +109,7 @@ static void test_publish_dedup_by_msg_id(void **state)
 
 static void test_publish_without_stream(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct acked a = {0};
     assert_int_equal(vs_js_publish_raw(f->bus, "not.in.any.stream", "x", 1, NULL, 0, on_ack, &a), 0);
     assert_int_equal(vs_bus_run_until(f->bus, &a.done, 10000), 0);
@@ -174,19 +163,9 @@ static int count_msg(vs_msg *m, void *arg)
     return 0;
 }
 
-static int stream_count(struct fixture *f, const char *subject)
-{
-    struct counter c = {.want = 1000000};
-    vs_consumer *r;
-    assert_int_equal(vs_js_read(f->bus, "TASKS", subject, 0, 0, NULL, count_msg, &c, &r), 0);
-    idle(f, 700);
-    vs_consumer_free(r);
-    return c.n;
-}
-
 static void test_consumer_acks_after_output_and_retries(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct worker w = {.fail_first = 2};
     struct vs_consumer_def def = {.stream = "TASKS", .durable = "unit", .filter_subject = "vs.task.submit",
                                   .ack_wait_ms = 2000, .nak_delay_ms = 100};
@@ -203,13 +182,13 @@ static void test_consumer_acks_after_output_and_retries(void **state)
     assert_int_equal(w.last_delivery, 3);
     idle(f, 2500);                         /* past ack_wait: acked, so no redelivery */
     assert_int_equal(w.calls, 3);
-    assert_int_equal(stream_count(f, "vs.task.rejected"), 1);
+    assert_int_equal(vs_test_stream_count(f->bus, "TASKS", "vs.task.rejected"), 1);
     vs_consumer_free(c);
 }
 
 static void test_poison_message_terminated(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct worker w = {.poison = true};
     struct vs_consumer_def def = {.stream = "TASKS", .durable = "poison", .filter_subject = "vs.task.submit",
                                   .ack_wait_ms = 1000};
@@ -267,7 +246,7 @@ static void on_answer(int status, const ProtobufCMessage *msg, void *arg)
 
 static void test_js_request_reply(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     int applied = 0;
     struct vs_consumer_def def = {.stream = "LEDGER", .durable = "ledger", .filter_subject = "vs.ledger.command"};
     vs_consumer *c;
@@ -301,7 +280,7 @@ static void test_js_request_reply(void **state)
 
 static void test_js_request_without_service_times_out(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     Vs__V1__LedgerCommand cmd = VS__V1__LEDGER_COMMAND__INIT;
     struct answer a = {0};
     assert_int_equal(vs_js_request(f->bus, "vs.ledger.command", &cmd.base, NULL,
@@ -337,7 +316,7 @@ static void on_kv(int status, const struct vs_kv_entry *e, void *arg)
 
 static void test_kv_bucket(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     struct kv_result r;
     KV_SYNC(f, vs_kv_get(f->bus, VS_KV_TASK_STATE, "t1", on_kv, &r), r);
     assert_int_equal(r.status, -ENOENT);
@@ -366,7 +345,7 @@ static void test_kv_bucket(void **state)
 
 static void test_read_last_n(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     for (int i = 0; i < 10; i++) {
         Vs__V1__TaskSubmit t;
         uint8_t id[VS_ID_LEN];
@@ -418,7 +397,7 @@ static void on_fetched(int status, const uint8_t *data, size_t len, void *arg)
 
 static void test_blob_5mib_round_trip(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     vs_boxkey *scanner, *other;
     assert_int_equal(vs_boxkey_new(&scanner), 0);
     assert_int_equal(vs_boxkey_new(&other), 0);
@@ -453,7 +432,7 @@ static void test_blob_5mib_round_trip(void **state)
 
 static void test_blob_corrupted_chunk_refused(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     vs_boxkey *scanner;
     assert_int_equal(vs_boxkey_new(&scanner), 0);
     size_t len = 3 * VS_BLOB_CHUNK_SIZE + 10;
@@ -497,7 +476,7 @@ static void test_blob_corrupted_chunk_refused(void **state)
 
 static void test_blob_missing_times_out(void **state)
 {
-    struct fixture *f = *state;
+    struct vs_busfix *f = *state;
     vs_boxkey *k;
     assert_int_equal(vs_boxkey_new(&k), 0);
     Vs__V1__BlobManifest m = VS__V1__BLOB_MANIFEST__INIT;
@@ -516,6 +495,57 @@ static void test_blob_missing_times_out(void **state)
     vs_boxkey_free(k);
 }
 
+struct audit_seen {
+    int n;
+    char subject[128];
+    char event[64];
+    char detail[64];
+    char component[32];
+    Vs__V1__Severity severity;
+};
+
+static int on_audit(vs_msg *m, void *arg)
+{
+    struct audit_seen *a = arg;
+    const Vs__V1__AuditEvent *ev = (const Vs__V1__AuditEvent *)vs_msg_body(m);
+    a->n++;
+    snprintf(a->subject, sizeof(a->subject), "%s", vs_msg_subject(m));
+    snprintf(a->event, sizeof(a->event), "%s", ev->event);
+    snprintf(a->component, sizeof(a->component), "%s", ev->component);
+    a->severity = ev->severity;
+    if (ev->n_details == 1)
+        snprintf(a->detail, sizeof(a->detail), "%s=%s", ev->details[0]->key, ev->details[0]->value);
+    return 0;
+}
+
+static void test_audit_emit(void **state)
+{
+    struct vs_busfix *f = *state;
+    uint8_t task[VS_ID_LEN];
+    vs_id_new(task);
+    assert_int_equal(vs_audit_emit(f->bus, "escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, "agent-7", task,
+                                   "hold_created", "amount", "100", NULL), 0);
+    /* Bad categories and unterminated details are refused. */
+    assert_int_equal(vs_audit_emit(f->bus, "Escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, NULL, NULL, "x", NULL), -EINVAL);
+    assert_int_equal(vs_audit_emit(f->bus, "a.b", VS__V1__SEVERITY__SEVERITY_NOTICE, NULL, NULL, "x", NULL), -EINVAL);
+    assert_int_equal(vs_audit_emit(f->bus, "ok", VS__V1__SEVERITY__SEVERITY_UNSPECIFIED, NULL, NULL, "x", NULL), -EINVAL);
+    assert_int_equal(vs_audit_emit(f->bus, "ok", VS__V1__SEVERITY__SEVERITY_INFO, NULL, NULL, "x", "key", NULL, NULL), -EINVAL);
+    idle(f, 300);
+    struct audit_seen a = {0};
+    vs_consumer *r;
+    assert_int_equal(vs_js_read(f->bus, "AUDIT", "vs.audit.>", 0, 0, &vs__v1__audit_event__descriptor,
+                                on_audit, &a, &r), 0);
+    idle(f, 700);
+    vs_consumer_free(r);
+    assert_int_equal(a.n, 1);
+    assert_string_equal(a.subject, "vs.audit.escrow.notice");
+    assert_string_equal(a.event, "hold_created");
+    assert_string_equal(a.detail, "amount=100");
+    assert_string_equal(a.component, "test");
+    assert_int_equal(a.severity, VS__V1__SEVERITY__SEVERITY_NOTICE);
+    assert_int_equal(vs_audit_failed(), 0);
+}
+
 int main(void)
 {
     log_init("test", VS_LOG_WARN);
@@ -532,6 +562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blob_5mib_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_corrupted_chunk_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_missing_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_emit, setup, teardown),
     };
     return cmocka_run_group_tests_name("jetstream", tests, NULL, NULL);
 }
