@@ -114,13 +114,20 @@ static void enqueue(vs_bus *bus, enum event_kind kind, vs_sub *sub, natsMsg *nm)
     uv_async_send(&bus->wake);
 }
 
-static void on_wake(uv_async_t *h)
+/* Take the whole queue (one lock round per wake-up). */
+static struct event *take_events(vs_bus *bus)
 {
-    vs_bus *bus = h->data;
     uv_mutex_lock(&bus->lock);
     struct event *ev = bus->head;
     bus->head = bus->tail = NULL;
     uv_mutex_unlock(&bus->lock);
+    return ev;
+}
+
+static void on_wake(uv_async_t *h)
+{
+    vs_bus *bus = h->data;
+    struct event *ev = take_events(bus);
 
     while (ev != NULL) {
         struct event *next = ev->next;
@@ -807,17 +814,19 @@ void vs__pending_fail(vs_bus *bus, uint64_t token, int status)
         pending_complete(p, status, NULL);
 }
 
-/* Withdraw a request that could not be sent, without calling back. */
-static void pending_take_back(vs_bus *bus, uint64_t token)
+/* Withdraw a request that could not be sent, without calling back; returns
+ * its callback argument for the caller to release. */
+static void *pending_take_back(vs_bus *bus, uint64_t token)
 {
     struct pending **pp = pending_slot(bus, token);
     struct pending *p = *pp;
     if (p == NULL)
-        return;
+        return NULL;
     *pp = p->next;
     bus->npending--;
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, on_pending_timer_closed);
+    return p->arg;
 }
 
 static int on_inbox_msg(vs_msg *m, void *arg)
@@ -917,23 +926,18 @@ int vs_bus_request(vs_bus *bus, const char *subject, const ProtobufCMessage *req
     if (bus == NULL || subject == NULL || req == NULL || reply_desc == NULL || cb == NULL)
         return -EINVAL;
     int rc = check_subject_type(subject, req);
-    if (rc < 0)
-        return rc;
-    struct typed_request *tr = malloc(sizeof(*tr));
-    if (tr == NULL)
-        return -ENOMEM;
-    tr->desc = reply_desc;
-    tr->cb = cb;
-    tr->arg = arg;
-    uint8_t *buf;
+    uint8_t *buf = NULL;
     size_t len;
-    rc = vs__pack(bus, req, &buf, &len);
-    if (rc == 0) {
-        rc = vs_bus_request_raw(bus, subject, buf, len, NULL, 0, timeout_ms, on_typed_reply, tr);
-        free(buf);
-    }
-    if (rc < 0)
-        free(tr);
+    if (rc == 0)
+        rc = vs__pack(bus, req, &buf, &len);
+    char inbox[128];
+    uint64_t token;
+    if (rc == 0)
+        rc = vs__pending_add_typed(bus, reply_desc, timeout_ms, cb, arg, inbox, sizeof(inbox),
+                                   &token);
+    if (rc == 0 && (rc = vs__publish(bus, subject, inbox, buf, len, NULL, 0)) < 0)
+        free(pending_take_back(bus, token));
+    free(buf);
     return rc;
 }
 
@@ -1150,18 +1154,13 @@ void vs_bus_free(vs_bus *bus)
     /* Run the adapter's detach close callbacks too. */
     for (int i = 0; i < 4; i++)
         uv_run(bus->loop, UV_RUN_NOWAIT);
-    uv_mutex_lock(&bus->lock);
-    struct event *ev = bus->head;
-    bus->head = bus->tail = NULL;
-    uv_mutex_unlock(&bus->lock);
-    while (ev != NULL) {
-        struct event *next = ev->next;
+    for (struct event *ev = take_events(bus), *next; ev != NULL; ev = next) {
+        next = ev->next;
         if (ev->nm != NULL)
             natsMsg_Destroy(ev->nm);
         if (ev->sub != NULL)
             sub_release(ev->sub);
         free(ev);
-        ev = next;
     }
     uv_mutex_destroy(&bus->lock);
     free(bus->component);
