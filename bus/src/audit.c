@@ -58,18 +58,8 @@ uint64_t vs_audit_failed(void)
     return atomic_load(&audit_failures);
 }
 
-static void on_audit_stored(int status, const struct vs_puback *ack, void *arg)
-{
-    (void)ack;
-    (void)arg;
-    if (status < 0) {
-        atomic_fetch_add(&audit_failures, 1);
-        log_warnx("audit event not stored: %s", strerror(-status));
-    }
-}
-
 /* Category tokens are lower case so that subscriptions by category work. */
-static bool category_valid(const char *c)
+bool vs_audit_category_valid(const char *c)
 {
     if (!vs_token_valid(c))
         return false;
@@ -79,47 +69,64 @@ static bool category_valid(const char *c)
     return true;
 }
 
-int vs_audit_emit(vs_bus *bus, const char *category, Vs__V1__Severity severity, const char *agent,
-                  const uint8_t *task_id, const char *event, ...)
+struct audit_done {
+    vs_puback_cb cb;
+    void *arg;
+};
+
+static void on_audit_stored(int status, const struct vs_puback *ack, void *arg)
 {
-    if (bus == NULL || !category_valid(category) || event == NULL ||
-        severity <= VS__V1__SEVERITY__SEVERITY_UNSPECIFIED ||
+    struct audit_done *done = arg;
+    if (status < 0) {
+        atomic_fetch_add(&audit_failures, 1);
+        log_warnx("audit event not stored: %s", strerror(-status));
+    }
+    if (done != NULL) {
+        done->cb(status, ack, done->arg);
+        free(done);
+    }
+}
+
+int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity severity,
+                   const char *agent, const uint8_t *task_id, const char *event,
+                   const char *const *details, size_t n, vs_puback_cb cb, void *arg,
+                   uint8_t id_out[VS_ID_LEN])
+{
+    if (bus == NULL || !vs_audit_category_valid(category) || event == NULL || n > AUDIT_MAX_DETAILS ||
+        (n > 0 && details == NULL) || severity <= VS__V1__SEVERITY__SEVERITY_UNSPECIFIED ||
         severity > VS__V1__SEVERITY__SEVERITY_ALERT)
         return -EINVAL;
 
     Vs__V1__KeyValue kvs[AUDIT_MAX_DETAILS];
     Vs__V1__KeyValue *kvp[AUDIT_MAX_DETAILS];
     char *truncated[AUDIT_MAX_DETAILS] = {0};
-    size_t n = 0;
     int rc = 0;
-    va_list ap;
-    va_start(ap, event);
-    for (;;) {
-        const char *k = va_arg(ap, const char *);
-        if (k == NULL)
-            break;
-        const char *v = va_arg(ap, const char *);
-        if (v == NULL || n == AUDIT_MAX_DETAILS) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *v = details[2 * i + 1];
+        if (details[2 * i] == NULL || v == NULL) {
             rc = -EINVAL;
             break;
         }
-        vs__v1__key_value__init(&kvs[n]);
-        kvs[n].key = (char *)k;
+        vs__v1__key_value__init(&kvs[i]);
+        kvs[i].key = (char *)details[2 * i];
         if (strlen(v) > AUDIT_VALUE_MAX) {
-            truncated[n] = strndup(v, AUDIT_VALUE_MAX);
-            v = truncated[n] != NULL ? truncated[n] : "";
+            truncated[i] = strndup(v, AUDIT_VALUE_MAX);
+            v = truncated[i] != NULL ? truncated[i] : "";
         }
-        kvs[n].value = (char *)v;
-        kvp[n] = &kvs[n];
-        n++;
+        kvs[i].value = (char *)v;
+        kvp[i] = &kvs[i];
     }
-    va_end(ap);
 
+    struct audit_done *done = NULL;
+    if (rc == 0 && cb != NULL && (done = malloc(sizeof(*done))) == NULL)
+        rc = -ENOMEM;
     if (rc == 0) {
         uint8_t id[VS_ID_LEN];
         char id_hex[VS_ID_HEX_LEN];
         vs_id_new(id);
         vs_hex(id, VS_ID_LEN, id_hex);
+        if (id_out != NULL)
+            memcpy(id_out, id, VS_ID_LEN);
 
         Vs__V1__AuditEvent ev = VS__V1__AUDIT_EVENT__INIT;
         ev.event_id.data = id;
@@ -140,12 +147,43 @@ int vs_audit_emit(vs_bus *bus, const char *category, Vs__V1__Severity severity, 
         char subject[VS_SUBJECT_MAX];
         const char *tokens[] = {category, vs_severity_name(severity)};
         rc = vs_subject_format(VS_SUBJ_AUDIT, subject, sizeof(subject), false, tokens, 2);
-        if (rc >= 0)
-            rc = vs_js_publish(bus, subject, &ev.base, id_hex, on_audit_stored, NULL);
-        if (rc < 0)
+        if (rc >= 0) {
+            if (done != NULL) {
+                done->cb = cb;
+                done->arg = arg;
+            }
+            rc = vs_js_publish(bus, subject, &ev.base, id_hex, on_audit_stored, done);
+        }
+        if (rc < 0) {
             atomic_fetch_add(&audit_failures, 1);
+            free(done);
+        }
     }
     for (size_t i = 0; i < n; i++)
         free(truncated[i]);
     return rc < 0 ? rc : 0;
+}
+
+int vs_audit_emit(vs_bus *bus, const char *category, Vs__V1__Severity severity, const char *agent,
+                  const uint8_t *task_id, const char *event, ...)
+{
+    const char *kv[2 * AUDIT_MAX_DETAILS];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, event);
+    for (;;) {
+        const char *k = va_arg(ap, const char *);
+        if (k == NULL)
+            break;
+        const char *v = va_arg(ap, const char *);
+        if (v == NULL || n == AUDIT_MAX_DETAILS) {
+            va_end(ap);
+            return -EINVAL;
+        }
+        kv[2 * n] = k;
+        kv[2 * n + 1] = v;
+        n++;
+    }
+    va_end(ap);
+    return vs_audit_emitv(bus, category, severity, agent, task_id, event, kv, n, NULL, NULL, NULL);
 }

@@ -603,6 +603,12 @@ static void deliver(vs_bus *bus, vs_sub *sub, natsMsg *nm)
     if (!sub->internal)
         bus->stats.received++;
 
+    if (!sub->internal && natsMsg_IsNoResponders(nm)) {
+        /* A server status for a request someone else sent on this
+         * subject, not a message. */
+        msg_free(m);
+        return;
+    }
     if (sub->jetstream && !parse_ack_subject(natsMsg_GetReply(nm), m)) {
         /* Flow-control or heartbeat messages, or a forged delivery. */
         msg_free(m);

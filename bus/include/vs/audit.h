@@ -14,6 +14,8 @@
 
 #include "vs/api.h"
 #include "vs/bus.h"
+#include "vs/ids.h"
+#include "vs/js.h"
 #include "vs/v1/audit.pb-c.h"
 
 /* Publish one event. category is a subject token ([a-z0-9_-]); agent may be
@@ -23,6 +25,18 @@
 VS_API int vs_audit_emit(vs_bus *bus, const char *category, Vs__V1__Severity severity,
                          const char *agent, const uint8_t *task_id, const char *event, ...)
     __attribute__((sentinel));
+
+/* The same with details as an array of n name/value pairs, an optional
+ * completion callback (the server's ack of the event; NULL: failures are
+ * only logged and counted) and the event id written to id_out when not
+ * NULL. */
+VS_API int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity severity,
+                          const char *agent, const uint8_t *task_id, const char *event,
+                          const char *const *details, size_t n, vs_puback_cb cb, void *arg,
+                          uint8_t id_out[VS_ID_LEN]);
+
+/* True when c can be a category: a subject token without upper case. */
+VS_API bool vs_audit_category_valid(const char *c);
 
 /* "info", "warning", ... for subjects and display; parse is the inverse
  * (-EINVAL for an unknown name). */
