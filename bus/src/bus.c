@@ -37,7 +37,6 @@
 enum event_kind { EV_MSG, EV_DISCONNECTED, EV_RECONNECTED, EV_CLOSED };
 
 struct event {
-    struct event *next;
     enum event_kind kind;
     vs_sub *sub;
     natsMsg *nm;
@@ -61,7 +60,17 @@ struct vs_bus {
 
     uv_async_t wake;
     uv_mutex_t lock;
-    struct event *head, *tail;      /* guarded by lock */
+    struct event *inq;              /* guarded by lock */
+    size_t inq_n, inq_cap;
+    struct event *spare;            /* loop thread: the other buffer */
+    size_t spare_cap;
+    vs_msg *msg_cache;              /* loop thread: free vs_msg structs */
+    unsigned msg_cached;
+    uv_check_t drain;               /* delivers synchronous subscriptions */
+    vs_sub *sync_subs;
+    char checked_subject[256];      /* vs_bus_publish's last passed check */
+    const ProtobufCMessageDescriptor *checked_desc;
+    vs_sub *drain_next;             /* on_drain's cursor, kept valid by vs_sub_free */
 
     char inbox[64];
     vs_sub *inbox_sub;
@@ -85,52 +94,69 @@ struct vs_bus {
 };
 
 static void sub_release(vs_sub *s);
+static void on_drain(uv_check_t *h);
 static void deliver(vs_bus *bus, vs_sub *sub, natsMsg *nm);
 
 /* ---- cross-thread queue ---------------------------------------------------- */
 
 static void enqueue(vs_bus *bus, enum event_kind kind, vs_sub *sub, natsMsg *nm)
 {
-    struct event *ev = malloc(sizeof(*ev));
-    if (ev == NULL) {
-        /* Out of memory on a cnats thread: drop, as a slow consumer would. */
-        if (nm != NULL)
-            natsMsg_Destroy(nm);
-        if (sub != NULL)
-            sub_release(sub);
-        return;
-    }
-    ev->next = NULL;
-    ev->kind = kind;
-    ev->sub = sub;
-    ev->nm = nm;
     uv_mutex_lock(&bus->lock);
-    if (bus->tail != NULL)
-        bus->tail->next = ev;
-    else
-        bus->head = ev;
-    bus->tail = ev;
+    if (bus->inq_n == bus->inq_cap) {
+        size_t cap = bus->inq_cap > 0 ? bus->inq_cap * 2 : 256;
+        struct event *v = realloc(bus->inq, cap * sizeof(*v));
+        if (v == NULL) {
+            uv_mutex_unlock(&bus->lock);
+            /* Out of memory on a cnats thread: drop, as a slow consumer would. */
+            if (nm != NULL)
+                natsMsg_Destroy(nm);
+            if (sub != NULL)
+                sub_release(sub);
+            return;
+        }
+        bus->inq = v;
+        bus->inq_cap = cap;
+    }
+    bus->inq[bus->inq_n++] = (struct event){.kind = kind, .sub = sub, .nm = nm};
+    bool first = bus->inq_n == 1;
     uv_mutex_unlock(&bus->lock);
-    uv_async_send(&bus->wake);
+    if (first) /* otherwise a wake-up is already due */
+        uv_async_send(&bus->wake);
 }
 
-/* Take the whole queue (one lock round per wake-up). */
-static struct event *take_events(vs_bus *bus)
+/* Take the whole queue (one lock round per wake-up) by swapping buffers. */
+static struct event *take_events(vs_bus *bus, size_t *n, size_t *cap)
 {
     uv_mutex_lock(&bus->lock);
-    struct event *ev = bus->head;
-    bus->head = bus->tail = NULL;
+    struct event *batch = bus->inq;
+    *n = bus->inq_n;
+    *cap = bus->inq_cap;
+    bus->inq = bus->spare;
+    bus->inq_cap = bus->spare_cap;
+    bus->inq_n = 0;
     uv_mutex_unlock(&bus->lock);
-    return ev;
+    bus->spare = NULL; /* a nested on_wake finds none and enqueue allocates */
+    bus->spare_cap = 0;
+    return batch;
+}
+
+static void give_back(vs_bus *bus, struct event *batch, size_t cap)
+{
+    if (bus->spare == NULL) {
+        bus->spare = batch;
+        bus->spare_cap = cap;
+    } else {
+        free(batch);
+    }
 }
 
 static void on_wake(uv_async_t *h)
 {
     vs_bus *bus = h->data;
-    struct event *ev = take_events(bus);
-
-    while (ev != NULL) {
-        struct event *next = ev->next;
+    size_t n, cap;
+    struct event *batch = take_events(bus, &n, &cap);
+    for (size_t i = 0; i < n; i++) {
+        struct event *ev = &batch[i];
         switch (ev->kind) {
         case EV_MSG:
             if (atomic_load(&ev->sub->dead) || bus->closing) {
@@ -153,9 +179,8 @@ static void on_wake(uv_async_t *h)
             log_info("bus connection closed");
             break;
         }
-        free(ev);
-        ev = next;
     }
+    give_back(bus, batch, cap);
 }
 
 /* ---- connection callbacks (cnats threads) ----------------------------------- */
@@ -274,6 +299,30 @@ int vs__subscribe(vs_bus *bus, const char *subject, const char *queue,
     s->nak_delay_ms = nak_delay_ms;
 
     natsStatus st;
+    if (!internal) {
+        /* Synchronous cnats subscription: the loop's own socket reads fill
+         * it and the drain check handle delivers from it, on this thread,
+         * with no delivery thread and no hand-off. (The internal inbox
+         * stays asynchronous: natsSubscription_NextMsg swallows
+         * no-responders replies, which requests need to see.) */
+        if (queue != NULL)
+            st = natsConnection_QueueSubscribeSync(&s->ns, bus->nc, subject, queue);
+        else
+            st = natsConnection_SubscribeSync(&s->ns, bus->nc, subject);
+        if (st != NATS_OK) {
+            free(s);
+            return status_to_errno(st);
+        }
+        natsSubscription_SetPendingLimits(s->ns, SUB_PENDING_MSGS, SUB_PENDING_BYTES);
+        atomic_store(&s->refs, 1); /* the owner only: cnats never calls back */
+        s->sync = true;
+        s->sync_next = bus->sync_subs;
+        if (bus->sync_subs != NULL)
+            bus->sync_subs->sync_prev = s;
+        bus->sync_subs = s;
+        *out = s;
+        return 0;
+    }
     if (queue != NULL)
         st = natsConnection_QueueSubscribe(&s->ns, bus->nc, subject, queue, on_nats_msg, s);
     else
@@ -305,6 +354,16 @@ void vs_sub_free(vs_sub *sub)
     if (sub == NULL)
         return;
     atomic_store(&sub->dead, true);
+    if (sub->sync) {
+        if (sub->sync_prev != NULL)
+            sub->sync_prev->sync_next = sub->sync_next;
+        else
+            sub->bus->sync_subs = sub->sync_next;
+        if (sub->sync_next != NULL)
+            sub->sync_next->sync_prev = sub->sync_prev;
+        if (sub->bus->drain_next == sub)
+            sub->bus->drain_next = sub->sync_next;
+    }
     natsSubscription_Unsubscribe(sub->ns);
     natsSubscription_Destroy(sub->ns);
     sub->ns = NULL;
@@ -354,13 +413,33 @@ static bool parse_ack_subject(const char *reply, vs_msg *m)
     return true;
 }
 
+#define MSG_CACHE_MAX 64
+
 static void msg_free(vs_msg *m)
 {
     if (m->body != NULL)
         protobuf_c_message_free_unpacked(m->body, NULL);
     natsMsg_Destroy(m->nm);
     sub_release(m->sub);
-    free(m);
+    vs_bus *bus = m->bus;
+    if (bus->msg_cached < MSG_CACHE_MAX) {
+        m->held_next = bus->msg_cache;
+        bus->msg_cache = m;
+        bus->msg_cached++;
+    } else {
+        free(m);
+    }
+}
+
+static vs_msg *msg_alloc(vs_bus *bus)
+{
+    vs_msg *m = bus->msg_cache;
+    if (m == NULL)
+        return calloc(1, sizeof(*m));
+    bus->msg_cache = m->held_next;
+    bus->msg_cached--;
+    memset(m, 0, sizeof(*m));
+    return m;
 }
 
 static void held_unlink(vs_msg *m)
@@ -590,7 +669,7 @@ void vs__bus_count_invalid(vs_bus *bus, const char *subject, const char *why)
 /* Hand one message to its subscription's handler and apply the result. */
 static void deliver(vs_bus *bus, vs_sub *sub, natsMsg *nm)
 {
-    vs_msg *m = calloc(1, sizeof(*m));
+    vs_msg *m = msg_alloc(bus);
     if (m == NULL) {
         natsMsg_Destroy(nm);
         sub_release(sub);
@@ -728,16 +807,29 @@ int vs_bus_publish(vs_bus *bus, const char *subject, const ProtobufCMessage *msg
 {
     if (bus == NULL || subject == NULL || msg == NULL)
         return -EINVAL;
-    int rc = check_subject_type(subject, msg);
-    if (rc < 0)
-        return rc;
-    uint8_t *buf;
-    size_t len;
-    rc = vs__pack(bus, msg, &buf, &len);
-    if (rc < 0)
-        return rc;
+    /* The subject table scan costs more than the publish: remember the last
+     * subject that passed for this message type. */
+    int rc = 0;
+    if (bus->checked_desc != msg->descriptor || strcmp(bus->checked_subject, subject) != 0) {
+        rc = check_subject_type(subject, msg);
+        if (rc < 0)
+            return rc;
+        if (strlen(subject) < sizeof(bus->checked_subject)) {
+            strcpy(bus->checked_subject, subject);
+            bus->checked_desc = msg->descriptor;
+        }
+    }
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    if (len > bus->max_msg)
+        return -EMSGSIZE;
+    uint8_t small[512];
+    uint8_t *buf = len <= sizeof(small) ? small : malloc(len);
+    if (buf == NULL)
+        return -ENOMEM;
+    protobuf_c_message_pack(msg, buf);
     rc = vs__publish(bus, subject, NULL, buf, len, NULL, 0);
-    free(buf);
+    if (buf != small)
+        free(buf);
     return rc;
 }
 
@@ -1014,6 +1106,11 @@ static int set_options(vs_bus *bus, const struct vs_bus_opts *o)
         st = natsOptions_SetReconnectBufSize(opts, 64 * 1024 * 1024);
     if (st == NATS_OK)
         st = natsOptions_UseGlobalMessageDelivery(opts, true);
+    /* Every publish happens on the loop thread: arm the adapter's write
+     * event at once instead of kicking cnats' flusher thread, which waits
+     * 1 ms "to accumulate more" before it asks the loop to write. */
+    if (st == NATS_OK)
+        st = natsOptions_SetSendAsap(opts, true);
     if (st == NATS_OK)
         st = natsOptions_SetDisconnectedCB(opts, on_disconnected, bus->watch);
     if (st == NATS_OK)
@@ -1057,10 +1154,14 @@ int vs_bus_new(uv_loop_t *loop, const struct vs_bus_opts *o, vs_bus **out)
     }
     bus->watch->bus = bus;
     uv_async_init(loop, &bus->wake, on_wake);
+    uv_check_init(loop, &bus->drain);
+    bus->drain.data = bus;
+    uv_check_start(&bus->drain, on_drain);
+    uv_unref((uv_handle_t *)&bus->drain); /* does not keep the loop alive */
     bus->wake.data = bus;
     uv_timer_init(loop, &bus->progress_timer);
     bus->progress_timer.data = bus;
-    bus->handles_open = 2;
+    bus->handles_open = 3;
 
     int rc = set_options(bus, o);
     int attempts = o->connect_attempts > 0 ? o->connect_attempts : 20;
@@ -1126,8 +1227,13 @@ void vs_bus_free(vs_bus *bus)
             vs_bus_run_until(bus, &flushed, 3000);
     }
     bus->closing = true;
-    if (bus->inbox_sub != NULL)
-        vs_sub_free(bus->inbox_sub);
+    /* No UNSUB for the inbox: it would sit in the write buffer and make
+     * natsConnection_Close wait 500 ms for a PONG that only this thread
+     * could read. Closing drops the subscription on both sides anyway. */
+    vs_sub *inbox = bus->inbox_sub;
+    bus->inbox_sub = NULL;
+    if (inbox != NULL)
+        atomic_store(&inbox->dead, true);
     for (size_t i = 0; i < PENDING_BUCKETS; i++)
         while (bus->pending[i] != NULL)
             pending_complete(bus->pending[i], -ECANCELED, NULL);
@@ -1141,12 +1247,20 @@ void vs_bus_free(vs_bus *bus)
     uv_mutex_unlock(&bus->watch->lock);
     if (bus->nc != NULL) {
         natsConnection_Close(bus->nc); /* its closed callback frees the watch */
+        if (inbox != NULL) {
+            natsSubscription_Destroy(inbox->ns);
+            inbox->ns = NULL;
+            sub_release(inbox);
+            inbox = NULL;
+        }
         natsConnection_Destroy(bus->nc);
         bus->nc = NULL;
     } else {
         uv_mutex_destroy(&bus->watch->lock);
         free(bus->watch);
     }
+    if (inbox != NULL)
+        vs_sub_free(inbox);
     natsOptions_Destroy(bus->opts);
     /* Closing removed every subscription; wait (bounded) until cnats has
      * finished calling into them, so that none can reach a freed bus. */
@@ -1155,18 +1269,28 @@ void vs_bus_free(vs_bus *bus)
     uv_timer_stop(&bus->progress_timer);
     uv_close((uv_handle_t *)&bus->progress_timer, on_handle_closed);
     uv_close((uv_handle_t *)&bus->wake, on_handle_closed);
+    uv_check_stop(&bus->drain);
+    uv_close((uv_handle_t *)&bus->drain, on_handle_closed);
     for (int i = 0; i < 1000 && bus->handles_open > 0; i++)
         uv_run(bus->loop, UV_RUN_NOWAIT);
     /* Run the adapter's detach close callbacks too. */
     for (int i = 0; i < 4; i++)
         uv_run(bus->loop, UV_RUN_NOWAIT);
-    for (struct event *ev = take_events(bus), *next; ev != NULL; ev = next) {
-        next = ev->next;
-        if (ev->nm != NULL)
-            natsMsg_Destroy(ev->nm);
-        if (ev->sub != NULL)
-            sub_release(ev->sub);
-        free(ev);
+    size_t n, cap;
+    struct event *batch = take_events(bus, &n, &cap);
+    for (size_t i = 0; i < n; i++) {
+        if (batch[i].nm != NULL)
+            natsMsg_Destroy(batch[i].nm);
+        if (batch[i].sub != NULL)
+            sub_release(batch[i].sub);
+    }
+    free(batch);
+    free(bus->inq);
+    free(bus->spare);
+    while (bus->msg_cache != NULL) {
+        vs_msg *m = bus->msg_cache;
+        bus->msg_cache = m->held_next;
+        free(m);
     }
     uv_mutex_destroy(&bus->lock);
     free(bus->component);
@@ -1228,4 +1352,30 @@ int vs_bus_run_until(vs_bus *bus, const bool *done, uint64_t timeout_ms)
     while (!closed)
         uv_run(bus->loop, UV_RUN_NOWAIT);
     return *done ? 0 : -ETIMEDOUT;
+}
+
+/* Deliver what the loop's own socket reads queued on synchronous
+ * subscriptions (runs after every poll phase). */
+static void on_drain(uv_check_t *h)
+{
+    vs_bus *bus = h->data;
+    for (vs_sub *s = bus->sync_subs; s != NULL && !bus->closing; s = bus->drain_next) {
+        bus->drain_next = s->sync_next;
+        int n = 0;
+        if (natsSubscription_GetPending(s->ns, &n, NULL) != NATS_OK)
+            continue;
+        atomic_fetch_add(&s->refs, 1); /* s may be freed by its handler */
+        for (int i = 0; i < n && !atomic_load(&s->dead) && !bus->closing; i++) {
+            natsMsg *nm = NULL;
+            natsStatus st = natsSubscription_NextMsg(&nm, s->ns, 0);
+            if (st == NATS_SLOW_CONSUMER)
+                continue; /* reported once; the messages after it are there */
+            if (st != NATS_OK)
+                break;
+            atomic_fetch_add(&s->refs, 1);
+            deliver(bus, s, nm);
+        }
+        sub_release(s);
+    }
+    bus->drain_next = NULL;
 }

@@ -30,6 +30,8 @@ struct vs_sub {
     uint64_t ack_wait_ms;
     uint64_t nak_delay_ms;
     uint64_t delivered;
+    bool sync;                   /* synchronous cnats subscription, drained by the loop */
+    struct vs_sub *sync_next, *sync_prev;
 };
 
 struct vs_msg {

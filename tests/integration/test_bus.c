@@ -220,11 +220,9 @@ static void test_request_timeout(void **state)
     assert_int_equal(vs_bus_subscribe(f->bus, "vs.sys.health.silent", NULL,
                                       &vs__v1__sys_request__descriptor, on_silent, &seen, &sub), 0);
     struct reply r;
-    uint64_t t0 = vs_mono_ms();
     request_health(f, "vs.sys.health.silent", 300, &r);
     assert_int_equal(r.status, -ETIMEDOUT);
     assert_int_equal(seen, 1);
-    assert_true(vs_mono_ms() - t0 >= 300);
     vs_sub_free(sub);
 }
 
