@@ -184,7 +184,8 @@ static void put_component(char *dst, size_t *pos)
 /* Build one line and write it to stderr with one write(2) (retried on EINTR
  * or a short write). level_name is "fatal" or a level_names entry; err is
  * the errno to show as err=..., or 0 for none. */
-static void emit(const char *level_name, int err, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void emit(const char *level_name, int err,
+                                                     const char *fmt, va_list ap)
 {
     char msg[VS_LOG_LINE_MAX];
     char line[VS_LOG_LINE_MAX];
@@ -245,7 +246,8 @@ static void emit(const char *level_name, int err, const char *fmt, va_list ap)
 
 /* Log at level unless it is below the threshold; errno is left as it was.
  * with_err: append err= for the errno seen at entry. */
-static void vlog(enum vs_log_level level, bool with_err, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void vlog(enum vs_log_level level, bool with_err,
+                                                     const char *fmt, va_list ap)
 {
     int saved = errno;
 

@@ -98,7 +98,7 @@ static int add_argument_rules(scmp_filter_ctx ctx)
 #ifndef VS_SANITIZE
     /* Threads only: a clone without CLONE_THREAD would be a new process. */
     rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                          SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                          (struct scmp_arg_cmp){0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD});
 #endif
     /* glibc falls back from clone3 to clone on ENOSYS; clone3's flags are
      * in memory, out of the filter's sight. */
@@ -106,16 +106,16 @@ static int add_argument_rules(scmp_filter_ctx ctx)
     static const int families[] = {AF_UNIX, AF_INET, AF_INET6};
     for (size_t i = 0; rc == 0 && i < sizeof(families) / sizeof(families[0]); i++)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+                              (struct scmp_arg_cmp){0, SCMP_CMP_EQ, (scmp_datum_t)families[i], 0});
     static const unsigned long ioctls[] = {FIONBIO, FIOCLEX, FIONCLEX, FIONREAD, TCGETS, TIOCGWINSZ};
     for (size_t i = 0; rc == 0 && i < sizeof(ioctls) / sizeof(ioctls[0]); i++)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                              SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)ioctls[i]));
+                              (struct scmp_arg_cmp){1, SCMP_CMP_EQ, (scmp_datum_t)ioctls[i], 0});
 #ifndef VS_SANITIZE
     static const int prctls[] = {PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE};
     for (size_t i = 0; rc == 0 && i < sizeof(prctls) / sizeof(prctls[0]); i++)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctls[i]));
+                              (struct scmp_arg_cmp){0, SCMP_CMP_EQ, (scmp_datum_t)prctls[i], 0});
 #endif
     return rc;
 }

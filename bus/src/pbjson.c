@@ -315,6 +315,32 @@ static json_t *string_to_json(const char *s)
     return j;
 }
 
+/* Bytes fields that carry ids, nonces or lists of ids are hex in JSON
+ * (the form ids have in subjects and logs), in both directions and at any
+ * length: a field is either hex or base64, never a guess between them. */
+static bool takes_hex(const char *name)
+{
+    size_t n = strlen(name);
+
+    return strcmp(name, "nonce") == 0 || (n >= 3 && strcmp(name + n - 3, "_id") == 0) ||
+           (n >= 4 && strcmp(name + n - 4, "_ids") == 0);
+}
+
+/* Lowercase hex of b as a JSON string; NULL on allocation failure. */
+static json_t *hex_to_json(const ProtobufCBinaryData *b)
+{
+    char *hex = malloc(b->len * 2 + 1);
+    json_t *j;
+
+    if (!hex) {
+        return NULL;
+    }
+    sodium_bin2hex(hex, b->len * 2 + 1, b->data, b->len);
+    j = json_string(hex);
+    free(hex);
+    return j;
+}
+
 /* Standard padded base64 of b as a JSON string; NULL on allocation failure. */
 static json_t *bytes_to_json(const ProtobufCBinaryData *b)
 {
@@ -388,7 +414,7 @@ static json_t *value_to_json(const ProtobufCFieldDescriptor *f, const void *v)
     case PROTOBUF_C_TYPE_STRING:
         return string_to_json(*(const char *const *)v);
     case PROTOBUF_C_TYPE_BYTES:
-        return bytes_to_json(v);
+        return takes_hex(f->name) ? hex_to_json(v) : bytes_to_json(v);
     case PROTOBUF_C_TYPE_MESSAGE:
         return message_to_json(*(const ProtobufCMessage *const *)v);
     }
@@ -652,32 +678,8 @@ static int read_enum(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const 
     return rc;
 }
 
-/* Bytes fields that carry ids or nonces also take hex, the form ids have
- * in subjects and logs. */
-static bool takes_hex(const char *name)
-{
-    size_t n = strlen(name);
-
-    return strcmp(name, "nonce") == 0 || (n >= 3 && strcmp(name + n - 3, "_id") == 0);
-}
-
-/* Exactly 32 or 64 lowercase hex digits (a 16- or 32-byte id). Base64 of
- * 16 or 32 bytes is 24 or 44 characters long, so real ids in base64 are
- * never mistaken for hex. */
-static bool is_hex_id(const char *s, size_t n)
-{
-    if (n != 32 && n != 64) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Decode base64 (or hex, see takes_hex) into a fresh malloc'd buffer. */
+/* Decode base64 (hex for the fields of takes_hex) into a fresh malloc'd
+ * buffer. */
 static int read_bytes(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *v,
                       ProtobufCBinaryData *out)
 {
@@ -688,14 +690,21 @@ static int read_bytes(struct pb_ctx *c, const ProtobufCFieldDescriptor *f, const
     size_t len;
 
     if (!s) {
-        return fail(c, "expected a base64 string");
+        return fail(c, takes_hex(f->name) ? "expected a hex string" : "expected a base64 string");
+    }
+    if (takes_hex(f->name)) {
+        cap = n / 2 + 1;
     }
     buf = malloc(cap);
     if (!buf) {
         return fail_nomem(c);
     }
-    if (takes_hex(f->name) && is_hex_id(s, n)) {
-        sodium_hex2bin(buf, cap, s, n, NULL, &len, NULL);
+    if (takes_hex(f->name)) {
+        const char *end = NULL;
+        if (n % 2 != 0 || sodium_hex2bin(buf, cap, s, n, NULL, &len, &end) != 0 || end != s + n) {
+            free(buf);
+            return fail(c, "invalid hex");
+        }
     } else if (sodium_base642bin(buf, cap, s, n, NULL, &len, NULL,
                                  sodium_base64_VARIANT_ORIGINAL) != 0) {
         free(buf);

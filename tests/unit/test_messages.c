@@ -640,7 +640,7 @@ static void test_scalar_encodings(void **state)
     ping.nonce.data = nonce;
     ping.nonce.len = sizeof nonce;
     j = vs_pb_to_json(&ping.base);
-    assert_string_equal(json_string_value(json_object_get(j, "nonce")), "AAEC");
+    assert_string_equal(json_string_value(json_object_get(j, "nonce")), "000102");
     json_decref(j);
 
     ts.bounty = UINT64_MAX;
@@ -710,7 +710,7 @@ static void test_hex_ids_accepted(void **state)
     (void)state;
     ts = (Vs__V1__TaskSubmit *)parse_ok(&vs__v1__task_submit__descriptor,
                                         "{\"task_id\":\"00112233445566778899aabbccddeeff\","
-                                        " \"parent_task_id\":\"ABEiM0RVZneImaq7zN3u/w==\"}");
+                                        " \"parent_task_id\":\"00112233445566778899AABBCCDDEEFF\"}");
     assert_int_equal(ts->task_id.len, 16);
     assert_memory_equal(ts->task_id.data, want16, 16);
     assert_int_equal(ts->parent_task_id.len, 16);
@@ -730,13 +730,16 @@ static void test_hex_ids_accepted(void **state)
     assert_int_equal(echo->signature.len, 24);
     protobuf_c_message_free_unpacked(&echo->base, NULL);
 
-    /* 32 characters that are not all hex digits are base64 */
-    ts = (Vs__V1__TaskSubmit *)parse_ok(&vs__v1__task_submit__descriptor,
-                                        "{\"task_id\":\"00112233445566778899aabbccddeefg\"}");
+    /* ids are hex at any length: 24 bytes round-trip as 48 digits */
+    ts = (Vs__V1__TaskSubmit *)parse_ok(
+        &vs__v1__task_submit__descriptor,
+        "{\"task_id\":\"00112233445566778899aabbccddeeff0011223344556677\"}");
     assert_int_equal(ts->task_id.len, 24);
     protobuf_c_message_free_unpacked(&ts->base, NULL);
+    expect_einval(&vs__v1__task_submit__descriptor,
+                  "{\"task_id\":\"00112233445566778899aabbccddeefg\"}", "task_id: invalid hex");
 
-    /* 31 hex digits are neither hex id nor base64 */
+    /* an odd number of digits is not hex */
     expect_einval(&vs__v1__task_submit__descriptor,
                   "{\"task_id\":\"00112233445566778899aabbccddeef\"}", "task_id");
 }
@@ -840,7 +843,7 @@ static void test_wrong_type_rejected(void **state)
     expect_einval(&vs__v1__task_submit__descriptor, "{\"limits\":[]}",
                   "limits: expected an object");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":5}",
-                  "task_id: expected a base64 string");
+                  "task_id: expected a hex string");
     expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":{}}",
                   "counters: expected an array");
     expect_einval(&vs__v1__stats_reply__descriptor, "{\"counters\":[{},null]}",
@@ -855,7 +858,7 @@ static void test_wrong_type_rejected(void **state)
     expect_einval(&vs__v1__agent_command__descriptor,
                   "{\"request_data\":{\"headers\":[{\"key\":1}]}}",
                   "request_data.headers[0].key: expected a string");
-    expect_einval(&vs__v1__settlement__descriptor, "{\"transfer_ids\":[\"AAAA\",7]}",
+    expect_einval(&vs__v1__settlement__descriptor, "{\"transfer_ids\":[\"aaaa\",7]}",
                   "transfer_ids[1]");
 }
 
@@ -863,7 +866,12 @@ static void test_bad_base64_rejected(void **state)
 {
     (void)state;
     expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":\"!!!!\"}",
-                  "task_id: invalid base64");
+                  "task_id: invalid hex");
+    /* hex fields are never read as base64: no guessing between the two */
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":\"ABEiM0RVZneImaq7zN3u/w==\"}",
+                  "task_id: invalid hex");
+    expect_einval(&vs__v1__task_submit__descriptor, "{\"task_id\":\"abc\"}",
+                  "task_id: invalid hex");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"AAA\"}",
                   "requester_box_key");
     expect_einval(&vs__v1__task_submit__descriptor, "{\"requester_box_key\":\"QR==\"}",
@@ -922,7 +930,7 @@ static void test_two_oneof_members_rejected(void **state)
     /* null means absent, also for oneof members */
     ac = (Vs__V1__AgentCommand *)parse_ok(
         &vs__v1__agent_command__descriptor,
-        "{\"ping\":null,\"echo\":{\"nonce\":\"AAEC\"},\"agent\":null}");
+        "{\"ping\":null,\"echo\":{\"nonce\":\"000102\"},\"agent\":null}");
     assert_int_equal(ac->body_case, VS__V1__AGENT_COMMAND__BODY_ECHO);
     assert_int_equal(ac->echo->nonce.len, 3);
     assert_string_equal(ac->agent, "");

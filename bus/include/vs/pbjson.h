@@ -3,8 +3,9 @@
  * has no JSON mapping). Used by vsctl pub/sub and the audit export.
  *
  * Mapping (close to proto3 JSON): field names as in the .proto; enums by
- * name (numbers accepted on input); bytes as standard base64 (16- and
- * 32-byte id fields also accept hex on input); 64-bit integers as JSON
+ * name (numbers accepted on input); bytes as standard base64, except the
+ * fields named "nonce", "*_id" and "*_ids", which are lowercase hex in both
+ * directions (upper case accepted on input); 64-bit integers as JSON
  * numbers (strings accepted on input); repeated fields as arrays; nested
  * messages as objects; only the set member of a oneof. Unknown JSON keys
  * are an error, so a typo is never silently ignored.
