@@ -1,0 +1,668 @@
+/*
+ * launch.c - vs_sandbox_run: the process choreography of one sandbox.
+ *
+ *   launcher ──clone(NEWUSER|NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS)──▶ init (pid 1)
+ *      writes uid/gid maps, joins the cgroup,        unshares its cgroup namespace,
+ *                                                    builds the file system (fs.c),
+ *      then says "go"                                forks the program and reaps
+ *                                                      └─▶ program: drops everything,
+ *      supervises seccomp notifications,                    sends its seccomp listener
+ *      enforces the wall-clock and pids limits,             to the launcher, execve
+ *      reads the program's wait status from init
+ *
+ * init is the sandbox's pid 1: when it exits the kernel kills everything
+ * left in the pid namespace, so killing init is how every limit ends the
+ * sandbox. The launcher never trusts what happens inside: setup errors come
+ * back as text on a close-on-exec pipe, the program's status as 4 bytes on
+ * another, and a missing or short answer is itself an error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "fs.h"
+#include "landlock.h"
+#include "seccomp_policy.h"
+#include "vs/sandbox.h"
+
+#define AGENT_ID 1000
+#define UID_RANGE_BASE 1500000000u  /* host uids of sandboxes when run as root */
+#define UID_RANGE_SLOTS 65536u
+#define POLL_MS 50
+#define SETUP_TIMEOUT_MS 10000
+
+static const char *const search_path[] = {"/usr/local/bin", "/usr/bin", "/bin", NULL};
+
+void vs_sandbox_policy_init(struct vs_sandbox_policy *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->preset = VS_PRESET_MINIMAL;
+    p->workspace_bytes = 64ull << 20;
+    p->tmp_bytes = 16ull << 20;
+    p->nofile = 256;
+    p->command_fd = -1;
+    p->cwd = "/workspace";
+}
+
+/* ---- names ----------------------------------------------------------------- */
+
+const char *vs_kill_reason_name(enum vs_kill_reason k)
+{
+    static const char *const names[] = {"none", "time", "memory", "pids", "seccomp", "cpu"};
+    return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
+}
+
+const char *vs_limit_mode_name(enum vs_limit_mode m)
+{
+    static const char *const names[] = {"rlimit", "cgroup-v1", "cgroup-v2"};
+    return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "unknown";
+}
+
+const char *vs_preset_name(enum vs_seccomp_preset p)
+{
+    static const char *const names[] = {"minimal", "compute", "network"};
+    return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "unknown";
+}
+
+int vs_preset_parse(const char *name, enum vs_seccomp_preset *out)
+{
+    for (int i = VS_PRESET_MINIMAL; i <= VS_PRESET_NETWORK; i++) {
+        if (name != NULL && strcmp(name, vs_preset_name((enum vs_seccomp_preset)i)) == 0) {
+            *out = (enum vs_seccomp_preset)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int vs_sandbox_exit_status(const struct vs_sandbox_result *r)
+{
+    switch (r->kill_reason) {
+    case VS_KILL_TIME: return VS_SANDBOX_EXIT_TIME;
+    case VS_KILL_MEMORY: return VS_SANDBOX_EXIT_MEMORY;
+    case VS_KILL_PIDS: return VS_SANDBOX_EXIT_PIDS;
+    case VS_KILL_SECCOMP: return VS_SANDBOX_EXIT_SECCOMP;
+    case VS_KILL_CPU: return VS_SANDBOX_EXIT_CPU;
+    case VS_KILL_NONE: break;
+    }
+    if (r->setup_error[0] != '\0')
+        return VS_SANDBOX_EXIT_SETUP;
+    if (r->signal > 0)
+        return 128 + r->signal;
+    return r->exit_code >= 0 ? r->exit_code : VS_SANDBOX_EXIT_SETUP;
+}
+
+/* ---- inside: shared helpers ------------------------------------------------- */
+
+/* Report a setup failure to the launcher and die. Only async-signal-safe
+ * calls: this runs in forked children. */
+static void die(int errfd, const char *msg)
+{
+    size_t n = strlen(msg);
+    if (write(errfd, msg, n) < 0) {
+        /* nothing more to do: the launcher sees a silent death */
+    }
+    _exit(127);
+}
+
+static void die_errno(int errfd, const char *what)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s: %s", what, strerror(errno));
+    die(errfd, msg);
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = write(fd, text, strlen(text));
+    int rc = n == (ssize_t)strlen(text) ? 0 : (n < 0 ? -errno : -EIO);
+    close(fd);
+    return rc;
+}
+
+/* ---- the program ------------------------------------------------------------ */
+
+struct inside {
+    const struct vs_sandbox_policy *p;
+    char *const *argv;
+    int errfd;          /* setup errors, close-on-exec */
+    int fdsock;         /* the seccomp listener goes back here */
+    bool root_mode;     /* the launcher is host root: ns uid 0 is mapped */
+    unsigned enforced;  /* limits a cgroup enforces (VS_CG_*) */
+};
+
+static void drop_capabilities(int errfd)
+{
+    /* The bounding set first: that needs CAP_SETPCAP, which goes next. */
+    int last = CAP_LAST_CAP;
+    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+    if (f != NULL) {
+        if (fscanf(f, "%d", &last) != 1)
+            last = CAP_LAST_CAP;
+        fclose(f);
+    }
+    for (int cap = 0; cap <= last; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            die_errno(errfd, "drop the bounding set");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        die_errno(errfd, "clear ambient capabilities");
+}
+
+static void clear_capability_sets(int errfd)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        die_errno(errfd, "clear capabilities");
+}
+
+static void become_agent(const struct inside *in)
+{
+    if (setgroups(0, NULL) < 0 && in->root_mode)
+        die_errno(in->errfd, "drop supplementary groups");
+    drop_capabilities(in->errfd);
+    if (setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+        die_errno(in->errfd, "setresgid");
+    if (setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+        die_errno(in->errfd, "setresuid");
+    clear_capability_sets(in->errfd);
+}
+
+static void set_limit(int errfd, int resource, uint64_t value, const char *name)
+{
+    struct rlimit rl;
+    if (getrlimit(resource, &rl) < 0)
+        die_errno(errfd, name);
+    rlim_t v = (rlim_t)value;
+    if (rl.rlim_max != RLIM_INFINITY && v > rl.rlim_max)
+        v = rl.rlim_max; /* hard limits can only be lowered */
+    rl.rlim_cur = rl.rlim_max = v;
+    if (setrlimit(resource, &rl) < 0)
+        die_errno(errfd, name);
+}
+
+static void apply_rlimits(const struct inside *in)
+{
+    const struct vs_sandbox_policy *p = in->p;
+    set_limit(in->errfd, RLIMIT_CORE, 0, "RLIMIT_CORE");
+    set_limit(in->errfd, RLIMIT_NOFILE, p->nofile, "RLIMIT_NOFILE");
+    set_limit(in->errfd, RLIMIT_FSIZE, p->fsize_bytes > 0 ? p->fsize_bytes : p->workspace_bytes,
+              "RLIMIT_FSIZE");
+    if (p->cpu_limit_ms > 0)
+        set_limit(in->errfd, RLIMIT_CPU, (p->cpu_limit_ms + 999) / 1000, "RLIMIT_CPU");
+    /* Where no cgroup enforces them these are the memory and process
+     * limits. As root each sandbox has its own host uid, so RLIMIT_NPROC
+     * also backs the pids cgroup. */
+    if (p->memory_bytes > 0 && !(in->enforced & VS_CG_MEMORY))
+        set_limit(in->errfd, RLIMIT_AS, p->memory_bytes, "RLIMIT_AS");
+    if (p->pids > 0 && (!(in->enforced & VS_CG_PIDS) || in->root_mode))
+        set_limit(in->errfd, RLIMIT_NPROC, p->pids, "RLIMIT_NPROC");
+}
+
+static void only_allowed_fds(struct inside *in)
+{
+    /* Move our two descriptors out of the way of fd 3 first. */
+    int errfd = fcntl(in->errfd, F_DUPFD_CLOEXEC, 64);
+    int fdsock = fcntl(in->fdsock, F_DUPFD_CLOEXEC, 64);
+    if (errfd < 0 || fdsock < 0)
+        die_errno(in->errfd, "move descriptors");
+    close(in->errfd);
+    close(in->fdsock);
+    in->errfd = errfd;
+    in->fdsock = fdsock;
+    int cmd = in->p->command_fd;
+    if (cmd >= 0 && cmd != 3) {
+        if (dup2(cmd, 3) < 0)
+            die_errno(in->errfd, "command channel");
+    }
+    /* Keep errfd and fdsock until the exec (errfd is close-on-exec, fdsock
+     * is closed by hand); close everything else in three ranges. */
+    unsigned first = cmd >= 0 ? 4 : 3;
+    unsigned lo = (unsigned)(in->errfd < in->fdsock ? in->errfd : in->fdsock);
+    unsigned hi = (unsigned)(in->errfd < in->fdsock ? in->fdsock : in->errfd);
+    if (syscall(SYS_close_range, first, lo - 1, 0) < 0 ||
+        (hi > lo + 1 && syscall(SYS_close_range, lo + 1, hi - 1, 0) < 0) ||
+        syscall(SYS_close_range, hi + 1, ~0u, 0) < 0)
+        die_errno(in->errfd, "close inherited descriptors");
+}
+
+/* The final steps, in an order where each one still has what it needs. */
+static void run_program(struct inside *in)
+{
+    const struct vs_sandbox_policy *p = in->p;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        die_errno(in->errfd, "PR_SET_PDEATHSIG");
+    if (setsid() < 0)
+        die_errno(in->errfd, "setsid");
+    only_allowed_fds(in);
+    become_agent(in);
+    apply_rlimits(in);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        die_errno(in->errfd, "no_new_privs");
+    static const char *const ro[] = {"/", NULL};
+    static const char *const rw[] = {"/workspace", "/tmp", "/dev", NULL};
+    int abi = 0;
+    int rc = vs_landlock_apply(ro, rw, p->preset == VS_PRESET_NETWORK, &abi);
+    if (rc < 0 && rc != -ENOSYS && rc != -EOPNOTSUPP) {
+        errno = -rc;
+        die_errno(in->errfd, "landlock");
+    }
+    if (chdir(p->cwd) < 0)
+        die_errno(in->errfd, "chdir");
+
+    char *env[VS_SANDBOX_MAX_ENV + 1];
+    for (size_t i = 0; i < p->n_env; i++)
+        env[i] = (char *)p->env[i];
+    env[p->n_env] = NULL;
+
+    /* Find the program before the filter goes on: lookups are file system
+     * work the filter may not allow to the launcher's own code. */
+    char path[PATH_MAX];
+    const char *prog = in->argv[0];
+    if (strchr(prog, '/') == NULL) {
+        path[0] = '\0';
+        for (const char *const *d = search_path; *d != NULL; d++) {
+            snprintf(path, sizeof(path), "%s/%s", *d, prog);
+            if (access(path, X_OK) == 0)
+                break;
+            path[0] = '\0';
+        }
+        if (path[0] == '\0') {
+            errno = ENOENT;
+            die_errno(in->errfd, prog);
+        }
+        prog = path;
+    }
+
+    struct sock_fprog filter;
+    if (vs_seccomp_program(p->preset, &filter) < 0)
+        die(in->errfd, "no seccomp program for the preset");
+    int listener = vs_seccomp_install(&filter);
+    if (listener < 0) {
+        errno = -listener;
+        die_errno(in->errfd, "seccomp");
+    }
+    if (vs_fd_send(in->fdsock, listener) < 0)
+        die_errno(in->errfd, "send the seccomp listener");
+    close(listener);
+    close(in->fdsock);
+    execve(prog, in->argv, env);
+    char what[PATH_MAX + 32];
+    snprintf(what, sizeof(what), "execute %s", prog);
+    die_errno(in->errfd, what);
+}
+
+/* ---- init: pid 1 of the sandbox --------------------------------------------- */
+
+static void run_init(struct inside *in, int syncfd, int statusfd)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        die_errno(in->errfd, "PR_SET_PDEATHSIG");
+    char go;
+    if (read(syncfd, &go, 1) != 1)
+        _exit(127); /* the launcher went away */
+    close(syncfd);
+    /* Now that the launcher has put us in the sandbox's cgroup, a cgroup
+     * namespace rooted there hides the host's hierarchy. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        die_errno(in->errfd, "cgroup namespace");
+    if (in->root_mode && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        die_errno(in->errfd, "become the namespace's root");
+    char err[256];
+    if (vs_fs_build(in->p, err, sizeof(err)) < 0)
+        die(in->errfd, err);
+    if (sethostname("vs-sandbox", 10) < 0)
+        die_errno(in->errfd, "sethostname");
+    /* Nothing inside may read or write init's memory. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        die_errno(in->errfd, "PR_SET_DUMPABLE");
+
+    pid_t prog = fork();
+    if (prog < 0)
+        die_errno(in->errfd, "fork the program");
+    if (prog == 0) {
+        close(statusfd);
+        run_program(in);
+    }
+    close(in->fdsock);
+    close(in->errfd);
+    if (in->p->command_fd >= 0)
+        close(in->p->command_fd);
+    for (;;) {
+        int st;
+        pid_t w = waitpid(-1, &st, 0);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            _exit(127);
+        if (w == prog) {
+            int32_t status = st;
+            ssize_t n = write(statusfd, &status, sizeof(status));
+            _exit(n == (ssize_t)sizeof(status) ? 0 : 127);
+        }
+    }
+}
+
+/* ---- the launcher ----------------------------------------------------------------- */
+
+static int write_maps(pid_t pid, bool root_mode, uint32_t host_uid, char *err, size_t errlen)
+{
+    char path[64], map[128];
+    int rc;
+    if (root_mode) {
+        /* ns 0 (init while it builds) and 1000 (the program): two host uids
+         * from the dedicated range, never host root. */
+        snprintf(map, sizeof(map), "0 %u 1\n%d %u 1\n", host_uid - 1, AGENT_ID, host_uid);
+        snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+        rc = write_file(path, map);
+        if (rc == 0) {
+            snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+            rc = write_file(path, map);
+        }
+    } else {
+        snprintf(map, sizeof(map), "%d %u 1\n", AGENT_ID, (unsigned)geteuid());
+        snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+        rc = write_file(path, map);
+        snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+        if (rc == 0)
+            rc = write_file(path, "deny");
+        snprintf(map, sizeof(map), "%d %u 1\n", AGENT_ID, (unsigned)getegid());
+        snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+        if (rc == 0)
+            rc = write_file(path, map);
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "cannot write the uid/gid maps: %s", strerror(-rc));
+    return rc;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void userns_refused(int e, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "cannot create the sandbox's namespaces: %s. User namespaces are refused here: "
+             "check that user.max_user_namespaces is above 0, that "
+             "kernel.unprivileged_userns_clone is 1 (Debian), and that AppArmor's "
+             "kernel.apparmor_restrict_unprivileged_userns is 0 or a profile allows userns "
+             "for this binary",
+             strerror(e));
+}
+
+struct run {
+    const struct vs_sandbox_policy *p;
+    struct vs_sandbox_result *r;
+    pid_t init;
+    int errfd, statusfd, fdsock;
+    vs_cgroup *cg;
+    struct vs_seccomp_supervisor *sup;
+    bool killed_time, killed_pids;
+    int32_t prog_status;
+    bool have_status;
+};
+
+static void kill_sandbox(struct run *run)
+{
+    kill(run->init, SIGKILL); /* pid 1 gone: the kernel kills the namespace */
+    if (run->cg != NULL)
+        vs_cgroup_kill(run->cg);
+}
+
+/* Wait for init while enforcing the wall clock and the pids limit and
+ * collecting the seccomp listener and the program's status. */
+static void supervise(struct run *run, uint64_t start)
+{
+    const struct vs_sandbox_policy *p = run->p;
+    /* A pidfd wakes the poll the moment init exits. */
+    int pidfd = (int)syscall(SYS_pidfd_open, run->init, 0);
+    bool init_done = false;
+    while (!init_done) {
+        struct pollfd fds[3] = {{.fd = run->fdsock, .events = POLLIN},
+                                {.fd = run->statusfd, .events = POLLIN},
+                                {.fd = pidfd, .events = POLLIN}};
+        int timeout = pidfd >= 0 ? -1 : POLL_MS;
+        if (p->time_limit_ms > 0 && !run->killed_time && !run->killed_pids) {
+            uint64_t elapsed = mono_ms() - start;
+            if (elapsed >= p->time_limit_ms) {
+                run->killed_time = true;
+                kill_sandbox(run);
+            } else if (timeout < 0 || p->time_limit_ms - elapsed < (uint64_t)timeout) {
+                timeout = (int)(p->time_limit_ms - elapsed);
+            }
+        }
+        if (run->cg != NULL && p->pids > 0 && (timeout < 0 || timeout > POLL_MS))
+            timeout = POLL_MS; /* the pids counter has no event to wait on */
+        if (poll(fds, 3, timeout) > 0) {
+            if (fds[0].revents & POLLIN) {
+                int listener = vs_fd_recv(run->fdsock);
+                if (listener >= 0 && run->sup == NULL &&
+                    vs_seccomp_supervisor_start(listener, p->seccomp_log, &run->sup) < 0)
+                    close(listener);
+                else if (listener >= 0 && run->sup != NULL)
+                    close(listener);
+                if (listener < 0) {
+                    close(run->fdsock);
+                    run->fdsock = -1;
+                }
+            } else if (fds[0].revents & (POLLHUP | POLLERR)) {
+                close(run->fdsock);
+                run->fdsock = -1;
+            }
+            if (fds[1].revents & (POLLIN | POLLHUP)) {
+                ssize_t n = read(run->statusfd, &run->prog_status, sizeof(run->prog_status));
+                run->have_status = n == (ssize_t)sizeof(run->prog_status);
+                close(run->statusfd);
+                run->statusfd = -1;
+            }
+        }
+        if (run->cg != NULL && p->pids > 0 && !run->killed_pids && !run->killed_time) {
+            struct vs_cgroup_stats st;
+            if (vs_cgroup_stats(run->cg, &st) == 0 && st.pids_max_hits > 0) {
+                run->r->pids_limit_hit = true;
+                run->killed_pids = true;
+                kill_sandbox(run);
+            }
+        }
+        int st;
+        struct rusage ru;
+        if (wait4(run->init, &st, WNOHANG, &ru) == run->init) {
+            init_done = true;
+            run->r->cpu_ms = (uint64_t)ru.ru_utime.tv_sec * 1000 +
+                             (uint64_t)ru.ru_utime.tv_usec / 1000 +
+                             (uint64_t)ru.ru_stime.tv_sec * 1000 +
+                             (uint64_t)ru.ru_stime.tv_usec / 1000;
+            run->r->peak_memory_bytes = (uint64_t)ru.ru_maxrss * 1024;
+        }
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    /* A status written just before init exited. */
+    if (run->statusfd >= 0) {
+        ssize_t n = read(run->statusfd, &run->prog_status, sizeof(run->prog_status));
+        run->have_status = n == (ssize_t)sizeof(run->prog_status);
+    }
+}
+
+static void classify(struct run *run)
+{
+    struct vs_sandbox_result *r = run->r;
+    const struct vs_sandbox_policy *p = run->p;
+    struct vs_cgroup_stats cs = {0};
+    if (run->cg != NULL && vs_cgroup_stats(run->cg, &cs) == 0) {
+        if (cs.peak_memory_bytes > r->peak_memory_bytes)
+            r->peak_memory_bytes = cs.peak_memory_bytes;
+        if (cs.pids_max_hits > 0)
+            r->pids_limit_hit = true;
+    }
+    if (run->have_status) {
+        int st = run->prog_status;
+        if (WIFEXITED(st))
+            r->exit_code = WEXITSTATUS(st);
+        else if (WIFSIGNALED(st))
+            r->signal = WTERMSIG(st);
+    }
+    if (run->killed_time)
+        r->kill_reason = VS_KILL_TIME;
+    else if (run->killed_pids)
+        r->kill_reason = VS_KILL_PIDS;
+    else if (r->signal == SIGKILL && cs.oom_kills > 0)
+        r->kill_reason = VS_KILL_MEMORY;
+    else if (r->signal == SIGSYS)
+        r->kill_reason = VS_KILL_SECCOMP;
+    else if (r->signal == SIGXCPU ||
+             (r->signal == SIGKILL && p->cpu_limit_ms > 0 && r->cpu_ms >= p->cpu_limit_ms))
+        r->kill_reason = VS_KILL_CPU;
+    if (r->kill_reason == VS_KILL_SECCOMP && r->n_denied == 0 && r->n_denied < VS_SANDBOX_MAX_DENIED)
+        snprintf(r->denied[r->n_denied++], sizeof(r->denied[0]), "(foreign ABI)");
+}
+
+static void read_setup_error(struct run *run)
+{
+    char buf[sizeof(run->r->setup_error)];
+    ssize_t n = read(run->errfd, buf, sizeof(buf) - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        snprintf(run->r->setup_error, sizeof(run->r->setup_error), "%s", buf);
+    }
+}
+
+int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
+                   struct vs_sandbox_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->exit_code = -1;
+    if (p == NULL || argv == NULL || argv[0] == NULL || p->n_env > VS_SANDBOX_MAX_ENV ||
+        p->n_ro_binds > VS_SANDBOX_MAX_BINDS) {
+        snprintf(r->setup_error, sizeof(r->setup_error), "invalid arguments");
+        return -EINVAL;
+    }
+    uint64_t start = mono_ms();
+    bool root_mode = geteuid() == 0;
+    uint32_t host_uid = p->host_uid;
+    if (root_mode && host_uid == 0)
+        host_uid = UID_RANGE_BASE + 2u * ((uint32_t)getpid() % UID_RANGE_SLOTS) + 1u;
+    r->host_uid = root_mode ? host_uid : (uint32_t)geteuid();
+
+    struct run run = {.p = p, .r = r, .init = -1, .errfd = -1, .statusfd = -1, .fdsock = -1};
+    char name[64];
+    snprintf(name, sizeof(name), "sb-%d-%llu", (int)getpid(), (unsigned long long)start);
+    /* At most one CPU's worth of time per period, whatever it spawns. */
+    struct vs_cgroup_limits lim = {.memory_bytes = p->memory_bytes, .pids = p->pids,
+                                   .cpu_quota_us = 100000, .cpu_period_us = 100000};
+    unsigned enforced = 0;
+    r->limit_mode = VS_LIMITS_RLIMIT;
+    int cgrc = vs_cgroup_new(name, &lim, &run.cg, &r->limit_mode, &enforced);
+    if (cgrc < 0) {
+        run.cg = NULL;
+        r->limit_mode = VS_LIMITS_RLIMIT;
+        enforced = 0;
+        if (cgrc != -ENOTSUP) {
+            /* A cgroup that should work and does not is not a reason to
+             * run with weaker limits. */
+            snprintf(r->setup_error, sizeof(r->setup_error), "cannot create the cgroup: %s",
+                     strerror(-cgrc));
+            return cgrc;
+        }
+    }
+    int syncp[2] = {-1, -1}, errp[2] = {-1, -1}, statusp[2] = {-1, -1}, sockp[2] = {-1, -1};
+    if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
+        pipe2(statusp, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockp) < 0) {
+        int e = errno;
+        int *all[] = {syncp, errp, statusp, sockp};
+        for (size_t i = 0; i < 4; i++)
+            for (size_t j = 0; j < 2; j++)
+                if (all[i][j] >= 0)
+                    close(all[i][j]);
+        snprintf(r->setup_error, sizeof(r->setup_error), "pipes: %s", strerror(e));
+        vs_cgroup_free(run.cg);
+        return -e;
+    }
+
+    r->landlock_abi = vs_landlock_abi();
+
+    struct inside in = {.p = p, .argv = argv, .errfd = errp[1], .fdsock = sockp[1],
+                        .root_mode = root_mode, .enforced = enforced};
+    long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
+                 CLONE_NEWUTS | SIGCHLD;
+    pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        close(syncp[1]);
+        close(errp[0]);
+        close(statusp[0]);
+        close(sockp[0]);
+        run_init(&in, syncp[0], statusp[1]);
+        _exit(127);
+    }
+    int e = errno;
+    close(syncp[0]);
+    close(errp[1]);
+    close(statusp[1]);
+    close(sockp[1]);
+    run.errfd = errp[0];
+    run.statusfd = statusp[0];
+    run.fdsock = sockp[0];
+    int rc = 0;
+    if (pid < 0) {
+        userns_refused(e, r->setup_error, sizeof(r->setup_error));
+        rc = -e;
+    } else {
+        run.init = pid;
+        rc = write_maps(pid, root_mode, host_uid, r->setup_error, sizeof(r->setup_error));
+        if (rc == 0 && run.cg != NULL && (rc = vs_cgroup_attach(run.cg, pid)) < 0)
+            snprintf(r->setup_error, sizeof(r->setup_error), "cannot join the cgroup: %s",
+                     strerror(-rc));
+        if (rc == 0 && write(syncp[1], "g", 1) != 1) {
+            rc = -errno;
+            snprintf(r->setup_error, sizeof(r->setup_error), "cannot start init: %s",
+                     strerror(errno));
+        }
+        if (rc < 0)
+            kill(pid, SIGKILL);
+        supervise(&run, start);
+        read_setup_error(&run);
+        if (rc == 0 && r->setup_error[0] != '\0')
+            rc = -EIO;
+    }
+    close(syncp[1]);
+    if (run.sup != NULL)
+        r->n_denied = vs_seccomp_supervisor_stop(run.sup, r->denied, VS_SANDBOX_MAX_DENIED);
+    r->wall_ms = mono_ms() - start;
+    if (rc == 0)
+        classify(&run);
+    if (run.cg != NULL)
+        vs_cgroup_free(run.cg);
+    if (run.errfd >= 0)
+        close(run.errfd);
+    if (run.statusfd >= 0)
+        close(run.statusfd);
+    if (run.fdsock >= 0)
+        close(run.fdsock);
+    return rc;
+}
