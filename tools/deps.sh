@@ -7,19 +7,27 @@
 VS_DEBIAN_PACKAGES="build-essential cmake pkg-config libuv1-dev libnats-dev libprotobuf-c-dev
 protobuf-c-compiler libseccomp-dev libsodium-dev liblmdb-dev libyaml-dev libjansson-dev
 libcmocka-dev nats-server"
+# What only the tests and benchmarks need: real programs to sandbox
+# (busybox, python3), the launchers we compare with (bubblewrap, podman
+# with runc) and hyperfine.
+VS_DEBIAN_TEST_PACKAGES="busybox-static python3 bubblewrap podman runc hyperfine"
 
+# vs_deps_missing [test]: the packages not installed (with "test", the test
+# packages too).
 vs_deps_missing() {
-    local missing="" p
-    for p in $VS_DEBIAN_PACKAGES; do
+    local missing="" p list="$VS_DEBIAN_PACKAGES"
+    [ "${1:-}" = test ] && list="$list $VS_DEBIAN_TEST_PACKAGES"
+    for p in $list; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
             missing="$missing $p"
     done
     echo "$missing"
 }
 
+# vs_deps_ensure [test]: install what is missing.
 vs_deps_ensure() {
     local missing
-    missing=$(vs_deps_missing)
+    missing=$(vs_deps_missing "${1:-}")
     [ -z "$missing" ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing Debian packages:$missing" >&2

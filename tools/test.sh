@@ -18,7 +18,7 @@ case "${1:-}" in
     *) echo "usage: tools/test.sh [--sanitize]" >&2; exit 2 ;;
 esac
 
-vs_deps_ensure
+vs_deps_ensure test
 cmake -S "$root" -B "$build" -DVS_SANITIZE=$sanitize >/dev/null
 cmake --build "$build" -j2
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
