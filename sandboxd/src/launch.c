@@ -209,8 +209,14 @@ static void apply_rlimits(const struct inside *in)
     set_limit(in->errfd, RLIMIT_NOFILE, p->nofile, "RLIMIT_NOFILE");
     set_limit(in->errfd, RLIMIT_FSIZE, p->fsize_bytes > 0 ? p->fsize_bytes : p->workspace_bytes,
               "RLIMIT_FSIZE");
-    if (p->cpu_limit_ms > 0)
-        set_limit(in->errfd, RLIMIT_CPU, (p->cpu_limit_ms + 999) / 1000, "RLIMIT_CPU");
+    if (p->cpu_limit_ms > 0) {
+        /* SIGXCPU at the soft limit names the cause; the hard limit, a
+         * second later, kills a program that ignores it. */
+        struct rlimit cpu = {.rlim_cur = (rlim_t)((p->cpu_limit_ms + 999) / 1000)};
+        cpu.rlim_max = cpu.rlim_cur + 1;
+        if (setrlimit(RLIMIT_CPU, &cpu) < 0)
+            die_errno(in->errfd, "RLIMIT_CPU");
+    }
     /* Where no cgroup enforces them these are the memory and process
      * limits. As root each sandbox has its own host uid, so RLIMIT_NPROC
      * also backs the pids cgroup. */
@@ -322,13 +328,23 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
     char go;
     if (read(syncfd, &go, 1) != 1)
         _exit(127); /* the launcher went away */
-    close(syncfd);
     /* Now that the launcher has put us in the sandbox's cgroup, a cgroup
      * namespace rooted there hides the host's hierarchy. */
     if (unshare(CLONE_NEWCGROUP) < 0)
         die_errno(in->errfd, "cgroup namespace");
-    if (in->root_mode && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
-        die_errno(in->errfd, "become the namespace's root");
+    if (in->root_mode) {
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            die_errno(in->errfd, "become the namespace's root");
+        /* A uid change clears the parent-death signal: set it again, then
+         * make sure the launcher did not die in between (its end of the
+         * sync pipe would be closed). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+            die_errno(in->errfd, "PR_SET_PDEATHSIG");
+        struct pollfd pfd = {.fd = syncfd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLIN)))
+            _exit(127);
+    }
+    close(syncfd);
     char err[256];
     if (vs_fs_build(in->p, err, sizeof(err)) < 0)
         die(in->errfd, err);
@@ -461,10 +477,11 @@ static void supervise(struct run *run, uint64_t start)
         if (poll(fds, 3, timeout) > 0) {
             if (fds[0].revents & POLLIN) {
                 int listener = vs_fd_recv(run->fdsock);
-                if (listener >= 0 && run->sup == NULL &&
-                    vs_seccomp_supervisor_start(listener, p->seccomp_log, &run->sup) < 0)
-                    close(listener);
-                else if (listener >= 0 && run->sup != NULL)
+                /* The first listener goes to the supervisor, which owns it
+                 * from then on; anything else is closed. */
+                if (listener >= 0 &&
+                    (run->sup != NULL ||
+                     vs_seccomp_supervisor_start(listener, p->seccomp_log, &run->sup) < 0))
                     close(listener);
                 if (listener < 0) {
                     close(run->fdsock);
@@ -536,7 +553,7 @@ static void classify(struct run *run)
     else if (r->signal == SIGSYS)
         r->kill_reason = VS_KILL_SECCOMP;
     else if (r->signal == SIGXCPU ||
-             (r->signal == SIGKILL && p->cpu_limit_ms > 0 && r->cpu_ms >= p->cpu_limit_ms))
+             (r->signal == SIGKILL && p->cpu_limit_ms > 0 && r->cpu_ms + 50 >= p->cpu_limit_ms))
         r->kill_reason = VS_KILL_CPU;
     if (r->kill_reason == VS_KILL_SECCOMP && r->n_denied == 0 && r->n_denied < VS_SANDBOX_MAX_DENIED)
         snprintf(r->denied[r->n_denied++], sizeof(r->denied[0]), "(foreign ABI)");
