@@ -429,7 +429,11 @@ static int kill_round(vs_cgroup *cg)
 
     for (i = 0; i < cg->n; i++) {
         char *text, *p;
-        int rc = cg_read(cg->node[i].path, "cgroup.procs", &text);
+        int rc;
+
+        if (!cg->node[i].path) /* already removed (vs_cgroup_free) */
+            continue;
+        rc = cg_read(cg->node[i].path, "cgroup.procs", &text);
 
         if (rc == -ENOENT)
             continue;
@@ -461,7 +465,8 @@ int vs_cgroup_kill(vs_cgroup *cg)
     if (!cg)
         return -EINVAL;
     /* v2: cgroup.kill takes the whole subtree at once, new forks included. */
-    if (cg->mode == VS_LIMITS_CGROUP_V2 && cg->n == 1 && cg_exists(cg->node[0].path, "cgroup.kill"))
+    if (cg->mode == VS_LIMITS_CGROUP_V2 && cg->n == 1 && cg->node[0].path &&
+        cg_exists(cg->node[0].path, "cgroup.kill"))
         (void)cg_write(cg->node[0].path, "cgroup.kill", "1");
     for (round = 0; round < CG_WAIT_ROUNDS; round++) {
         int n = kill_round(cg);
@@ -823,6 +828,45 @@ int vs_cgroup_attach(vs_cgroup *cg, pid_t pid)
     return 0;
 }
 
+int vs_cgroup_self_attach_open(vs_cgroup *cg, int *fds, size_t max)
+{
+    size_t i;
+
+    if (!cg || !fds || max < cg->n)
+        return -EINVAL;
+    if (cg->mode != VS_LIMITS_CGROUP_V1 || cg->n == 0)
+        return -ENOTSUP;
+    for (i = 0; i < cg->n; i++) {
+        char p[PATH_MAX];
+        int rc = file_path(p, sizeof(p), cg->node[i].path, "tasks");
+
+        if (rc == 0 && (fds[i] = open(p, O_WRONLY | O_CLOEXEC)) < 0)
+            rc = -errno;
+        if (rc < 0) {
+            while (i-- > 0)
+                close(fds[i]);
+            return rc;
+        }
+    }
+    return (int)cg->n;
+}
+
+int vs_cgroup_self_attach(const int *fds, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        ssize_t w;
+
+        do {
+            w = write(fds[i], "0", 1);
+        } while (w < 0 && errno == EINTR);
+        if (w != 1)
+            return w < 0 ? -errno : -EIO;
+    }
+    return 0;
+}
+
 int vs_cgroup_set_memory(vs_cgroup *cg, uint64_t bytes)
 {
     struct cg_node *n;
@@ -900,9 +944,29 @@ int vs_cgroup_stats(vs_cgroup *cg, struct vs_cgroup_stats *s)
 
 void vs_cgroup_free(vs_cgroup *cg)
 {
+    bool busy = false;
+    size_t i;
+
     if (!cg)
         return;
-    (void)vs_cgroup_kill(cg);
+    /* The usual case: every process of the sandbox is reaped already, so
+     * each directory goes at the first rmdir and there is nothing to kill
+     * (a kill round reads cgroup.procs in every hierarchy: ~50 us). Only
+     * a directory that is still busy takes the kill-and-wait path. */
+    for (i = 0; i < cg->n; i++) {
+        struct cg_node *n = &cg->node[i];
+
+        if (!n->path)
+            continue;
+        if (rmdir(n->path) == 0 || errno == ENOENT) {
+            free(n->path);
+            n->path = NULL;
+        } else {
+            busy = true;
+        }
+    }
+    if (busy)
+        (void)vs_cgroup_kill(cg);
     cg_destroy_dirs(cg);
     free(cg);
 }

@@ -2,9 +2,10 @@
  * launch.c - vs_sandbox_run: the process choreography of one sandbox.
  *
  *   launcher ──clone(NEWUSER|NEWPID|NEWNS|NEWNET|NEWIPC|NEWUTS)──▶ init (pid 1)
- *      writes uid/gid maps, joins the cgroup,        unshares its cgroup namespace,
- *                                                    builds the file system (fs.c),
- *      then says "go"                                forks the program and reaps
+ *      writes uid/gid maps, says "go",               builds the file system (fs.c)
+ *      creates the cgroup meanwhile and sends        joins the cgroup (v1: itself),
+ *      "go2" (the limits it enforces, and on v1      unshares its cgroup namespace,
+ *      the cgroup files for init)                    forks the program and reaps
  *                                                      └─▶ program: drops everything,
  *      supervises seccomp notifications,                    sends its seccomp listener
  *      enforces the wall-clock and pids limits,             to the launcher, execve
@@ -151,19 +152,111 @@ struct inside {
     unsigned enforced;  /* limits a cgroup enforces (VS_CG_*) */
 };
 
+/* The launcher's second "go", on the socket: sent once the cgroup exists
+ * (it is created while init builds the file system), with the v1 "tasks"
+ * files init writes itself into as SCM_RIGHTS (see
+ * vs_cgroup_self_attach_open). */
+#define GO2_MAX_FDS 4
+struct go2 {
+    uint32_t enforced;  /* limits the cgroup enforces (VS_CG_*) */
+    uint32_t n_fds;
+};
+
+static int send_go2(int sock, const struct go2 *g, const int *fds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * GO2_MAX_FDS)];
+    } u;
+    struct iovec iov = {.iov_base = (void *)g, .iov_len = sizeof(*g)};
+    struct msghdr msg;
+    ssize_t n;
+
+    if (g->n_fds > GO2_MAX_FDS)
+        return -EINVAL;
+    memset(&u, 0, sizeof(u));
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (g->n_fds > 0) {
+        msg.msg_control = u.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * g->n_fds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * g->n_fds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * g->n_fds);
+    }
+    do
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    return n == (ssize_t)sizeof(*g) ? 0 : -EIO;
+}
+
+/* In init: the go2 message and exactly the fds it announces, or -1 (any
+ * fds received are closed). */
+static int recv_go2(int sock, struct go2 *g, int *fds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * GO2_MAX_FDS)];
+    } u;
+    struct iovec iov = {.iov_base = g, .iov_len = sizeof(*g)};
+    struct msghdr msg;
+    ssize_t n;
+    size_t got = 0;
+    bool bad = false;
+
+    memset(&u, 0, sizeof(u));
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof(u.buf);
+    do
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (got < GO2_MAX_FDS)
+                fds[got++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (n != (ssize_t)sizeof(*g) || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        g->n_fds != got)
+        bad = true;
+    if (bad) {
+        while (got > 0)
+            close(fds[--got]);
+        return -1;
+    }
+    return 0;
+}
+
 static void drop_capabilities(int errfd)
 {
-    /* The bounding set first: that needs CAP_SETPCAP, which goes next. */
-    int last = CAP_LAST_CAP;
-    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-    if (f != NULL) {
-        if (fscanf(f, "%d", &last) != 1)
-            last = CAP_LAST_CAP;
-        fclose(f);
+    /* The bounding set first: that needs CAP_SETPCAP, which goes next.
+     * Capabilities are numbered 0..cap_last_cap without gaps, and the
+     * kernel answers EINVAL past the last one: that ends the loop, without
+     * reading /proc/sys/kernel/cap_last_cap through stdio. */
+    for (int cap = 0; cap < 64; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
+            continue;
+        if (errno == EINVAL && cap > 0)
+            break;
+        die_errno(errfd, "drop the bounding set");
     }
-    for (int cap = 0; cap <= last; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-            die_errno(errfd, "drop the bounding set");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
         die_errno(errfd, "clear ambient capabilities");
 }
@@ -328,10 +421,8 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
     char go;
     if (read(syncfd, &go, 1) != 1)
         _exit(127); /* the launcher went away */
-    /* Now that the launcher has put us in the sandbox's cgroup, a cgroup
-     * namespace rooted there hides the host's hierarchy. */
-    if (unshare(CLONE_NEWCGROUP) < 0)
-        die_errno(in->errfd, "cgroup namespace");
+    /* The uid/gid maps are written. The launcher creates the cgroup while
+     * we build the file system (nothing here depends on the cgroup). */
     if (in->root_mode) {
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
             die_errno(in->errfd, "become the namespace's root");
@@ -353,6 +444,28 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
     /* Nothing inside may read or write init's memory. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         die_errno(in->errfd, "PR_SET_DUMPABLE");
+
+    /* go2: the cgroup is ready. On v1 we join it ourselves (see
+     * vs_cgroup_self_attach_open); the descriptors are closed before
+     * anything else runs. On v2 the launcher has moved us already. */
+    struct go2 g;
+    int cg_fds[GO2_MAX_FDS];
+    if (recv_go2(in->fdsock, &g, cg_fds) < 0)
+        _exit(127); /* the launcher gave up (and says why) */
+    in->enforced = g.enforced;
+    if (g.n_fds > 0) {
+        int rc = vs_cgroup_self_attach(cg_fds, g.n_fds);
+        for (size_t i = 0; i < g.n_fds; i++)
+            close(cg_fds[i]);
+        if (rc < 0) {
+            errno = -rc;
+            die_errno(in->errfd, "join the cgroup");
+        }
+    }
+    /* In the sandbox's cgroup now: a cgroup namespace rooted there hides the
+     * host's hierarchy. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        die_errno(in->errfd, "cgroup namespace");
 
     pid_t prog = fork();
     if (prog < 0)
@@ -436,6 +549,7 @@ struct run {
     struct vs_sandbox_result *r;
     pid_t init;
     int errfd, statusfd, fdsock;
+    int listener;       /* the seccomp listener until its first notification */
     vs_cgroup *cg;
     struct vs_seccomp_supervisor *sup;
     bool killed_time, killed_pids;
@@ -459,9 +573,13 @@ static void supervise(struct run *run, uint64_t start)
     int pidfd = (int)syscall(SYS_pidfd_open, run->init, 0);
     bool init_done = false;
     while (!init_done) {
-        struct pollfd fds[3] = {{.fd = run->fdsock, .events = POLLIN},
+        /* The supervisor thread only starts when the listener has a first
+         * notification: most programs never hit a named denial, and a
+         * thread costs its stack mapping and a clone at every launch. */
+        struct pollfd fds[4] = {{.fd = run->fdsock, .events = POLLIN},
                                 {.fd = run->statusfd, .events = POLLIN},
-                                {.fd = pidfd, .events = POLLIN}};
+                                {.fd = pidfd, .events = POLLIN},
+                                {.fd = run->listener, .events = POLLIN}};
         int timeout = pidfd >= 0 ? -1 : POLL_MS;
         if (p->time_limit_ms > 0 && !run->killed_time && !run->killed_pids) {
             uint64_t elapsed = mono_ms() - start;
@@ -474,14 +592,22 @@ static void supervise(struct run *run, uint64_t start)
         }
         if (run->cg != NULL && p->pids > 0 && (timeout < 0 || timeout > POLL_MS))
             timeout = POLL_MS; /* the pids counter has no event to wait on */
-        if (poll(fds, 3, timeout) > 0) {
+        if (poll(fds, 4, timeout) > 0) {
+            if (fds[3].revents & POLLIN) {
+                if (vs_seccomp_supervisor_start(run->listener, p->seccomp_log, &run->sup) < 0)
+                    close(run->listener); /* the program gets ENOSYS for these calls */
+                run->listener = -1;
+            } else if (fds[3].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+                close(run->listener); /* every user of the filter is gone */
+                run->listener = -1;
+            }
             if (fds[0].revents & POLLIN) {
                 int listener = vs_fd_recv(run->fdsock);
-                /* The first listener goes to the supervisor, which owns it
-                 * from then on; anything else is closed. */
-                if (listener >= 0 &&
-                    (run->sup != NULL ||
-                     vs_seccomp_supervisor_start(listener, p->seccomp_log, &run->sup) < 0))
+                /* The first listener waits for its first notification
+                 * (then the supervisor owns it); anything else is closed. */
+                if (listener >= 0 && run->sup == NULL && run->listener < 0)
+                    run->listener = listener;
+                else if (listener >= 0)
                     close(listener);
                 if (listener < 0) {
                     close(run->fdsock);
@@ -569,6 +695,52 @@ static void read_setup_error(struct run *run)
     }
 }
 
+/* While init builds the file system: create the sandbox's cgroup, get
+ * init into it (v1: init does that itself with the "tasks" files sent
+ * along; v2: we write its pid) and send go2. 0, or -errno with
+ * r->setup_error set. */
+static int cgroup_for_init(struct run *run, pid_t init, uint64_t start)
+{
+    const struct vs_sandbox_policy *p = run->p;
+    struct vs_sandbox_result *r = run->r;
+    char name[64];
+    snprintf(name, sizeof(name), "sb-%d-%llu", (int)getpid(), (unsigned long long)start);
+    /* At most one CPU's worth of time per period, whatever it spawns. */
+    struct vs_cgroup_limits lim = {.memory_bytes = p->memory_bytes, .pids = p->pids,
+                                   .cpu_quota_us = 100000, .cpu_period_us = 100000};
+    struct go2 g = {.enforced = 0, .n_fds = 0};
+    int fds[GO2_MAX_FDS];
+    unsigned enforced = 0;
+    int rc = vs_cgroup_new(name, &lim, &run->cg, &r->limit_mode, &enforced);
+    if (rc < 0) {
+        run->cg = NULL;
+        r->limit_mode = VS_LIMITS_RLIMIT;
+        if (rc != -ENOTSUP) {
+            /* A cgroup that should work and does not is not a reason to
+             * run with weaker limits. */
+            snprintf(r->setup_error, sizeof(r->setup_error), "cannot create the cgroup: %s",
+                     strerror(-rc));
+            return rc;
+        }
+    } else {
+        g.enforced = enforced;
+        int n = vs_cgroup_self_attach_open(run->cg, fds, GO2_MAX_FDS);
+        if (n > 0) {
+            g.n_fds = (uint32_t)n;
+        } else if ((rc = vs_cgroup_attach(run->cg, init)) < 0) {
+            snprintf(r->setup_error, sizeof(r->setup_error), "cannot join the cgroup: %s",
+                     strerror(-rc));
+            return rc;
+        }
+    }
+    rc = send_go2(run->fdsock, &g, fds);
+    for (uint32_t i = 0; i < g.n_fds; i++)
+        close(fds[i]);
+    if (rc < 0)
+        snprintf(r->setup_error, sizeof(r->setup_error), "cannot start init: %s", strerror(-rc));
+    return rc;
+}
+
 int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
                    struct vs_sandbox_result *r)
 {
@@ -586,27 +758,9 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
         host_uid = UID_RANGE_BASE + 2u * ((uint32_t)getpid() % UID_RANGE_SLOTS) + 1u;
     r->host_uid = root_mode ? host_uid : (uint32_t)geteuid();
 
-    struct run run = {.p = p, .r = r, .init = -1, .errfd = -1, .statusfd = -1, .fdsock = -1};
-    char name[64];
-    snprintf(name, sizeof(name), "sb-%d-%llu", (int)getpid(), (unsigned long long)start);
-    /* At most one CPU's worth of time per period, whatever it spawns. */
-    struct vs_cgroup_limits lim = {.memory_bytes = p->memory_bytes, .pids = p->pids,
-                                   .cpu_quota_us = 100000, .cpu_period_us = 100000};
-    unsigned enforced = 0;
+    struct run run = {.p = p, .r = r, .init = -1, .errfd = -1, .statusfd = -1, .fdsock = -1,
+                      .listener = -1};
     r->limit_mode = VS_LIMITS_RLIMIT;
-    int cgrc = vs_cgroup_new(name, &lim, &run.cg, &r->limit_mode, &enforced);
-    if (cgrc < 0) {
-        run.cg = NULL;
-        r->limit_mode = VS_LIMITS_RLIMIT;
-        enforced = 0;
-        if (cgrc != -ENOTSUP) {
-            /* A cgroup that should work and does not is not a reason to
-             * run with weaker limits. */
-            snprintf(r->setup_error, sizeof(r->setup_error), "cannot create the cgroup: %s",
-                     strerror(-cgrc));
-            return cgrc;
-        }
-    }
     int syncp[2] = {-1, -1}, errp[2] = {-1, -1}, statusp[2] = {-1, -1}, sockp[2] = {-1, -1};
     if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
         pipe2(statusp, O_CLOEXEC) < 0 ||
@@ -618,14 +772,13 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
                 if (all[i][j] >= 0)
                     close(all[i][j]);
         snprintf(r->setup_error, sizeof(r->setup_error), "pipes: %s", strerror(e));
-        vs_cgroup_free(run.cg);
         return -e;
     }
 
     r->landlock_abi = vs_landlock_abi();
 
     struct inside in = {.p = p, .argv = argv, .errfd = errp[1], .fdsock = sockp[1],
-                        .root_mode = root_mode, .enforced = enforced};
+                        .root_mode = root_mode};
     long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
                  CLONE_NEWUTS | SIGCHLD;
     pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
@@ -652,14 +805,13 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
     } else {
         run.init = pid;
         rc = write_maps(pid, root_mode, host_uid, r->setup_error, sizeof(r->setup_error));
-        if (rc == 0 && run.cg != NULL && (rc = vs_cgroup_attach(run.cg, pid)) < 0)
-            snprintf(r->setup_error, sizeof(r->setup_error), "cannot join the cgroup: %s",
-                     strerror(-rc));
         if (rc == 0 && write(syncp[1], "g", 1) != 1) {
             rc = -errno;
             snprintf(r->setup_error, sizeof(r->setup_error), "cannot start init: %s",
                      strerror(errno));
         }
+        if (rc == 0)
+            rc = cgroup_for_init(&run, pid, start);
         if (rc < 0)
             kill(pid, SIGKILL);
         supervise(&run, start);
@@ -681,5 +833,7 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
         close(run.statusfd);
     if (run.fdsock >= 0)
         close(run.fdsock);
+    if (run.listener >= 0)
+        close(run.listener);
     return rc;
 }

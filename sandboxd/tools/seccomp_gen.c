@@ -82,6 +82,18 @@ static scmp_filter_ctx build_preset(enum vs_seccomp_preset p)
     /* The launcher sets no_new_privs itself before loading. */
     if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)) < 0)
         die("SCMP_FLTATR_CTL_NNP", -rc);
+    /* A binary tree over the syscall numbers instead of libseccomp's default
+     * linear chain. When a filter is loaded the kernel runs it once per
+     * syscall number of the arch to find the calls that are always allowed
+     * (seccomp_cache_prepare, the action cache): over a chain of ~530
+     * instructions that alone took 265 us of the 323 us seccomp(2) cost at
+     * every launch; with the tree the load takes 90 us (618 instructions,
+     * the same action cache). Every syscall the cache does not cover also
+     * walks a few tree levels instead of up to the whole chain. libseccomp
+     * < 2.5 has no such attribute: then the chain it is. */
+    if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0)
+        fprintf(stderr, "vs-seccomp-gen: note: no binary-tree layout in this libseccomp (%s); "
+                        "the programs are linear chains (slower to load)\n", strerror(-rc));
 
     for (size_t i = 0; i < vs_seccomp_n_rules; i++) {
         const struct vs_sc_rule *r = &vs_seccomp_rules[i];
