@@ -4,8 +4,8 @@
 #
 # usage: tools/bench/sandbox/bench_sandbox.sh [VS_SANDBOX_BINARY]
 #
-#   VS_SANDBOX_BINARY   default: the first of build-sbench/, build/ (under the
-#                       source tree) that has sandboxd/vs-sandbox
+#   VS_SANDBOX_BINARY   default: build/sandboxd/vs-sandbox (under the
+#                       source tree)
 #   RUNS=300            runs of each vs-sandbox and bwrap configuration
 #   PODMAN_RUNS=30      runs of podman (~250 ms each)
 #   DEADLINE=150        seconds; the timing loop stops by itself after this
@@ -61,7 +61,7 @@ GAP_MS=${GAP_MS:-0}
 
 vs=${1:-}
 if [ -z "$vs" ]; then
-    for d in build-sbench build; do
+    for d in build; do
         if [ -x "$src/$d/sandboxd/vs-sandbox" ]; then vs=$src/$d/sandboxd/vs-sandbox; break; fi
     done
 fi
