@@ -472,7 +472,8 @@ static int js_reply(vs_msg *m, const char *token, bool resolves)
     m->resolved = true;
     if (m->held) {
         held_unlink(m);
-        msg_free(m);
+        if (!m->in_handler) /* otherwise deliver() frees it on return */
+            msg_free(m);
     }
     return status_to_errno(st);
 }
@@ -713,7 +714,9 @@ static void deliver(vs_bus *bus, vs_sub *sub, natsMsg *nm)
         return;
     }
 
+    m->in_handler = true;
     int rc = sub->cb(m, sub->arg);
+    m->in_handler = false;
     if (!sub->internal) {
         if (rc == 0)
             bus->stats.handled++;

@@ -42,6 +42,7 @@ struct vs_msg {
     bool resolved;               /* JetStream: acked, nak'ed or termed */
     bool responded;
     bool held;
+    bool in_handler;             /* deliver() frees it when the handler returns */
     uint64_t last_progress_ms;
     struct vs_msg *held_prev, *held_next;
     /* JetStream metadata from the ack subject */

@@ -77,6 +77,11 @@ static const ProtobufCMessageDescriptor *const all_types[] = {
     /* audit.proto */
     &vs__v1__audit_event__descriptor,
     &vs__v1__checkpoint__descriptor,
+    &vs__v1__audit_proof_request__descriptor,
+    &vs__v1__audit_proof_reply__descriptor,
+    &vs__v1__audit_query_request__descriptor,
+    &vs__v1__audit_record__descriptor,
+    &vs__v1__audit_query_reply__descriptor,
     /* ledger.proto */
     &vs__v1__ledger_command__descriptor,
     &vs__v1__ledger_reply__descriptor,

@@ -211,6 +211,35 @@ static void test_poison_message_terminated(void **state)
     vs_consumer_free(c);
 }
 
+static int hold_then_ack(vs_msg *m, void *arg)
+{
+    (*(int *)arg)++;
+    /* A handler may hold a message and resolve it before returning. */
+    vs_msg *held = vs_msg_hold(m);
+    assert_int_equal(vs_msg_ack(held), 0);
+    assert_int_equal(vs_msg_ack(held), -EALREADY);
+    return 0;
+}
+
+static void test_hold_and_ack_within_the_handler(void **state)
+{
+    struct vs_busfix *f = *state;
+    int calls = 0;
+    struct vs_consumer_def def = {.stream = "TASKS", .durable = "holdack", .filter_subject = "vs.task.submit",
+                                  .ack_wait_ms = 1000};
+    vs_consumer *c;
+    assert_int_equal(vs_js_consume_sync(f->bus, &def, &vs__v1__task_submit__descriptor, hold_then_ack, &calls, &c), 0);
+    for (int i = 0; i < 5; i++) {
+        Vs__V1__TaskSubmit t;
+        uint8_t id[VS_ID_LEN];
+        make_task(&t, id);
+        publish_task(f, &t, NULL);
+    }
+    idle(f, 2000); /* past ack_wait: acked, so each was delivered once */
+    assert_int_equal(calls, 5);
+    vs_consumer_free(c);
+}
+
 /* A ledger-like service for "JetStream + reply". */
 static int on_command(vs_msg *m, void *arg)
 {
@@ -555,6 +584,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_without_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_acks_after_output_and_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_message_terminated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_and_ack_within_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_js_request_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_js_request_without_service_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_bucket, setup, teardown),

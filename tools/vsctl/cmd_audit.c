@@ -1,6 +1,8 @@
 /*
- * cmd_audit.c - `vsctl audit tail` (follow the AUDIT stream) and `vsctl
- * audit emit` (send one event and confirm it is stored).
+ * cmd_audit.c - `vsctl audit tail` (follow the AUDIT stream), `vsctl audit
+ * emit` (send one event and confirm it is stored), the safe printing of an
+ * event, and the dispatch of the audit log's commands (query, verify,
+ * export, import-check, prove, backup: cmd_auditlog.c).
  *
  * tail reads with vs_js_read: an ordered, ephemeral, ack-less consumer, so
  * watching the stream never takes work from auditd's durable consumer.
@@ -122,7 +124,7 @@ static void format_time(uint64_t ns, char *out, size_t size)
     snprintf(out, size, "%s.%03uZ", base, (unsigned)(ns / 1000000ull % 1000));
 }
 
-static bool print_event(FILE *out, const Vs__V1__AuditEvent *ev, bool json)
+bool vsctl_audit_print_event(FILE *out, const Vs__V1__AuditEvent *ev, bool json)
 {
     if (json) {
         json_t *j = vs_pb_to_json(&ev->base);
@@ -196,7 +198,7 @@ static int on_event(vs_msg *m, void *arg)
         return 0;
     if (t->agent != NULL && (ev->agent == NULL || strcmp(ev->agent, t->agent) != 0))
         return 0;
-    if (!print_event(stdout, ev, t->json)) {
+    if (!vsctl_audit_print_event(stdout, ev, t->json)) {
         t->broken = true;
         t->done = true;
     }
@@ -533,11 +535,27 @@ out:
 
 /* ---- dispatch ------------------------------------------------------------------- */
 
+static const struct {
+    const char *name;
+    int (*run)(struct vsctl *ctx, int argc, char **argv);
+    const char *summary;
+} audit_commands[] = {
+    {"tail", cmd_tail, "follow the AUDIT stream"},
+    {"emit", cmd_emit, "emit one event"},
+    {"query", cmd_audit_query, "stored events by agent, task, category, severity, time"},
+    {"verify", cmd_audit_verify, "verify the log against its signed checkpoints"},
+    {"export", cmd_audit_export, "the log as JSON Lines (with the entry bytes)"},
+    {"import-check", cmd_audit_import_check, "re-hash an export, name the first bad line"},
+    {"prove", cmd_audit_prove, "inclusion and consistency proofs, verified here"},
+    {"backup", cmd_audit_backup, "consistent copy of the store (read-only, while running)"},
+};
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: vsctl audit tail [options]   follow the AUDIT stream\n"
-                 "       vsctl audit emit [options]   emit one event\n"
-                 "`vsctl audit tail --help`, `vsctl audit emit --help` for the options.\n");
+    for (size_t i = 0; i < sizeof(audit_commands) / sizeof(audit_commands[0]); i++)
+        fprintf(out, "%s vsctl audit %-13s %s\n", i == 0 ? "usage:" : "      ",
+                audit_commands[i].name, audit_commands[i].summary);
+    fprintf(out, "`vsctl audit COMMAND --help` for the options.\n");
 }
 
 int cmd_audit(struct vsctl *ctx, int argc, char **argv)
@@ -551,10 +569,9 @@ int cmd_audit(struct vsctl *ctx, int argc, char **argv)
         return VSCTL_OK;
     }
     vsctl_getopt_reset();
-    if (strcmp(argv[1], "tail") == 0)
-        return cmd_tail(ctx, argc - 1, argv + 1);
-    if (strcmp(argv[1], "emit") == 0)
-        return cmd_emit(ctx, argc - 1, argv + 1);
-    vsctl_err("unknown audit command '%s' (tail or emit)", argv[1]);
+    for (size_t i = 0; i < sizeof(audit_commands) / sizeof(audit_commands[0]); i++)
+        if (strcmp(argv[1], audit_commands[i].name) == 0)
+            return audit_commands[i].run(ctx, argc - 1, argv + 1);
+    vsctl_err("unknown audit command '%s' (see vsctl audit --help)", argv[1]);
     return VSCTL_USAGE;
 }

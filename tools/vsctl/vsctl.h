@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "vs/bus.h"
+#include "vs/v1/audit.pb-c.h"
 
 #define VSCTL_OK 0
 #define VSCTL_FAIL 1
@@ -66,6 +67,23 @@ int cmd_pub(struct vsctl *ctx, int argc, char **argv);
 int cmd_sub(struct vsctl *ctx, int argc, char **argv);
 int cmd_audit(struct vsctl *ctx, int argc, char **argv);
 int cmd_subjects(struct vsctl *ctx, int argc, char **argv);
+int cmd_keys(struct vsctl *ctx, int argc, char **argv);
+/* The audit log's commands (cmd_auditlog.c), dispatched by cmd_audit. */
+int cmd_audit_query(struct vsctl *ctx, int argc, char **argv);
+int cmd_audit_verify(struct vsctl *ctx, int argc, char **argv);
+int cmd_audit_export(struct vsctl *ctx, int argc, char **argv);
+int cmd_audit_import_check(struct vsctl *ctx, int argc, char **argv);
+int cmd_audit_prove(struct vsctl *ctx, int argc, char **argv);
+int cmd_audit_backup(struct vsctl *ctx, int argc, char **argv);
+
+/* One event as a line of text (every string escaped: events are hostile
+ * input) or, with json, as one JSON object; false when out is gone. */
+bool vsctl_audit_print_event(FILE *out, const Vs__V1__AuditEvent *ev, bool json);
+/* Hand every message of the CHECKPOINTS stream to fn, oldest first, until
+ * fn returns non-zero or the stream's end (as of the call) is reached.
+ * 0, -ENOENT (no such stream) or -errno. */
+typedef int (*vsctl_checkpoint_fn)(const Vs__V1__Checkpoint *cp, void *arg);
+int vsctl_read_checkpoints(vs_bus *bus, vsctl_checkpoint_fn fn, void *arg);
 
 /* The supervisor (supervisor.c): runs the stack until SIGTERM/SIGINT and
  * returns the process exit status. The caller holds the lock on
