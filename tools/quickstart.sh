@@ -3,7 +3,8 @@
 # machine: install the Debian packages (as root; otherwise print the
 # apt-get line), build, start a local stack (its own nats-server with
 # JetStream and a state directory), show what runs, publish an audit event
-# and watch it come back through the AUDIT stream, run a program in the
+# and watch it come back through the AUDIT stream and into the audit log
+# (vs-auditd: hash chain, Merkle tree, signed checkpoints), run a program in the
 # native sandbox (and see a denied call named), then stop the stack.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,8 +19,21 @@ vsctl="$root/build/tools/vsctl/vsctl"
 export VS_STATE_DIR="${VS_STATE_DIR:-$root/.vs-state}"
 trap '"$vsctl" down >/dev/null 2>&1 || true' EXIT
 
+# The audit daemon needs a store and a signing key; the demo makes both
+# once, in the state directory.
+mkdir -p "$VS_STATE_DIR/etc"
+if [ ! -e "$VS_STATE_DIR/audit.key" ]; then
+    "$vsctl" keys init-audit "$VS_STATE_DIR/audit.key" > "$VS_STATE_DIR/audit.vkey"
+fi
+cat > "$VS_STATE_DIR/etc/auditd.extra.yaml" <<YAML
+auditd:
+  store: $VS_STATE_DIR/audit
+  key: $VS_STATE_DIR/audit.key
+  checkpoint_interval: 1s
+YAML
+
 echo "== vsctl up (state in $VS_STATE_DIR)"
-"$vsctl" up --port 0
+"$vsctl" up --port 0 --daemon "auditd=$root/build/workers/auditd/vs-auditd"
 echo "== vsctl status"
 "$vsctl" status || true
 echo "== vsctl audit emit"
@@ -27,6 +41,10 @@ echo "== vsctl audit emit"
     --agent demo-agent step=quickstart
 echo "== vsctl audit tail (the event, read back from JetStream)"
 "$vsctl" audit tail --last 1 --count 1 --timeout 10
+echo "== vsctl audit query and verify (the event is in the signed, hash-chained log)"
+sleep 2
+"$vsctl" audit query --category demo --limit 5
+"$vsctl" audit verify --vkey-file "$VS_STATE_DIR/audit.vkey"
 echo "== vs-sandbox: a program in a throw-away sandbox, and an escape attempt it stops"
 "$root/build/sandboxd/vs-sandbox" run --time-limit 10 -- /bin/sh -c \
     'echo "hello from $(id -un) (uid $(id -u)) on $(hostname)"; ls /; echo result > /workspace/out/r.txt'
