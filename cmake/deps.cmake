@@ -22,6 +22,7 @@ vs_dep(SODIUM libsodium libsodium-dev)
 vs_dep(LMDB lmdb liblmdb-dev)
 vs_dep(YAML yaml-0.1 libyaml-dev)
 vs_dep(JANSSON jansson libjansson-dev)
+vs_dep(CRYPTO libcrypto libssl-dev)
 
 find_program(PROTOC_C protoc-c)
 if(NOT PROTOC_C)

@@ -5,7 +5,7 @@
  * Fixed-width big-endian fields and an explicit length make the encoding
  * unambiguous (one byte string per entry, and the decoder accepts nothing
  * else), which is what lets a hash of it stand for the entry. Hashing uses
- * libsodium's SHA-256 like the store and the Merkle code.
+ * the audit log's SHA-256 (sha256.h) like the store and the Merkle code.
  */
 #include <errno.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "vs/audit_codec.h"
+#include "sha256.h"
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
@@ -81,15 +82,10 @@ int vs_audit_codec_decode(const uint8_t *entry, size_t len, struct vs_audit_fiel
 
 void vs_audit_codec_chain_hash(const uint8_t *entry, size_t len, uint8_t out[VS_AUDIT_CODEC_HASH])
 {
-    crypto_hash_sha256(out, entry, len);
+    vs_sha256_prefixed(out, 0, 0, entry, len);
 }
 
 void vs_audit_codec_leaf_hash(const uint8_t *entry, size_t len, uint8_t out[VS_AUDIT_CODEC_HASH])
 {
-    static const uint8_t zero = 0x00;
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, &zero, 1);
-    crypto_hash_sha256_update(&st, entry, len);
-    crypto_hash_sha256_final(&st, out);
+    vs_sha256_prefixed(out, 1, 0x00, entry, len);
 }

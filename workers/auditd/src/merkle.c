@@ -12,7 +12,7 @@
  * verifier and the tests. The verifiers use hashes alone (a client holding
  * a signed checkpoint needs nothing else) and follow RFC 9162's iterative
  * algorithms step by step, which is what the tests compare against a naive
- * recursive MTH. SHA-256 is libsodium's.
+ * recursive MTH. SHA-256 is libcrypto's (sha256.h).
  */
 #include <errno.h>
 #include <string.h>
@@ -20,18 +20,13 @@
 #include <sodium.h>
 
 #include "merkle_int.h"
+#include "sha256.h"
 
 /* ---- hashes ------------------------------------------------------------------ */
 
 void vs_merkle_leaf(const uint8_t *data, size_t len, uint8_t out[VS_HASH_LEN])
 {
-    static const uint8_t zero = 0x00;
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, &zero, 1);
-    if (len > 0)
-        crypto_hash_sha256_update(&st, data, len);
-    crypto_hash_sha256_final(&st, out);
+    vs_sha256_prefixed(out, 1, 0x00, data, len);
 }
 
 void vs_merkle_node(const uint8_t l[VS_HASH_LEN], const uint8_t r[VS_HASH_LEN],
@@ -41,12 +36,12 @@ void vs_merkle_node(const uint8_t l[VS_HASH_LEN], const uint8_t r[VS_HASH_LEN],
     buf[0] = 0x01;
     memcpy(buf + 1, l, VS_HASH_LEN);
     memcpy(buf + 1 + VS_HASH_LEN, r, VS_HASH_LEN);
-    crypto_hash_sha256(out, buf, sizeof buf); /* out may alias l or r: buf is a copy */
+    vs_sha256_prefixed(out, 0, 0, buf, sizeof buf); /* out may alias l or r: buf is a copy */
 }
 
 void vs_merkle_empty_root(uint8_t out[VS_HASH_LEN])
 {
-    crypto_hash_sha256(out, (const unsigned char *)"", 0);
+    vs_sha256_prefixed(out, 0, 0, "", 0);
 }
 
 /* The largest power of two strictly below n (n >= 2): RFC 6962's k. */

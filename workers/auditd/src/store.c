@@ -65,6 +65,7 @@
 #include <sodium.h>
 
 #include "merkle_int.h"
+#include "sha256.h"
 #include "vs/v1/audit.pb-c.h"
 
 /* Entry encoding (see the header): offsets of each field. */
@@ -264,7 +265,7 @@ static void encode_entry(uint8_t *b, uint64_t seq, uint64_t time_ns, uint64_t st
 static void entry_hashes(const uint8_t *b, size_t n, uint8_t leaf[VS_HASH_LEN],
                          uint8_t chain[VS_HASH_LEN])
 {
-    crypto_hash_sha256(chain, b, n);
+    vs_sha256_prefixed(chain, 0, 0, b, n);
     vs_merkle_leaf(b, n, leaf);
 }
 
