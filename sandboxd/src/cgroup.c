@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -331,6 +332,30 @@ static int make_leaf(const char *leaf)
     return mkdir(leaf, 0755) < 0 ? -errno : 0;
 }
 
+/* Remove sandbox cgroups left behind by launchers that were killed before
+ * they could clean up: empty ones (the kernel refuses to rmdir a cgroup
+ * with processes in it) older than a minute, so that a sibling that was
+ * just made and is about to be joined is never touched. */
+#define STALE_AFTER_S 60
+
+static void sweep_stale(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (d == NULL)
+        return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || e->d_type != DT_DIR || !valid_name(e->d_name))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            now - st.st_mtime > STALE_AFTER_S)
+            unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR); /* EBUSY when in use */
+    }
+    closedir(d);
+}
+
 /* mkdir the shared parent (v2: and enable want in it), then the leaf. A
  * concurrent vs_cgroup_free of the last other sandbox may rmdir the
  * parent between the two steps (ENOENT): start over, a few times. */
@@ -341,6 +366,8 @@ static int make_dirs(const char *parent, const char *leaf, const char *const *wa
     for (i = 0; i < 3 && rc == -ENOENT; i++) {
         if (mkdir(parent, 0755) < 0 && errno != EEXIST)
             return -errno;
+        if (i == 0)
+            sweep_stale(parent);
         if (want && (rc = v2_enable(parent, want, nwant)) < 0)
             continue;
         rc = make_leaf(leaf);
