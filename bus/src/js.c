@@ -27,6 +27,7 @@
 #define JS_ERR_STREAM_NAME_IN_USE 10058
 #define JS_ERR_WRONG_LAST_SEQUENCE 10071
 #define JS_ERR_NO_MESSAGE_FOUND 10037
+#define JS_ERR_STREAM_NOT_FOUND 10059
 #define READ_INACTIVE_THRESHOLD_NS (30 * NS_PER_S)
 
 /* ---- the JSON API ------------------------------------------------------------ */
@@ -246,6 +247,41 @@ static int simple_api(vs_bus *bus, const char *subject, json_t *body, vs_bus_don
     int rc = api_request(bus, subject, body, on_simple_done, c);
     if (rc < 0)
         free(c);
+    return rc;
+}
+
+static uint64_t stream_last_seq(const json_t *info)
+{
+    return (uint64_t)json_integer_value(json_object_get(json_object_get(info, "state"), "last_seq"));
+}
+
+struct last_seq_wait {
+    bool done;
+    int status;
+    uint64_t last_seq;
+};
+
+static void on_last_seq(int status, int err_code, json_t *resp, void *arg)
+{
+    struct last_seq_wait *w = arg;
+    w->status = status < 0 && err_code == JS_ERR_STREAM_NOT_FOUND ? -ENOENT : status;
+    if (status == 0)
+        w->last_seq = stream_last_seq(resp);
+    w->done = true;
+}
+
+int vs_js_stream_last_seq_sync(vs_bus *bus, const char *name, uint64_t *last_seq)
+{
+    if (bus == NULL || !vs_token_valid(name) || last_seq == NULL)
+        return -EINVAL;
+    char subject[160];
+    snprintf(subject, sizeof(subject), "$JS.API.STREAM.INFO.%s", name);
+    struct last_seq_wait w = {0};
+    int rc = api_request(bus, subject, NULL, on_last_seq, &w);
+    if (rc == 0 && vs_bus_run_until(bus, &w.done, VS_JS_API_TIMEOUT_MS + 1000) < 0)
+        rc = -ETIMEDOUT;
+    if (rc == 0 && (rc = w.status) == 0)
+        *last_seq = w.last_seq;
     return rc;
 }
 
@@ -585,8 +621,7 @@ static void on_stream_info(int status, int err_code, json_t *resp, void *arg)
     vs_consumer *c = rs->c;
     c->creating = false;
     if (status == 0 && !c->freed) {
-        uint64_t last = (uint64_t)json_integer_value(
-            json_object_get(json_object_get(resp, "state"), "last_seq"));
+        uint64_t last = stream_last_seq(resp);
         uint64_t from = last >= rs->last_n ? last - rs->last_n + 1 : 1;
         status = create_reader(rs, from);
     }

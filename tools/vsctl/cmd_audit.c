@@ -207,44 +207,13 @@ static int on_event(vs_msg *m, void *arg)
     return 0;
 }
 
-struct api_wait {
-    bool done;
-    int status;
-    int err_code;
-};
-
-static void on_stream_info(int status, vs_msg *reply, void *arg)
-{
-    struct api_wait *w = arg;
-    w->status = status;
-    if (status == 0) {
-        size_t len;
-        const uint8_t *data = vs_msg_data(reply, &len);
-        json_t *j = json_loadb((const char *)data, len, 0, NULL);
-        json_t *err = j != NULL ? json_object_get(j, "error") : NULL;
-        if (j == NULL)
-            w->status = -EBADMSG;
-        else if (err != NULL) {
-            w->status = -EIO;
-            w->err_code = (int)json_integer_value(json_object_get(err, "err_code"));
-        }
-        json_decref(j);
-    }
-    w->done = true;
-}
-
 /* vs_js_read reports a failed consumer creation only in the log, so check
  * first that the stream exists, to say so in one clear line. */
 static int check_stream(vs_bus *bus)
 {
-    struct api_wait w = {0};
-    int rc = vs_bus_request_raw(bus, "$JS.API.STREAM.INFO." AUDIT_STREAM, NULL, 0, NULL, 0,
-                                VS_JS_API_TIMEOUT_MS, on_stream_info, &w);
-    if (rc == 0 && vs_bus_run_until(bus, &w.done, VS_JS_API_TIMEOUT_MS + 1000) < 0)
-        rc = -ETIMEDOUT;
-    if (rc == 0)
-        rc = w.status;
-    if (rc == -EIO && w.err_code == 10059)
+    uint64_t last;
+    int rc = vs_js_stream_last_seq_sync(bus, AUDIT_STREAM, &last);
+    if (rc == -ENOENT)
         vsctl_err("the %s stream does not exist on this server (streams are declared by "
                   "`vsctl up` and by the daemons)",
                   AUDIT_STREAM);
@@ -336,22 +305,7 @@ static int cmd_tail(struct vsctl *ctx, int argc, char **argv)
         vsctl_err("cannot read the %s stream: %s", AUDIT_STREAM, strerror(-rc));
         goto out;
     }
-    struct vsctl_signals sig;
-    bool interrupted = false;
-    vsctl_signals_start(&sig, &loop, &interrupted);
-    uint64_t deadline = timeout_ms > 0 ? uv_now(&loop) + timeout_ms : 0;
-    while (!t.done && !interrupted) {
-        uint64_t step = 200;
-        if (deadline > 0) {
-            uv_update_time(&loop);
-            uint64_t now = uv_now(&loop);
-            if (now >= deadline)
-                break;
-            step = deadline - now < step ? deadline - now : step;
-        }
-        vs_bus_run_until(bus, &t.done, step);
-    }
-    vsctl_signals_stop(&sig);
+    bool interrupted = vsctl_run_until_signal(bus, &t.done, timeout_ms);
     if (!t.broken && t.count > 0 && t.seen < t.count && !interrupted) {
         vsctl_err("timed out after %llu of %llu events", (unsigned long long)t.seen,
                   (unsigned long long)t.count);

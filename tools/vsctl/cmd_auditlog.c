@@ -243,44 +243,14 @@ static int on_checkpoint_msg(vs_msg *m, void *arg)
     return 0;
 }
 
-struct info_wait {
-    bool done;
-    int status;
-    uint64_t last_seq;
-};
-
-static void on_cp_info(int status, vs_msg *reply, void *arg)
-{
-    struct info_wait *w = arg;
-    w->done = true;
-    w->status = status;
-    if (status != 0)
-        return;
-    size_t len;
-    const uint8_t *data = vs_msg_data(reply, &len);
-    json_t *j = json_loadb((const char *)data, len, 0, NULL);
-    if (j == NULL || json_object_get(j, "error") != NULL)
-        w->status = -ENOENT;
-    else
-        w->last_seq = (uint64_t)json_integer_value(
-            json_object_get(json_object_get(j, "state"), "last_seq"));
-    json_decref(j);
-}
-
 int vsctl_read_checkpoints(vs_bus *bus, vsctl_checkpoint_fn fn, void *arg)
 {
     const char *stream = vs_stream(VS_STREAM_CHECKPOINTS)->name;
-    char api[128];
-    snprintf(api, sizeof(api), "$JS.API.STREAM.INFO.%s", stream);
-    struct info_wait w = {0};
-    int rc = vs_bus_request_raw(bus, api, NULL, 0, NULL, 0, VS_JS_API_TIMEOUT_MS, on_cp_info, &w);
-    if (rc == 0 && vs_bus_run_until(bus, &w.done, VS_JS_API_TIMEOUT_MS + 1000) < 0)
-        rc = -ETIMEDOUT;
-    if (rc == 0)
-        rc = w.status;
-    if (rc < 0 || w.last_seq == 0)
+    uint64_t last_seq = 0;
+    int rc = vs_js_stream_last_seq_sync(bus, stream, &last_seq);
+    if (rc < 0 || last_seq == 0)
         return rc;
-    struct cp_read r = {.fn = fn, .arg = arg, .last_seq = w.last_seq};
+    struct cp_read r = {.fn = fn, .arg = arg, .last_seq = last_seq};
     vs_consumer *c = NULL;
     rc = vs_js_read(bus, stream, NULL, 0, 0, &vs__v1__checkpoint__descriptor, on_checkpoint_msg,
                     &r, &c);

@@ -466,23 +466,8 @@ int cmd_sub(struct vsctl *ctx, int argc, char **argv)
     fprintf(stderr, "vsctl: listening on %s\n", subject);
     fflush(stderr);
 
-    struct vsctl_signals sig;
-    bool interrupted = false;
-    vsctl_signals_start(&sig, &loop, &interrupted);
     /* Stop on any of: enough messages, the timeout, a signal. */
-    uint64_t deadline = timeout_ms > 0 ? uv_now(&loop) + timeout_ms : 0;
-    while (!s.done && !interrupted) {
-        uint64_t step = 200;
-        if (deadline > 0) {
-            uv_update_time(&loop);
-            uint64_t now = uv_now(&loop);
-            if (now >= deadline)
-                break;
-            step = deadline - now < step ? deadline - now : step;
-        }
-        vs_bus_run_until(bus, &s.done, step);
-    }
-    vsctl_signals_stop(&sig);
+    bool interrupted = vsctl_run_until_signal(bus, &s.done, timeout_ms);
     if (s.broken)
         result = VSCTL_OK;
     else if (s.count > 0 && s.seen < s.count && !interrupted) {

@@ -498,6 +498,12 @@ void vsctl_sleep_bus(vs_bus *bus, uint64_t ms)
     vs_bus_run_until(bus, &never, ms);
 }
 
+/* SIGINT/SIGTERM end a long-running command (sub, audit tail). */
+struct vsctl_signals {
+    uv_signal_t sigint, sigterm;
+    bool *flag;
+};
+
 static void on_stop_signal(uv_signal_t *h, int signum)
 {
     (void)signum;
@@ -505,7 +511,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     *s->flag = true;
 }
 
-void vsctl_signals_start(struct vsctl_signals *s, uv_loop_t *loop, bool *flag)
+static void vsctl_signals_start(struct vsctl_signals *s, uv_loop_t *loop, bool *flag)
 {
     s->flag = flag;
     uv_signal_init(loop, &s->sigint);
@@ -518,13 +524,41 @@ void vsctl_signals_start(struct vsctl_signals *s, uv_loop_t *loop, bool *flag)
     uv_unref((uv_handle_t *)&s->sigterm);
 }
 
-static void on_closed(uv_handle_t *h)
+static void on_signal_closed(uv_handle_t *h)
 {
-    (void)h;
+    (*(int *)h->data)--;
 }
 
-void vsctl_signals_stop(struct vsctl_signals *s)
+/* Close the handles and wait until libuv is done with them (they live on
+ * the caller's stack). */
+static void vsctl_signals_stop(struct vsctl_signals *s, uv_loop_t *loop)
 {
-    uv_close((uv_handle_t *)&s->sigint, on_closed);
-    uv_close((uv_handle_t *)&s->sigterm, on_closed);
+    int open = 2;
+    s->sigint.data = s->sigterm.data = &open;
+    uv_close((uv_handle_t *)&s->sigint, on_signal_closed);
+    uv_close((uv_handle_t *)&s->sigterm, on_signal_closed);
+    while (open > 0)
+        uv_run(loop, UV_RUN_NOWAIT);
+}
+
+bool vsctl_run_until_signal(vs_bus *bus, const bool *done, uint64_t timeout_ms)
+{
+    uv_loop_t *loop = vs_bus_loop(bus);
+    struct vsctl_signals sig;
+    bool interrupted = false;
+    vsctl_signals_start(&sig, loop, &interrupted);
+    uint64_t deadline = timeout_ms > 0 ? uv_now(loop) + timeout_ms : 0;
+    while (!*done && !interrupted) {
+        uint64_t step = 200;
+        if (deadline > 0) {
+            uv_update_time(loop);
+            uint64_t now = uv_now(loop);
+            if (now >= deadline)
+                break;
+            step = deadline - now < step ? deadline - now : step;
+        }
+        vs_bus_run_until(bus, done, step);
+    }
+    vsctl_signals_stop(&sig, loop);
+    return interrupted;
 }

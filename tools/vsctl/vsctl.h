@@ -184,13 +184,8 @@ bool vsctl_print_json(FILE *out, const json_t *j);
 /* Run the bus loop for ms (a pause that keeps the connection serviced). */
 void vsctl_sleep_bus(vs_bus *bus, uint64_t ms);
 
-/* SIGINT/SIGTERM handling for long-running commands (sub, audit tail):
- * set *flag when one arrives. vsctl_signals_stop closes the handles. */
-struct vsctl_signals {
-    uv_signal_t sigint, sigterm;
-    bool *flag;
-};
-void vsctl_signals_start(struct vsctl_signals *s, uv_loop_t *loop, bool *flag);
-void vsctl_signals_stop(struct vsctl_signals *s);
+/* Run bus's loop until *done, timeout_ms (0: no timeout) or SIGINT/SIGTERM.
+ * Returns true when a signal ended the wait. */
+bool vsctl_run_until_signal(vs_bus *bus, const bool *done, uint64_t timeout_ms);
 
 #endif

@@ -29,6 +29,10 @@
 VS_API int vs_js_declare_all(vs_bus *bus, vs_bus_done_cb cb, void *arg);
 /* Synchronous form for start-up and tools (runs the loop). */
 VS_API int vs_js_declare_all_sync(vs_bus *bus);
+/* The last sequence a stream holds (0 when empty), synchronously (runs the
+ * loop; for tools). -ENOENT when the stream does not exist, -EHOSTUNREACH
+ * when the server has no JetStream, -ETIMEDOUT, -EIO. */
+VS_API int vs_js_stream_last_seq_sync(vs_bus *bus, const char *name, uint64_t *last_seq);
 /* Delete a stream (tests, `vsctl` maintenance). */
 VS_API int vs_js_delete_stream(vs_bus *bus, const char *name, vs_bus_done_cb cb, void *arg);
 

@@ -65,18 +65,10 @@
 #include <sodium.h>
 
 #include "merkle_int.h"
-#include "sha256.h"
+#include "vs/audit_codec.h"
 #include "vs/v1/audit.pb-c.h"
 
 /* Entry encoding (see the header): offsets of each field. */
-#define ENTRY_MAGIC "vs.audit.v1" /* with its NUL: 12 bytes */
-#define MAGIC_LEN 12
-#define OFF_SEQ 12
-#define OFF_TIME 20
-#define OFF_STREAM 28
-#define OFF_PREV 36
-#define OFF_LEN 68
-#define HDR_LEN 72
 
 #define HASHES_LEN (2 * VS_HASH_LEN) /* leaf | chain */
 #define NODE_KEY_LEN 9               /* last leaf seq BE | level */
@@ -154,19 +146,6 @@ static uint64_t get_be64(const uint8_t *p)
     return v;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -222,51 +201,19 @@ static MDB_val mval(const void *p, size_t n)
 }
 
 /* A parsed entry: pointers into the value it came from. */
-struct parsed {
-    uint64_t seq, time_ns, stream_seq;
-    const uint8_t *prev;
-    const uint8_t *event;
-    size_t len;
-};
-
-/* Parse an encoded entry; false when it is not a valid encoding. */
-static bool parse_entry(const MDB_val *v, struct parsed *p)
+/* The entry encoding and its hashes are the codec's (audit_codec.c), the
+ * one definition shared with vs-auditd's export and import checks. */
+static bool parse_entry(const MDB_val *v, struct vs_audit_fields *p)
 {
-    if (v->mv_size < HDR_LEN)
-        return false;
-    const uint8_t *b = v->mv_data;
-    if (memcmp(b, ENTRY_MAGIC, MAGIC_LEN) != 0)
-        return false;
-    if ((uint64_t)get_be32(b + OFF_LEN) != (uint64_t)(v->mv_size - HDR_LEN))
-        return false;
-    p->seq = get_be64(b + OFF_SEQ);
-    p->time_ns = get_be64(b + OFF_TIME);
-    p->stream_seq = get_be64(b + OFF_STREAM);
-    p->prev = b + OFF_PREV;
-    p->event = b + HDR_LEN;
-    p->len = v->mv_size - HDR_LEN;
-    return true;
+    return vs_audit_codec_decode(v->mv_data, v->mv_size, p) == 0;
 }
 
-static void encode_entry(uint8_t *b, uint64_t seq, uint64_t time_ns, uint64_t stream_seq,
-                         const uint8_t prev[VS_HASH_LEN], const uint8_t *event, size_t len)
-{
-    memcpy(b, ENTRY_MAGIC, MAGIC_LEN);
-    put_be64(b + OFF_SEQ, seq);
-    put_be64(b + OFF_TIME, time_ns);
-    put_be64(b + OFF_STREAM, stream_seq);
-    memcpy(b + OFF_PREV, prev, VS_HASH_LEN);
-    put_be32(b + OFF_LEN, (uint32_t)len);
-    if (len > 0)
-        memcpy(b + HDR_LEN, event, len);
-}
-
-/* chain = SHA-256(entry), leaf = SHA-256(0x00 | entry). */
+/* leaf = SHA-256(0x00 | entry), chain = SHA-256(entry). */
 static void entry_hashes(const uint8_t *b, size_t n, uint8_t leaf[VS_HASH_LEN],
                          uint8_t chain[VS_HASH_LEN])
 {
-    vs_sha256_prefixed(chain, 0, 0, b, n);
-    vs_merkle_leaf(b, n, leaf);
+    vs_audit_codec_chain_hash(b, n, chain);
+    vs_audit_codec_leaf_hash(b, n, leaf);
 }
 
 /* ---- transactions --------------------------------------------------------------- */
@@ -839,7 +786,7 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
             return -EBADMSG;
         memcpy(prev, (uint8_t *)d.mv_data + VS_HASH_LEN, VS_HASH_LEN);
         rc = mdb_get(txn, s->entries, &k, &d);
-        struct parsed p;
+        struct vs_audit_fields p;
         if (rc)
             return rc == MDB_NOTFOUND ? -EBADMSG : lmdb_err(rc);
         if (!parse_entry(&d, &p))
@@ -862,7 +809,7 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
         if (t < last_time)
             t = last_time;
 
-        size_t elen = HDR_LEN + it->len;
+        size_t elen = vs_audit_codec_size(it->len);
         if (elen > s->enc_cap) {
             size_t cap = elen < 4096 ? 4096 : elen;
             uint8_t *nb = realloc(s->enc, cap);
@@ -872,7 +819,11 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
             s->enc_cap = cap;
         }
         uint64_t seq = size;
-        encode_entry(s->enc, seq, t, it->stream_seq, prev, it->event, it->len);
+        struct vs_audit_fields f = {.seq = seq, .time_ns = t, .stream_seq = it->stream_seq,
+                                    .prev_hash = prev, .event = it->event, .len = it->len};
+        rc = vs_audit_codec_encode(&f, s->enc, s->enc_cap);
+        if (rc < 0)
+            return rc;
 
         uint8_t kb[8];
         put_be64(kb, seq);
@@ -972,13 +923,13 @@ uint64_t vs_audit_store_applied(vs_audit_store *s)
 static int fill_entry(vs_audit_store *s, MDB_txn *txn, uint64_t seq, const MDB_val *v,
                       struct vs_audit_entry *e)
 {
-    struct parsed p;
+    struct vs_audit_fields p;
     if (!parse_entry(v, &p) || p.seq != seq)
         return -EBADMSG;
     e->seq = seq;
     e->time_ns = p.time_ns;
     e->stream_seq = p.stream_seq;
-    memcpy(e->prev_hash, p.prev, VS_HASH_LEN);
+    memcpy(e->prev_hash, p.prev_hash, VS_HASH_LEN);
     e->event = p.event;
     e->len = p.len;
     uint8_t kb[8];
@@ -1178,10 +1129,10 @@ int vs_audit_store_verify(vs_audit_store *s, uint64_t want_size,
     int erc = mdb_cursor_get(ec, &k, &v, MDB_FIRST);
     int hrc = mdb_cursor_get(hc, &hk, &hv, MDB_FIRST);
     for (; erc == 0; erc = mdb_cursor_get(ec, &k, &v, MDB_NEXT)) {
-        struct parsed p;
+        struct vs_audit_fields p;
         /* Key: the next sequence; a larger one is a gap (deleted entry). */
         if (k.mv_size != 8 || get_be64(k.mv_data) != seq || !parse_entry(&v, &p) ||
-            p.seq != seq || sodium_memcmp(p.prev, prev, VS_HASH_LEN) != 0) {
+            p.seq != seq || sodium_memcmp(p.prev_hash, prev, VS_HASH_LEN) != 0) {
             bad = seq;
             break;
         }
@@ -1566,7 +1517,7 @@ int vs_audit_store_query(vs_audit_store *s, const struct vs_audit_filter *f, vs_
             rc = lmdb_err(grc);
             goto out;
         }
-        struct parsed p;
+        struct vs_audit_fields p;
         if (!parse_entry(&v, &p))
             continue;
         if (p.time_ns < f->since_ns || (f->until_ns && p.time_ns > f->until_ns))
