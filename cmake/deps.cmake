@@ -31,6 +31,7 @@ endif()
 
 if(VS_BUILD_TESTS)
   vs_dep(CMOCKA cmocka libcmocka-dev)
+  vs_dep(SQLITE sqlite3 libsqlite3-dev) # the ledger benchmark's baseline
   find_program(NATS_SERVER nats-server PATHS /usr/sbin /usr/local/sbin)
   if(NOT NATS_SERVER)
     message(FATAL_ERROR "missing nats-server (tests start a real one): apt-get install -y nats-server")

@@ -9,8 +9,8 @@ protobuf-c-compiler libseccomp-dev libsodium-dev liblmdb-dev libyaml-dev libjans
 libcmocka-dev libssl-dev nats-server"
 # What only the tests and benchmarks need: real programs to sandbox
 # (busybox, python3), the launchers we compare with (bubblewrap, podman
-# with runc) and hyperfine.
-VS_DEBIAN_TEST_PACKAGES="busybox-static python3 bubblewrap podman runc hyperfine"
+# with runc), hyperfine, and SQLite (the ledger benchmark's baseline).
+VS_DEBIAN_TEST_PACKAGES="busybox-static python3 bubblewrap podman runc hyperfine libsqlite3-dev"
 
 # vs_deps_missing [test]: the packages not installed (with "test", the test
 # packages too).

@@ -87,15 +87,16 @@ static void on_audit_stored(int status, const struct vs_puback *ack, void *arg)
     }
 }
 
-int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity severity,
-                   const char *agent, const uint8_t *task_id, const char *event,
-                   const char *const *details, size_t n, vs_puback_cb cb, void *arg,
-                   uint8_t id_out[VS_ID_LEN])
+int vs_audit_pack(const char *component, const char *category, Vs__V1__Severity severity,
+                  uint64_t time_ns, const char *agent, const uint8_t *task_id, const char *event,
+                  const char *const *details, size_t n, struct vs_audit_packed *out)
 {
-    if (bus == NULL || !vs_audit_category_valid(category) || event == NULL || n > AUDIT_MAX_DETAILS ||
-        (n > 0 && details == NULL) || severity <= VS__V1__SEVERITY__SEVERITY_UNSPECIFIED ||
+    if (out == NULL || component == NULL || !vs_audit_category_valid(category) || event == NULL ||
+        n > AUDIT_MAX_DETAILS || (n > 0 && details == NULL) ||
+        severity <= VS__V1__SEVERITY__SEVERITY_UNSPECIFIED ||
         severity > VS__V1__SEVERITY__SEVERITY_ALERT)
         return -EINVAL;
+    memset(out, 0, sizeof *out);
 
     Vs__V1__KeyValue kvs[AUDIT_MAX_DETAILS];
     Vs__V1__KeyValue *kvp[AUDIT_MAX_DETAILS];
@@ -116,23 +117,14 @@ int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity severity,
         kvs[i].value = (char *)v;
         kvp[i] = &kvs[i];
     }
-
-    struct audit_done *done = NULL;
-    if (rc == 0 && cb != NULL && (done = malloc(sizeof(*done))) == NULL)
-        rc = -ENOMEM;
     if (rc == 0) {
-        uint8_t id[VS_ID_LEN];
-        char id_hex[VS_ID_HEX_LEN];
-        vs_id_new(id);
-        vs_hex(id, VS_ID_LEN, id_hex);
-        if (id_out != NULL)
-            memcpy(id_out, id, VS_ID_LEN);
-
+        vs_id_new(out->id);
+        vs_hex(out->id, VS_ID_LEN, out->msg_id);
         Vs__V1__AuditEvent ev = VS__V1__AUDIT_EVENT__INIT;
-        ev.event_id.data = id;
+        ev.event_id.data = out->id;
         ev.event_id.len = VS_ID_LEN;
-        ev.time_ns = vs_now_ns();
-        ev.component = (char *)vs_bus_component(bus);
+        ev.time_ns = time_ns != 0 ? time_ns : vs_now_ns();
+        ev.component = (char *)component;
         ev.category = (char *)category;
         ev.severity = severity;
         ev.agent = (char *)(agent != NULL ? agent : "");
@@ -143,24 +135,61 @@ int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity severity,
         ev.event = (char *)event;
         ev.n_details = n;
         ev.details = kvp;
-
-        char subject[VS_SUBJECT_MAX];
         const char *tokens[] = {category, vs_severity_name(severity)};
-        rc = vs_subject_format(VS_SUBJ_AUDIT, subject, sizeof(subject), false, tokens, 2);
+        rc = vs_subject_format(VS_SUBJ_AUDIT, out->subject, sizeof(out->subject), false, tokens, 2);
         if (rc >= 0) {
-            if (done != NULL) {
-                done->cb = cb;
-                done->arg = arg;
-            }
-            rc = vs_js_publish(bus, subject, &ev.base, id_hex, on_audit_stored, done);
-        }
-        if (rc < 0) {
-            atomic_fetch_add(&audit_failures, 1);
-            free(done);
+            rc = 0;
+            out->len = protobuf_c_message_get_packed_size(&ev.base);
+            out->data = malloc(out->len > 0 ? out->len : 1);
+            if (out->data == NULL)
+                rc = -ENOMEM;
+            else
+                protobuf_c_message_pack(&ev.base, out->data);
         }
     }
     for (size_t i = 0; i < n; i++)
         free(truncated[i]);
+    return rc;
+}
+
+void vs_audit_packed_clear(struct vs_audit_packed *p)
+{
+    if (p != NULL) {
+        free(p->data);
+        p->data = NULL;
+    }
+}
+
+int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity severity,
+                   const char *agent, const uint8_t *task_id, const char *event,
+                   const char *const *details, size_t n, vs_puback_cb cb, void *arg,
+                   uint8_t id_out[VS_ID_LEN])
+{
+    if (bus == NULL)
+        return -EINVAL;
+    struct vs_audit_packed p;
+    int rc = vs_audit_pack(vs_bus_component(bus), category, severity, 0, agent, task_id, event,
+                           details, n, &p);
+    if (rc < 0)
+        return rc;
+    if (id_out != NULL)
+        memcpy(id_out, p.id, VS_ID_LEN);
+    struct audit_done *done = NULL;
+    if (cb != NULL && (done = malloc(sizeof(*done))) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        if (done != NULL) {
+            done->cb = cb;
+            done->arg = arg;
+        }
+        const char *hdrs[] = {VS_HDR_MSG_ID, p.msg_id};
+        rc = vs_js_publish_raw(bus, p.subject, p.data, p.len, hdrs, 1, on_audit_stored, done);
+    }
+    if (rc < 0) {
+        atomic_fetch_add(&audit_failures, 1);
+        free(done);
+    }
+    vs_audit_packed_clear(&p);
     return rc < 0 ? rc : 0;
 }
 

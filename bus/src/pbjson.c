@@ -85,6 +85,7 @@ static const ProtobufCMessageDescriptor *const all_types[] = {
     /* ledger.proto */
     &vs__v1__ledger_command__descriptor,
     &vs__v1__ledger_reply__descriptor,
+    &vs__v1__ledger_entry__descriptor,
     /* sys.proto */
     &vs__v1__sys_request__descriptor,
     &vs__v1__health_reply__descriptor,

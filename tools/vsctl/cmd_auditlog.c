@@ -34,7 +34,6 @@
 #include "vs/subjects.h"
 #include "vsctl.h"
 
-#define REQUEST_TIMEOUT_MS 10000
 #define PAGE_MAX 1000
 #define CHECKPOINT_STATE_FILE "audit-checkpoint.note"
 
@@ -161,64 +160,10 @@ static void signer_names(const struct vkeys *v, uint64_t mask, char *out, size_t
 
 /* ---- bus requests -------------------------------------------------------------------- */
 
-struct sync_reply {
-    bool done;
-    int status;
-    const ProtobufCMessageDescriptor *desc;
-    ProtobufCMessage *msg;
-};
-
-static void on_sync_reply(int status, const ProtobufCMessage *reply, void *arg)
-{
-    struct sync_reply *r = arg;
-    r->done = true;
-    r->status = status;
-    if (status != 0)
-        return;
-    /* Keep a copy: the reply is the bus's only during the callback. */
-    size_t n = protobuf_c_message_get_packed_size(reply);
-    uint8_t *buf = malloc(n > 0 ? n : 1);
-    if (buf == NULL) {
-        r->status = -ENOMEM;
-        return;
-    }
-    protobuf_c_message_pack(reply, buf);
-    r->msg = protobuf_c_message_unpack(r->desc, NULL, n, buf);
-    if (r->msg == NULL)
-        r->status = -EBADMSG;
-    free(buf);
-}
-
-/* Send req on a table subject and wait for the reply (owned by the caller,
- * free with protobuf_c_message_free_unpacked). Prints the error line. The
- * reply's status must be OK (every reply has Status as field 1). */
 static int request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *req,
                    ProtobufCMessage **out)
 {
-    const struct vs_subject_def *sd = vs_subject(id);
-    struct sync_reply r = {.desc = sd->reply};
-    int rc = vs_bus_request(bus, sd->pattern, req, sd->reply, REQUEST_TIMEOUT_MS, on_sync_reply,
-                            &r);
-    if (rc == 0 && vs_bus_run_until(bus, &r.done, REQUEST_TIMEOUT_MS + 1000) < 0)
-        rc = -ETIMEDOUT;
-    if (rc == 0)
-        rc = r.status;
-    if (rc == -EHOSTUNREACH)
-        vsctl_err("no auditd answers on %s (is it running? `vsctl status`)", sd->pattern);
-    else if (rc < 0)
-        vsctl_err("request on %s failed: %s", sd->pattern, strerror(-rc));
-    if (rc < 0)
-        return rc;
-    /* Field 1 of every reply type. */
-    const Vs__V1__Status *st = ((const Vs__V1__AuditQueryReply *)r.msg)->status;
-    if (st == NULL || st->code != VS__V1__STATUS_CODE__STATUS_OK) {
-        vsctl_err("auditd refused: %s", st != NULL && st->reason[0] != '\0' ? st->reason
-                                                                            : "no status");
-        protobuf_c_message_free_unpacked(r.msg, NULL);
-        return -EPROTO;
-    }
-    *out = r.msg;
-    return 0;
+    return vsctl_request(bus, id, req, NULL, "auditd", out);
 }
 
 /* ---- the CHECKPOINTS stream ---------------------------------------------------------- */
@@ -254,7 +199,7 @@ int vsctl_read_checkpoints(vs_bus *bus, vsctl_checkpoint_fn fn, void *arg)
     vs_consumer *c = NULL;
     rc = vs_js_read(bus, stream, NULL, 0, 0, &vs__v1__checkpoint__descriptor, on_checkpoint_msg,
                     &r, &c);
-    if (rc == 0 && vs_bus_run_until(bus, &r.done, REQUEST_TIMEOUT_MS) < 0)
+    if (rc == 0 && vs_bus_run_until(bus, &r.done, VSCTL_REQUEST_TIMEOUT_MS) < 0)
         rc = -ETIMEDOUT;
     vs_consumer_free(c);
     return rc;

@@ -1,6 +1,6 @@
 /*
  * main.c - vsctl, the operator's command line: global options, then one
- * subcommand (up, down, status, pub, sub, audit, keys, subjects).
+ * subcommand (up, down, status, pub, sub, audit, ledger, keys, subjects).
  *
  * Dispatch is a table so that `vsctl --help` and the dispatcher cannot
  * disagree. Common options (--url, --state, -v) are accepted both before
@@ -30,6 +30,7 @@ static const struct command commands[] = {
     {"pub", cmd_pub, "publish one message, given as JSON, on a subject of the table"},
     {"sub", cmd_sub, "print the messages on a subject (wildcards allowed)"},
     {"audit", cmd_audit, "audit events and log: tail, emit, query, verify, export, prove, backup"},
+    {"ledger", cmd_ledger, "the escrow ledger: balance, history, holds, check, deposit, backup"},
     {"keys", cmd_keys, "verifier keys of the audit log; `keys init-audit` creates auditd's key"},
     {"subjects", cmd_subjects, "the subject table (--markdown for the README)"},
 };

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "vs/config.h"
+#include "vs/js.h"
+#include "vs/v1/audit.pb-c.h"
 #include "vs/log.h"
 #include "vs/subjects.h"
 #include "vsctl.h"
@@ -561,4 +563,69 @@ bool vsctl_run_until_signal(vs_bus *bus, const bool *done, uint64_t timeout_ms)
     }
     vsctl_signals_stop(&sig, loop);
     return interrupted;
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+struct sync_reply {
+    bool done;
+    int status;
+    const ProtobufCMessageDescriptor *desc;
+    ProtobufCMessage *msg;
+};
+
+static void on_sync_reply(int status, const ProtobufCMessage *reply, void *arg)
+{
+    struct sync_reply *r = arg;
+    r->done = true;
+    r->status = status;
+    if (status != 0)
+        return;
+    /* Keep a copy: the reply is the bus's only during the callback. */
+    size_t n = protobuf_c_message_get_packed_size(reply);
+    uint8_t *buf = malloc(n > 0 ? n : 1);
+    if (buf == NULL) {
+        r->status = -ENOMEM;
+        return;
+    }
+    protobuf_c_message_pack(reply, buf);
+    r->msg = protobuf_c_message_unpack(r->desc, NULL, n, buf);
+    if (r->msg == NULL)
+        r->status = -EBADMSG;
+    free(buf);
+}
+
+int vsctl_request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *req,
+                  const char *msg_id, const char *service, ProtobufCMessage **out)
+{
+    const struct vs_subject_def *sd = vs_subject(id);
+    struct sync_reply r = {.desc = sd->reply};
+    int rc = sd->delivery == VS_JS_REPLY
+                 ? vs_js_request(bus, sd->pattern, req, msg_id, sd->reply, VSCTL_REQUEST_TIMEOUT_MS,
+                                 on_sync_reply, &r)
+                 : vs_bus_request(bus, sd->pattern, req, sd->reply, VSCTL_REQUEST_TIMEOUT_MS,
+                                  on_sync_reply, &r);
+    if (rc == 0 && vs_bus_run_until(bus, &r.done, VSCTL_REQUEST_TIMEOUT_MS + 1000) < 0)
+        rc = -ETIMEDOUT;
+    if (rc == 0)
+        rc = r.status;
+    if (rc == -EHOSTUNREACH)
+        vsctl_err("no %s answers on %s (is it running? `vsctl status`)", service, sd->pattern);
+    else if (rc == -ETIMEDOUT)
+        vsctl_err("%s did not answer on %s in time (is it running? `vsctl status`)", service,
+                  sd->pattern);
+    else if (rc < 0)
+        vsctl_err("request on %s failed: %s", sd->pattern, strerror(-rc));
+    if (rc < 0)
+        return rc;
+    /* Field 1 of every reply type. */
+    const Vs__V1__Status *st = ((const Vs__V1__AuditQueryReply *)r.msg)->status;
+    if (st == NULL || st->code != VS__V1__STATUS_CODE__STATUS_OK) {
+        vsctl_err("%s refused: %s", service,
+                  st != NULL && st->reason[0] != '\0' ? st->reason : "no status");
+        protobuf_c_message_free_unpacked(r.msg, NULL);
+        return -EPROTO;
+    }
+    *out = r.msg;
+    return 0;
 }

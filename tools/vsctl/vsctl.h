@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "vs/bus.h"
+#include "vs/subjects.h"
 #include "vs/v1/audit.pb-c.h"
 
 #define VSCTL_OK 0
@@ -68,6 +69,7 @@ int cmd_sub(struct vsctl *ctx, int argc, char **argv);
 int cmd_audit(struct vsctl *ctx, int argc, char **argv);
 int cmd_subjects(struct vsctl *ctx, int argc, char **argv);
 int cmd_keys(struct vsctl *ctx, int argc, char **argv);
+int cmd_ledger(struct vsctl *ctx, int argc, char **argv);
 /* The audit log's commands (cmd_auditlog.c), dispatched by cmd_audit. */
 int cmd_audit_query(struct vsctl *ctx, int argc, char **argv);
 int cmd_audit_verify(struct vsctl *ctx, int argc, char **argv);
@@ -181,6 +183,14 @@ bool vsctl_nats_accepts(int port, int timeout_ms);
  * raw) followed by a newline; flushes. false when stdout is gone. */
 bool vsctl_print_json(FILE *out, const json_t *j);
 
+/* Send req on a table subject (a core request, or "JetStream + reply" with
+ * msg_id as Nats-Msg-Id when the subject is delivered so) and wait for the
+ * reply (owned by the caller: protobuf_c_message_free_unpacked). The
+ * reply's status must be OK (field 1 of every reply); otherwise the error
+ * line names service and its reason, and -EPROTO is returned. */
+#define VSCTL_REQUEST_TIMEOUT_MS 10000
+int vsctl_request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *req,
+                  const char *msg_id, const char *service, ProtobufCMessage **out);
 /* Run the bus loop for ms (a pause that keeps the connection serviced). */
 void vsctl_sleep_bus(vs_bus *bus, uint64_t ms);
 

@@ -35,6 +35,21 @@ VS_API int vs_audit_emitv(vs_bus *bus, const char *category, Vs__V1__Severity se
                           const char *const *details, size_t n, vs_puback_cb cb, void *arg,
                           uint8_t id_out[VS_ID_LEN]);
 
+/* An event built and serialized without publishing it, for a store's
+ * outbox (published later with msg_id as Nats-Msg-Id). */
+struct vs_audit_packed {
+    uint8_t id[VS_ID_LEN];
+    char msg_id[VS_ID_HEX_LEN];
+    char subject[VS_SUBJECT_MAX];
+    uint8_t *data;          /* malloc'd; vs_audit_packed_clear */
+    size_t len;
+};
+/* time_ns 0: now. Arguments as for vs_audit_emitv. */
+VS_API int vs_audit_pack(const char *component, const char *category, Vs__V1__Severity severity,
+                         uint64_t time_ns, const char *agent, const uint8_t *task_id,
+                         const char *event, const char *const *details, size_t n,
+                         struct vs_audit_packed *out);
+VS_API void vs_audit_packed_clear(struct vs_audit_packed *p);
 /* True when c can be a category: a subject token without upper case. */
 VS_API bool vs_audit_category_valid(const char *c);
 

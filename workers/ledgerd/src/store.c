@@ -1,0 +1,1456 @@
+/*
+ * store.c - the escrow ledger's LMDB store (ledger_store.h): accounts,
+ * transfers, two-phase holds, linked chains, idempotency, queries, the
+ * invariant check, and the bookkeeping that makes vs-ledgerd's effects
+ * exactly-once (applied stream sequences, command replies, an outbox).
+ *
+ * Why it is shaped like this:
+ *  - One write transaction per batch (group commit): vs_ledger_write runs
+ *    the caller's batch between the expiry pass and the commit, and replays
+ *    it after doubling the map when LMDB reports MDB_MAP_FULL.
+ *  - A transfer is validated completely before anything is written, so a
+ *    lone transfer needs no rollback; a linked chain runs in a nested LMDB
+ *    transaction that is aborted when one member fails.
+ *  - Every transfer id is recorded with the body first submitted and its
+ *    outcome (failures included), which gives "a retry returns the first
+ *    outcome" and "a different body is an error" with one lookup.
+ *  - Records are the public structs stored as they are (zeroed first, so
+ *    padding is deterministic): the store is read only by this code on the
+ *    machine that wrote it, and backups are LMDB copies.
+ *  - Single-threaded: the daemon runs everything on its loop thread. A
+ *    read-only handle in another process reads consistently through LMDB's
+ *    lock file.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vs/ledger_store.h"
+#include "vs/lmdb_util.h"
+
+#define DEFAULT_MAP_SIZE (UINT64_C(64) << 20)
+#define MAX_MAP_SIZE (UINT64_C(1) << 40)
+#define MAX_DBS 16
+#define CHECK_MAX_ACCOUNTS (UINT64_C(1) << 26)
+
+struct vs_ledger {
+    MDB_env *env;
+    MDB_dbi accounts, names, transfers, pending, expiry, by_account, by_task;
+    MDB_dbi commands, meta, outbox;
+    MDB_dbi tables[VS_LTABLE_COUNT];
+    bool read_only;
+    vs_ledger_expired_fn on_expired;
+    void *on_expired_arg;
+};
+
+struct vs_ledger_txn {
+    vs_ledger *l;
+    MDB_txn *txn;     /* the current (possibly nested) transaction */
+    uint64_t now;     /* the transaction's time */
+    uint64_t clock;   /* the last timestamp given out */
+    bool write;
+};
+
+/* A transfer id's record: the body as submitted, the transfer as applied
+ * (OK only) and the first outcome. */
+struct xfer_rec {
+    struct vs_transfer body;
+    struct vs_transfer applied;
+    int32_t result;
+    uint32_t reserved;
+};
+
+struct pending_rec {
+    uint64_t deadline;   /* ns; 0: none */
+    uint32_t state;      /* vs_pending_state */
+    uint32_t reserved;
+};
+
+static const struct {
+    const char *name;
+    size_t off;
+} db_specs[] = {
+    {"accounts", offsetof(struct vs_ledger, accounts)},
+    {"names", offsetof(struct vs_ledger, names)},
+    {"transfers", offsetof(struct vs_ledger, transfers)},
+    {"pending", offsetof(struct vs_ledger, pending)},
+    {"expiry", offsetof(struct vs_ledger, expiry)},
+    {"by_account", offsetof(struct vs_ledger, by_account)},
+    {"by_task", offsetof(struct vs_ledger, by_task)},
+    {"commands", offsetof(struct vs_ledger, commands)},
+    {"meta", offsetof(struct vs_ledger, meta)},
+    {"outbox", offsetof(struct vs_ledger, outbox)},
+    {"esc_tasks", offsetof(struct vs_ledger, tables[VS_LTABLE_TASKS])},
+    {"esc_reputation", offsetof(struct vs_ledger, tables[VS_LTABLE_REPUTATION])},
+    {"esc_disputes", offsetof(struct vs_ledger, tables[VS_LTABLE_DISPUTES])},
+    {"esc_timers", offsetof(struct vs_ledger, tables[VS_LTABLE_TIMERS])},
+};
+
+static const uint8_t zero_id[VS_LEDGER_ID_LEN];
+
+static bool id_zero(const uint8_t *id)
+{
+    return memcmp(id, zero_id, VS_LEDGER_ID_LEN) == 0;
+}
+
+static uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static MDB_dbi *dbi_at(vs_ledger *l, size_t i)
+{
+    return (MDB_dbi *)(void *)((char *)l + db_specs[i].off);
+}
+
+static int open_dbs(vs_ledger *l)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(l->env, NULL, l->read_only ? MDB_RDONLY : 0, &txn);
+    if (rc)
+        return vs_lmdb_err(rc);
+    for (size_t i = 0; i < sizeof db_specs / sizeof db_specs[0] && rc == 0; i++)
+        rc = mdb_dbi_open(txn, db_specs[i].name, l->read_only ? 0 : MDB_CREATE, dbi_at(l, i));
+    if (rc) {
+        mdb_txn_abort(txn);
+        return rc == MDB_NOTFOUND ? -ENOENT : vs_lmdb_err(rc);
+    }
+    return vs_lmdb_err(mdb_txn_commit(txn));
+}
+
+int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out)
+{
+    if (o == NULL || o->path == NULL || out == NULL)
+        return -EINVAL;
+    *out = NULL;
+    vs_ledger *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return -ENOMEM;
+    l->read_only = o->read_only;
+    unsigned flags = MDB_NOTLS;
+    if (o->read_only) {
+        flags |= MDB_RDONLY;
+        char lock[4096];
+        struct stat st;
+        snprintf(lock, sizeof lock, "%s/lock.mdb", o->path);
+        if (stat(lock, &st) != 0)
+            flags |= MDB_NOLOCK;
+    } else {
+        if (mkdir(o->path, 0700) != 0 && errno != EEXIST) {
+            int e = -errno;
+            free(l);
+            return e;
+        }
+        if (o->no_sync)
+            flags |= MDB_NOSYNC;
+    }
+    int rc = vs_lmdb_err(mdb_env_create(&l->env));
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_env_set_maxdbs(l->env, MAX_DBS));
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_env_set_mapsize(
+            l->env, vs_lmdb_page_round(o->map_size ? o->map_size : DEFAULT_MAP_SIZE)));
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_env_open(l->env, o->path, flags, 0600));
+    if (rc == 0 && !(flags & MDB_NOLOCK)) {
+        int dead = 0;
+        mdb_reader_check(l->env, &dead); /* readers of a killed process */
+    }
+    if (rc == 0)
+        rc = open_dbs(l);
+    if (rc) {
+        vs_ledger_free(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+void vs_ledger_free(vs_ledger *l)
+{
+    if (l == NULL)
+        return;
+    if (l->env != NULL)
+        mdb_env_close(l->env);
+    free(l);
+}
+
+void vs_ledger_on_expired(vs_ledger *l, vs_ledger_expired_fn cb, void *arg)
+{
+    l->on_expired = cb;
+    l->on_expired_arg = arg;
+}
+
+uint64_t vs_ledger_map_size(const vs_ledger *l)
+{
+    MDB_envinfo info;
+    if (mdb_env_info(l->env, &info) != 0)
+        return 0;
+    return (uint64_t)info.me_mapsize;
+}
+
+int vs_ledger_reader_check(vs_ledger *l, int *dead)
+{
+    int n = 0;
+    int rc = mdb_reader_check(l->env, &n);
+    if (dead != NULL)
+        *dead = n;
+    return vs_lmdb_err(rc);
+}
+
+int vs_ledger_backup(vs_ledger *l, const char *dir)
+{
+    if (l == NULL || dir == NULL)
+        return -EINVAL;
+    return vs_lmdb_err(mdb_env_copy2(l->env, dir, MDB_CP_COMPACT));
+}
+
+/* ---- raw access ------------------------------------------------------------ */
+
+static int get(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, MDB_val *v)
+{
+    MDB_val key = vs_mval(k, kn);
+    return vs_lmdb_err(mdb_get(t->txn, db, &key, v));
+}
+
+static int put(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v, size_t vn,
+               unsigned flags)
+{
+    if (!t->write)
+        return -EROFS;
+    MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
+    return vs_lmdb_err(mdb_put(t->txn, db, &key, &val, flags));
+}
+
+static int del(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
+{
+    if (!t->write)
+        return -EROFS;
+    MDB_val key = vs_mval(k, kn);
+    int rc = vs_lmdb_err(mdb_del(t->txn, db, &key, NULL));
+    return rc == -ENOENT ? 0 : rc;
+}
+
+/* Copy a fixed-size record out of LMDB; -EBADMSG when the size differs. */
+static int get_rec(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, void *out, size_t n)
+{
+    MDB_val v;
+    int rc = get(t, db, k, kn, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != n)
+        return -EBADMSG;
+    memcpy(out, v.mv_data, n);
+    return 0;
+}
+
+static uint64_t next_timestamp(vs_ledger_txn *t)
+{
+    return ++t->clock;
+}
+
+/* ---- meta --------------------------------------------------------------------- */
+
+static int meta_get(vs_ledger_txn *t, const char *name, uint64_t *v)
+{
+    uint8_t b[8];
+    int rc = get_rec(t, t->l->meta, name, strlen(name), b, sizeof b);
+    if (rc == -ENOENT) {
+        *v = 0;
+        return 0;
+    }
+    if (rc == 0)
+        *v = vs_get_be64(b);
+    return rc;
+}
+
+static int meta_put(vs_ledger_txn *t, const char *name, uint64_t v)
+{
+    uint8_t b[8];
+    vs_put_be64(b, v);
+    return put(t, t->l->meta, name, strlen(name), b, sizeof b, 0);
+}
+
+int vs_ledger_applied_get(vs_ledger_txn *t, const char *stream, uint64_t *seq)
+{
+    char k[96];
+    if (stream == NULL || seq == NULL || snprintf(k, sizeof k, "applied:%s", stream) >= (int)sizeof k)
+        return -EINVAL;
+    return meta_get(t, k, seq);
+}
+
+int vs_ledger_applied_set(vs_ledger_txn *t, const char *stream, uint64_t seq)
+{
+    char k[96];
+    if (stream == NULL || snprintf(k, sizeof k, "applied:%s", stream) >= (int)sizeof k)
+        return -EINVAL;
+    return meta_put(t, k, seq);
+}
+
+uint64_t vs_ledger_txn_now(const vs_ledger_txn *t)
+{
+    return t->now;
+}
+
+/* ---- accounts ------------------------------------------------------------------ */
+
+static bool name_valid(const char *s)
+{
+    size_t n = strnlen(s, VS_LEDGER_NAME_MAX);
+    if (n == VS_LEDGER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':' || c == '@'))
+            return false;
+    }
+    return true;
+}
+
+/* The fields a client chooses, compared for idempotency. */
+static bool account_same_body(const struct vs_account *a, const struct vs_account *b)
+{
+    return memcmp(a->id, b->id, VS_LEDGER_ID_LEN) == 0 && a->ledger == b->ledger &&
+           a->code == b->code && a->flags == b->flags &&
+           memcmp(a->user_data_128, b->user_data_128, VS_LEDGER_ID_LEN) == 0 &&
+           a->user_data_64 == b->user_data_64 && strcmp(a->name, b->name) == 0 &&
+           strcmp(a->owner, b->owner) == 0 && a->has_public_key == b->has_public_key &&
+           (!a->has_public_key || memcmp(a->public_key, b->public_key, VS_LEDGER_KEY_LEN) == 0);
+}
+
+int vs_ledger_account(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN], struct vs_account *out)
+{
+    return get_rec(t, t->l->accounts, id, VS_LEDGER_ID_LEN, out, sizeof *out);
+}
+
+int vs_ledger_account_by_name(vs_ledger_txn *t, const char *name, struct vs_account *out)
+{
+    if (name == NULL || name[0] == '\0' || !name_valid(name))
+        return -EINVAL;
+    uint8_t id[VS_LEDGER_ID_LEN];
+    int rc = get_rec(t, t->l->names, name, strlen(name), id, sizeof id);
+    return rc ? rc : vs_ledger_account(t, id, out);
+}
+
+static int account_put(vs_ledger_txn *t, const struct vs_account *a)
+{
+    return put(t, t->l->accounts, a->id, VS_LEDGER_ID_LEN, a, sizeof *a, 0);
+}
+
+int vs_ledger_create_account(vs_ledger_txn *t, const struct vs_account *in, bool *replayed)
+{
+    if (t == NULL || in == NULL)
+        return -EINVAL;
+    if (replayed != NULL)
+        *replayed = false;
+    if (!t->write)
+        return -EROFS;
+    if (id_zero(in->id))
+        return VS_ACCT_ID_MUST_NOT_BE_ZERO;
+    if (in->flags & ~(VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS |
+                      VS_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS))
+        return VS_ACCT_FLAGS_UNKNOWN;
+    if ((in->flags & VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        (in->flags & VS_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS))
+        return VS_ACCT_FLAGS_ARE_MUTUALLY_EXCLUSIVE;
+    if (in->ledger == 0)
+        return VS_ACCT_LEDGER_MUST_NOT_BE_ZERO;
+    if (in->code == 0)
+        return VS_ACCT_CODE_MUST_NOT_BE_ZERO;
+    if (!name_valid(in->name) || !name_valid(in->owner))
+        return VS_ACCT_NAME_INVALID;
+
+    struct vs_account a;
+    memset(&a, 0, sizeof a);
+    memcpy(a.id, in->id, VS_LEDGER_ID_LEN);
+    a.ledger = in->ledger;
+    a.code = in->code;
+    a.flags = in->flags;
+    memcpy(a.user_data_128, in->user_data_128, VS_LEDGER_ID_LEN);
+    a.user_data_64 = in->user_data_64;
+    memcpy(a.name, in->name, strlen(in->name));
+    memcpy(a.owner, in->owner, strlen(in->owner));
+    a.has_public_key = in->has_public_key;
+    if (a.has_public_key)
+        memcpy(a.public_key, in->public_key, VS_LEDGER_KEY_LEN);
+
+    struct vs_account old;
+    int rc = vs_ledger_account(t, a.id, &old);
+    if (rc == 0) {
+        if (!account_same_body(&old, &a))
+            return VS_ACCT_EXISTS_WITH_DIFFERENT_BODY;
+        if (replayed != NULL)
+            *replayed = true;
+        return VS_ACCT_OK;
+    }
+    if (rc != -ENOENT)
+        return rc;
+    size_t nlen = strlen(a.name);
+    if (nlen > 0) {
+        MDB_val v;
+        rc = get(t, t->l->names, a.name, nlen, &v);
+        if (rc == 0)
+            return VS_ACCT_NAME_TAKEN;
+        if (rc != -ENOENT)
+            return rc;
+        rc = put(t, t->l->names, a.name, nlen, a.id, VS_LEDGER_ID_LEN, 0);
+        if (rc)
+            return rc;
+    }
+    a.timestamp = next_timestamp(t);
+    return account_put(t, &a);
+}
+
+int vs_ledger_accounts(vs_ledger_txn *t, int (*cb)(const struct vs_account *a, void *arg), void *arg)
+{
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->accounts, &c));
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    for (int op = MDB_FIRST; (rc = mdb_cursor_get(c, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
+        struct vs_account a;
+        if (v.mv_size != sizeof a) {
+            rc = -EBADMSG;
+            break;
+        }
+        memcpy(&a, v.mv_data, sizeof a);
+        if ((rc = cb(&a, arg)) != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc > 0 ? vs_lmdb_err(rc) : rc;
+}
+
+/* ---- transfers: records and indexes ------------------------------------------------ */
+
+static int xfer_get(vs_ledger_txn *t, const uint8_t *id, struct xfer_rec *r)
+{
+    return get_rec(t, t->l->transfers, id, VS_LEDGER_ID_LEN, r, sizeof *r);
+}
+
+static int pending_get(vs_ledger_txn *t, const uint8_t *id, struct pending_rec *p)
+{
+    return get_rec(t, t->l->pending, id, VS_LEDGER_ID_LEN, p, sizeof *p);
+}
+
+static int pending_put(vs_ledger_txn *t, const uint8_t *id, const struct pending_rec *p)
+{
+    return put(t, t->l->pending, id, VS_LEDGER_ID_LEN, p, sizeof *p, 0);
+}
+
+static void expiry_key(uint8_t k[8 + VS_LEDGER_ID_LEN], uint64_t deadline, const uint8_t *id)
+{
+    vs_put_be64(k, deadline);
+    memcpy(k + 8, id, VS_LEDGER_ID_LEN);
+}
+
+static int index_transfer(vs_ledger_txn *t, const struct vs_transfer *x)
+{
+    uint8_t k[VS_LEDGER_ID_LEN + 8 + VS_LEDGER_ID_LEN];
+    vs_put_be64(k + VS_LEDGER_ID_LEN, x->timestamp);
+    memcpy(k + VS_LEDGER_ID_LEN + 8, x->id, VS_LEDGER_ID_LEN);
+    memcpy(k, x->debit_account_id, VS_LEDGER_ID_LEN);
+    int rc = put(t, t->l->by_account, k, sizeof k, "", 0, 0);
+    if (rc == 0) {
+        memcpy(k, x->credit_account_id, VS_LEDGER_ID_LEN);
+        rc = put(t, t->l->by_account, k, sizeof k, "", 0, 0);
+    }
+    if (rc == 0 && !id_zero(x->user_data_128)) {
+        uint8_t tk[2 * VS_LEDGER_ID_LEN];
+        memcpy(tk, x->user_data_128, VS_LEDGER_ID_LEN);
+        memcpy(tk + VS_LEDGER_ID_LEN, x->id, VS_LEDGER_ID_LEN);
+        rc = put(t, t->l->by_task, tk, sizeof tk, "", 0, 0);
+    }
+    return rc;
+}
+
+static bool transfer_same_body(const struct vs_transfer *a, const struct vs_transfer *b)
+{
+    return memcmp(a->id, b->id, VS_LEDGER_ID_LEN) == 0 &&
+           memcmp(a->debit_account_id, b->debit_account_id, VS_LEDGER_ID_LEN) == 0 &&
+           memcmp(a->credit_account_id, b->credit_account_id, VS_LEDGER_ID_LEN) == 0 &&
+           memcmp(a->pending_id, b->pending_id, VS_LEDGER_ID_LEN) == 0 &&
+           memcmp(a->user_data_128, b->user_data_128, VS_LEDGER_ID_LEN) == 0 &&
+           a->amount == b->amount && a->user_data_64 == b->user_data_64 &&
+           a->timeout_ms == b->timeout_ms && a->ledger == b->ledger && a->code == b->code &&
+           a->flags == b->flags;
+}
+
+/* The client-chosen fields of x, zero elsewhere (padding included). */
+static void transfer_body(const struct vs_transfer *x, struct vs_transfer *b)
+{
+    memset(b, 0, sizeof *b);
+    memcpy(b->id, x->id, VS_LEDGER_ID_LEN);
+    memcpy(b->debit_account_id, x->debit_account_id, VS_LEDGER_ID_LEN);
+    memcpy(b->credit_account_id, x->credit_account_id, VS_LEDGER_ID_LEN);
+    memcpy(b->pending_id, x->pending_id, VS_LEDGER_ID_LEN);
+    memcpy(b->user_data_128, x->user_data_128, VS_LEDGER_ID_LEN);
+    b->amount = x->amount;
+    b->user_data_64 = x->user_data_64;
+    b->timeout_ms = x->timeout_ms;
+    b->ledger = x->ledger;
+    b->code = x->code;
+    b->flags = x->flags;
+}
+
+/* ---- transfers: the rules ------------------------------------------------------------ */
+
+#define MODE_FLAGS (VS_TRANSFER_PENDING | VS_TRANSFER_POST_PENDING | VS_TRANSFER_VOID_PENDING)
+
+/* Checks that need no lookup. */
+static int validate_static(const struct vs_transfer *x)
+{
+    if (id_zero(x->id))
+        return VS_XFER_ID_MUST_NOT_BE_ZERO;
+    if (x->flags & ~(VS_TRANSFER_LINKED | MODE_FLAGS))
+        return VS_XFER_FLAGS_UNKNOWN;
+    unsigned mode = x->flags & MODE_FLAGS;
+    if (mode & (mode - 1))
+        return VS_XFER_FLAGS_ARE_MUTUALLY_EXCLUSIVE;
+    if (mode & (VS_TRANSFER_POST_PENDING | VS_TRANSFER_VOID_PENDING)) {
+        if (id_zero(x->pending_id))
+            return VS_XFER_PENDING_ID_MUST_NOT_BE_ZERO;
+        if (memcmp(x->pending_id, x->id, VS_LEDGER_ID_LEN) == 0)
+            return VS_XFER_PENDING_ID_MUST_BE_DIFFERENT;
+        if (x->timeout_ms != 0)
+            return VS_XFER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER;
+        return VS_XFER_OK;
+    }
+    if (!id_zero(x->pending_id))
+        return VS_XFER_PENDING_ID_MUST_BE_ZERO;
+    if (x->timeout_ms != 0 && !(mode & VS_TRANSFER_PENDING))
+        return VS_XFER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER;
+    if (id_zero(x->debit_account_id))
+        return VS_XFER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO;
+    if (id_zero(x->credit_account_id))
+        return VS_XFER_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO;
+    if (memcmp(x->debit_account_id, x->credit_account_id, VS_LEDGER_ID_LEN) == 0)
+        return VS_XFER_ACCOUNTS_MUST_BE_DIFFERENT;
+    if (x->ledger == 0)
+        return VS_XFER_LEDGER_MUST_NOT_BE_ZERO;
+    if (x->code == 0)
+        return VS_XFER_CODE_MUST_NOT_BE_ZERO;
+    if (x->amount == 0)
+        return VS_XFER_AMOUNT_MUST_NOT_BE_ZERO;
+    return VS_XFER_OK;
+}
+
+static bool add_overflows(uint64_t a, uint64_t b, uint64_t c)
+{
+    return a > UINT64_MAX - b || a + b > UINT64_MAX - c;
+}
+
+/* A plain or pending transfer: check against the accounts, then apply. */
+static int apply_new(vs_ledger_txn *t, const struct vs_transfer *x, struct vs_transfer *applied)
+{
+    struct vs_account dr, cr;
+    int rc = vs_ledger_account(t, x->debit_account_id, &dr);
+    if (rc == -ENOENT)
+        return VS_XFER_DEBIT_ACCOUNT_NOT_FOUND;
+    if (rc)
+        return rc;
+    rc = vs_ledger_account(t, x->credit_account_id, &cr);
+    if (rc == -ENOENT)
+        return VS_XFER_CREDIT_ACCOUNT_NOT_FOUND;
+    if (rc)
+        return rc;
+    if (dr.ledger != cr.ledger)
+        return VS_XFER_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER;
+    if (x->ledger != dr.ledger)
+        return VS_XFER_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS;
+    bool pending = x->flags & VS_TRANSFER_PENDING;
+    uint64_t deadline = 0;
+    if (pending && x->timeout_ms != 0) {
+        if (x->timeout_ms > (UINT64_MAX - t->now) / 1000000u)
+            return VS_XFER_OVERFLOWS_TIMEOUT;
+        deadline = t->now + x->timeout_ms * 1000000u;
+    }
+    uint64_t amt = x->amount;
+    if (add_overflows(dr.debits_pending, dr.debits_posted, amt))
+        return VS_XFER_OVERFLOWS_DEBITS;
+    if (add_overflows(cr.credits_pending, cr.credits_posted, amt))
+        return VS_XFER_OVERFLOWS_CREDITS;
+    if ((dr.flags & VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        dr.debits_pending + dr.debits_posted + amt > dr.credits_posted)
+        return VS_XFER_EXCEEDS_CREDITS;
+    if ((cr.flags & VS_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) &&
+        cr.credits_pending + cr.credits_posted + amt > cr.debits_posted)
+        return VS_XFER_EXCEEDS_DEBITS;
+
+    if (pending) {
+        dr.debits_pending += amt;
+        cr.credits_pending += amt;
+    } else {
+        dr.debits_posted += amt;
+        cr.credits_posted += amt;
+    }
+    transfer_body(x, applied);
+    applied->timestamp = next_timestamp(t);
+    if ((rc = account_put(t, &dr)) || (rc = account_put(t, &cr)) || (rc = index_transfer(t, applied)))
+        return rc;
+    if (pending) {
+        struct pending_rec p = {.deadline = deadline, .state = VS_PENDING_OPEN};
+        if ((rc = pending_put(t, x->id, &p)))
+            return rc;
+        if (deadline != 0) {
+            uint8_t k[8 + VS_LEDGER_ID_LEN];
+            expiry_key(k, deadline, x->id);
+            rc = put(t, t->l->expiry, k, sizeof k, "", 0, 0);
+        }
+    }
+    return rc;
+}
+
+/* Release a pending transfer's reservation (post, void or expiry); posted
+ * is the amount that becomes posted (0 for void/expiry). */
+static int resolve_pending(vs_ledger_txn *t, const struct vs_transfer *p, const struct pending_rec *pr,
+                           uint64_t posted, enum vs_pending_state state)
+{
+    struct vs_account dr, cr;
+    int rc = vs_ledger_account(t, p->debit_account_id, &dr);
+    if (rc == 0)
+        rc = vs_ledger_account(t, p->credit_account_id, &cr);
+    if (rc)
+        return rc == -ENOENT ? -EUCLEAN : rc;
+    if (dr.debits_pending < p->amount || cr.credits_pending < p->amount)
+        return -EUCLEAN;
+    if (dr.debits_posted > UINT64_MAX - posted)
+        return VS_XFER_OVERFLOWS_DEBITS;
+    if (cr.credits_posted > UINT64_MAX - posted)
+        return VS_XFER_OVERFLOWS_CREDITS;
+    dr.debits_pending -= p->amount;
+    cr.credits_pending -= p->amount;
+    dr.debits_posted += posted;
+    cr.credits_posted += posted;
+    if ((rc = account_put(t, &dr)) || (rc = account_put(t, &cr)))
+        return rc;
+    struct pending_rec np = *pr;
+    np.state = (uint32_t)state;
+    if ((rc = pending_put(t, p->id, &np)))
+        return rc;
+    if (pr->deadline != 0) {
+        uint8_t k[8 + VS_LEDGER_ID_LEN];
+        expiry_key(k, pr->deadline, p->id);
+        rc = del(t, t->l->expiry, k, sizeof k);
+    }
+    return rc;
+}
+
+/* POST_PENDING / VOID_PENDING. */
+static int apply_resolve(vs_ledger_txn *t, const struct vs_transfer *x, struct vs_transfer *applied)
+{
+    struct xfer_rec pr;
+    int rc = xfer_get(t, x->pending_id, &pr);
+    if (rc == -ENOENT || (rc == 0 && pr.result != VS_XFER_OK))
+        return VS_XFER_PENDING_TRANSFER_NOT_FOUND;
+    if (rc)
+        return rc;
+    const struct vs_transfer *p = &pr.applied;
+    if (!(p->flags & VS_TRANSFER_PENDING))
+        return VS_XFER_PENDING_TRANSFER_NOT_PENDING;
+    if ((!id_zero(x->debit_account_id) &&
+         memcmp(x->debit_account_id, p->debit_account_id, VS_LEDGER_ID_LEN) != 0) ||
+        (!id_zero(x->credit_account_id) &&
+         memcmp(x->credit_account_id, p->credit_account_id, VS_LEDGER_ID_LEN) != 0))
+        return VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS;
+    if (x->ledger != 0 && x->ledger != p->ledger)
+        return VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER;
+    struct pending_rec st;
+    if ((rc = pending_get(t, p->id, &st)))
+        return rc == -ENOENT ? -EUCLEAN : rc;
+    switch (st.state) {
+    case VS_PENDING_OPEN:
+        break;
+    case VS_PENDING_POSTED:
+        return VS_XFER_PENDING_TRANSFER_ALREADY_POSTED;
+    case VS_PENDING_VOIDED:
+        return VS_XFER_PENDING_TRANSFER_ALREADY_VOIDED;
+    default:
+        return VS_XFER_PENDING_TRANSFER_EXPIRED;
+    }
+    if (st.deadline != 0 && st.deadline <= t->now)
+        return VS_XFER_PENDING_TRANSFER_EXPIRED;
+    if (x->amount > p->amount)
+        return VS_XFER_EXCEEDS_PENDING_TRANSFER_AMOUNT;
+    bool post = x->flags & VS_TRANSFER_POST_PENDING;
+    uint64_t amount = post && x->amount != 0 ? x->amount : p->amount;
+    rc = resolve_pending(t, p, &st, post ? amount : 0, post ? VS_PENDING_POSTED : VS_PENDING_VOIDED);
+    if (rc)
+        return rc;
+    transfer_body(x, applied);
+    memcpy(applied->debit_account_id, p->debit_account_id, VS_LEDGER_ID_LEN);
+    memcpy(applied->credit_account_id, p->credit_account_id, VS_LEDGER_ID_LEN);
+    applied->ledger = p->ledger;
+    if (applied->code == 0)
+        applied->code = p->code;
+    applied->amount = amount;
+    applied->timestamp = next_timestamp(t);
+    return index_transfer(t, applied);
+}
+
+/* One transfer: its first outcome when the id is known, else the rules.
+ * Returns a result (>= 0) or -errno. */
+static int create_one(vs_ledger_txn *t, const struct vs_transfer *x, bool *replayed)
+{
+    *replayed = false;
+    int r = validate_static(x);
+    if (r != VS_XFER_OK)
+        return r;
+    struct xfer_rec rec;
+    int rc = xfer_get(t, x->id, &rec);
+    if (rc == 0) {
+        struct vs_transfer b;
+        transfer_body(x, &b);
+        if (!transfer_same_body(&rec.body, &b))
+            return VS_XFER_EXISTS_WITH_DIFFERENT_BODY;
+        *replayed = true;
+        return rec.result;
+    }
+    if (rc != -ENOENT)
+        return rc;
+    memset(&rec, 0, sizeof rec);
+    transfer_body(x, &rec.body);
+    r = (x->flags & (VS_TRANSFER_POST_PENDING | VS_TRANSFER_VOID_PENDING))
+            ? apply_resolve(t, x, &rec.applied)
+            : apply_new(t, x, &rec.applied);
+    if (r < 0)
+        return r;
+    if (r != VS_XFER_OK)
+        memset(&rec.applied, 0, sizeof rec.applied);
+    rec.result = r;
+    rc = put(t, t->l->transfers, x->id, VS_LEDGER_ID_LEN, &rec, sizeof rec, 0);
+    return rc ? rc : r;
+}
+
+/* Record the outcome of a transfer that did not apply (a failed chain's
+ * members), unless its id is zero or already bound. */
+static int record_failure(vs_ledger_txn *t, const struct vs_transfer *x, int result)
+{
+    if (id_zero(x->id) || result == VS_XFER_EXISTS_WITH_DIFFERENT_BODY)
+        return 0;
+    struct xfer_rec rec;
+    int rc = xfer_get(t, x->id, &rec);
+    if (rc != -ENOENT)
+        return rc;
+    memset(&rec, 0, sizeof rec);
+    transfer_body(x, &rec.body);
+    rec.result = result;
+    return put(t, t->l->transfers, x->id, VS_LEDGER_ID_LEN, &rec, sizeof rec, 0);
+}
+
+/* *replayed: x's id is bound to the same body, with *result its first
+ * outcome. */
+static int stored_outcome(vs_ledger_txn *t, const struct vs_transfer *x, int *result, bool *replayed)
+{
+    *replayed = false;
+    if (id_zero(x->id))
+        return 0;
+    struct xfer_rec rec;
+    int rc = xfer_get(t, x->id, &rec);
+    if (rc)
+        return rc == -ENOENT ? 0 : rc;
+    struct vs_transfer b;
+    transfer_body(x, &b);
+    if (transfer_same_body(&rec.body, &b)) {
+        *replayed = true;
+        *result = rec.result;
+    }
+    return 0;
+}
+
+/* A linked chain xs[0..n-1] (n >= 2) in a nested transaction. */
+static int create_chain(vs_ledger_txn *t, const struct vs_transfer *xs, size_t n, bool open_end,
+                        int *results, bool *replayed)
+{
+    MDB_txn *parent = t->txn, *child;
+    uint64_t clock = t->clock;
+    int rc = vs_lmdb_err(mdb_txn_begin(t->l->env, parent, 0, &child));
+    if (rc)
+        return rc;
+    t->txn = child;
+    size_t failed = n;
+    int failure = VS_XFER_OK;
+    for (size_t i = 0; i < n && failed == n; i++) {
+        int r = create_one(t, &xs[i], &replayed[i]);
+        if (r < 0) {
+            t->txn = parent;
+            mdb_txn_abort(child);
+            t->clock = clock;
+            return r;
+        }
+        results[i] = r;
+        if (r != VS_XFER_OK) {
+            failed = i;
+            failure = r;
+        }
+    }
+    if (failed == n && open_end) {
+        failed = n - 1;
+        failure = VS_XFER_LINKED_EVENT_CHAIN_OPEN;
+    }
+    t->txn = parent;
+    if (failed == n)
+        return vs_lmdb_err(mdb_txn_commit(child));
+    mdb_txn_abort(child);
+    t->clock = clock;
+    for (size_t i = 0; i < n; i++) {
+        /* A member decided by an earlier call keeps that first outcome. */
+        if ((rc = stored_outcome(t, &xs[i], &results[i], &replayed[i])))
+            return rc;
+        if (replayed[i])
+            continue;
+        results[i] = failure == VS_XFER_LINKED_EVENT_CHAIN_OPEN ? failure
+                     : i == failed                             ? failure
+                                                               : VS_XFER_LINKED_EVENT_FAILED;
+        if ((rc = record_failure(t, &xs[i], results[i])))
+            return rc;
+    }
+    return 0;
+}
+
+int vs_ledger_create_transfers(vs_ledger_txn *t, const struct vs_transfer *xs, size_t n,
+                               int *results, bool *replayed)
+{
+    if (t == NULL || (n > 0 && (xs == NULL || results == NULL)))
+        return -EINVAL;
+    if (!t->write)
+        return -EROFS;
+    bool scratch[64];
+    bool *rep = replayed;
+    bool *heap = NULL;
+    if (rep == NULL) {
+        if (n > sizeof scratch / sizeof scratch[0]) {
+            if ((heap = calloc(n, sizeof *heap)) == NULL)
+                return -ENOMEM;
+            rep = heap;
+        } else {
+            rep = scratch;
+        }
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;) {
+        size_t end = i;
+        while (end < n && (xs[end].flags & VS_TRANSFER_LINKED))
+            end++;
+        bool open_end = end == n;
+        size_t len = (open_end ? n : end + 1) - i;
+        if (len == 1 && !open_end) {
+            int r = create_one(t, &xs[i], &rep[i]);
+            if (r < 0)
+                rc = r;
+            else
+                results[i] = r;
+        } else {
+            rc = create_chain(t, xs + i, len, open_end, results + i, rep + i);
+        }
+        i += len;
+    }
+    free(heap);
+    return rc;
+}
+
+int vs_ledger_transfer(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN], struct vs_transfer *out,
+                       enum vs_pending_state *state, uint64_t *deadline_ns)
+{
+    struct xfer_rec rec;
+    int rc = xfer_get(t, id, &rec);
+    if (rc)
+        return rc;
+    if (rec.result != VS_XFER_OK)
+        return -ENOENT;
+    if (out != NULL)
+        *out = rec.applied;
+    struct pending_rec p = {0};
+    if (rec.applied.flags & VS_TRANSFER_PENDING) {
+        rc = pending_get(t, id, &p);
+        if (rc)
+            return rc == -ENOENT ? -EUCLEAN : rc;
+    }
+    if (state != NULL)
+        *state = (rec.applied.flags & VS_TRANSFER_PENDING) ? (enum vs_pending_state)p.state
+                                                           : VS_PENDING_NONE;
+    if (deadline_ns != NULL)
+        *deadline_ns = p.deadline;
+    return 0;
+}
+
+/* ---- expiry ------------------------------------------------------------------------ */
+
+static int expire_due(vs_ledger_txn *t)
+{
+    for (;;) {
+        MDB_cursor *c;
+        int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
+        if (rc)
+            return rc;
+        MDB_val k, v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        uint8_t key[8 + VS_LEDGER_ID_LEN];
+        if (rc == 0 && k.mv_size == sizeof key)
+            memcpy(key, k.mv_data, sizeof key);
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND)
+            return 0;
+        if (rc)
+            return vs_lmdb_err(rc);
+        if (k.mv_size != sizeof key)
+            return -EBADMSG;
+        if (vs_get_be64(key) > t->now)
+            return 0;
+        struct xfer_rec rec;
+        struct pending_rec pr;
+        if ((rc = xfer_get(t, key + 8, &rec)) || (rc = pending_get(t, key + 8, &pr)))
+            return rc == -ENOENT ? -EUCLEAN : rc;
+        if (pr.state != VS_PENDING_OPEN)
+            return -EUCLEAN;
+        rc = resolve_pending(t, &rec.applied, &pr, 0, VS_PENDING_EXPIRED);
+        if (rc > 0)
+            return -EUCLEAN;
+        if (rc == 0 && t->l->on_expired != NULL)
+            rc = t->l->on_expired(t, &rec.applied, t->l->on_expired_arg);
+        if (rc)
+            return rc;
+    }
+}
+
+int vs_ledger_next_deadline(vs_ledger_txn *t, uint64_t *deadline_ns)
+{
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    *deadline_ns = rc == 0 && k.mv_size >= 8 ? vs_get_be64(k.mv_data) : 0;
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : vs_lmdb_err(rc);
+}
+
+/* ---- transactions ---------------------------------------------------------------------- */
+
+static int begin(vs_ledger *l, bool write, MDB_txn **txn)
+{
+    for (int tries = 0;; tries++) {
+        int rc = mdb_txn_begin(l->env, NULL, write ? 0 : MDB_RDONLY, txn);
+        if (rc == MDB_MAP_RESIZED && tries < 2) {
+            rc = mdb_env_set_mapsize(l->env, 0); /* grown by another process */
+            if (rc == 0)
+                continue;
+        } else if (rc == MDB_READERS_FULL && tries < 2) {
+            int dead;
+            mdb_reader_check(l->env, &dead);
+            continue;
+        }
+        return vs_lmdb_err(rc);
+    }
+}
+
+static int grow(vs_ledger *l)
+{
+    uint64_t size = vs_ledger_map_size(l);
+    if (size == 0 || size >= MAX_MAP_SIZE)
+        return -ENOSPC;
+    return vs_lmdb_err(mdb_env_set_mapsize(l->env, (size_t)(size * 2)));
+}
+
+int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, void *arg)
+{
+    if (l == NULL || apply == NULL)
+        return -EINVAL;
+    if (l->read_only)
+        return -EROFS;
+    for (;;) {
+        vs_ledger_txn t = {.l = l, .write = true};
+        int rc = begin(l, true, &t.txn);
+        if (rc)
+            return rc;
+        rc = meta_get(&t, "clock", &t.clock);
+        if (rc == 0) {
+            uint64_t now = now_ns != 0 ? now_ns : clock_ns();
+            t.now = now > t.clock ? now : t.clock + 1;
+            t.clock = t.now;
+            rc = expire_due(&t);
+        }
+        if (rc == 0)
+            rc = apply(&t, arg);
+        if (rc == 0)
+            rc = meta_put(&t, "clock", t.clock);
+        if (rc == 0)
+            rc = vs_lmdb_err(mdb_txn_commit(t.txn));
+        else
+            mdb_txn_abort(t.txn);
+        if (rc != VS_LMDB_MAP_FULL)
+            return rc;
+        if ((rc = grow(l)))
+            return rc;
+    }
+}
+
+int vs_ledger_read(vs_ledger *l, vs_ledger_apply_fn apply, void *arg)
+{
+    if (l == NULL || apply == NULL)
+        return -EINVAL;
+    vs_ledger_txn t = {.l = l, .write = false};
+    int rc = begin(l, false, &t.txn);
+    if (rc)
+        return rc;
+    rc = meta_get(&t, "clock", &t.clock);
+    t.now = clock_ns();
+    if (rc == 0)
+        rc = apply(&t, arg);
+    mdb_txn_abort(t.txn);
+    return rc;
+}
+
+/* ---- queries --------------------------------------------------------------------------- */
+
+static int emit_transfer(vs_ledger_txn *t, const uint8_t *id, bool open_only, vs_transfer_fn cb,
+                         void *arg, int *stop)
+{
+    struct vs_transfer x;
+    enum vs_pending_state st;
+    int rc = vs_ledger_transfer(t, id, &x, &st, NULL);
+    if (rc)
+        return rc == -ENOENT ? -EUCLEAN : rc;
+    if (open_only && st != VS_PENDING_OPEN)
+        return 0;
+    *stop = cb(&x, st, arg);
+    return 0;
+}
+
+int vs_ledger_history(vs_ledger_txn *t, const uint8_t account_id[VS_LEDGER_ID_LEN], uint64_t after_ts,
+                      size_t limit, vs_transfer_fn cb, void *arg)
+{
+    if (t == NULL || account_id == NULL || cb == NULL)
+        return -EINVAL;
+    uint8_t start[VS_LEDGER_ID_LEN + 8];
+    memcpy(start, account_id, VS_LEDGER_ID_LEN);
+    vs_put_be64(start + VS_LEDGER_ID_LEN, after_ts == UINT64_MAX ? after_ts : after_ts + 1);
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->by_account, &c));
+    if (rc)
+        return rc;
+    MDB_val k = vs_mval(start, sizeof start), v;
+    size_t n = 0;
+    int stop = 0;
+    for (int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0 && stop == 0 && rc == 0;
+         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != VS_LEDGER_ID_LEN + 8 + VS_LEDGER_ID_LEN ||
+            memcmp(k.mv_data, account_id, VS_LEDGER_ID_LEN) != 0)
+            break;
+        if (limit != 0 && n++ == limit)
+            break;
+        rc = emit_transfer(t, (const uint8_t *)k.mv_data + VS_LEDGER_ID_LEN + 8, false, cb, arg, &stop);
+    }
+    mdb_cursor_close(c);
+    return rc ? rc : stop;
+}
+
+int vs_ledger_pending(vs_ledger_txn *t, const uint8_t *account_id, const uint8_t *task_id,
+                      vs_transfer_fn cb, void *arg)
+{
+    if (t == NULL || cb == NULL || (account_id == NULL) == (task_id == NULL))
+        return -EINVAL;
+    const uint8_t *prefix = account_id != NULL ? account_id : task_id;
+    MDB_dbi db = account_id != NULL ? t->l->by_account : t->l->by_task;
+    size_t klen = account_id != NULL ? VS_LEDGER_ID_LEN + 8 + VS_LEDGER_ID_LEN : 2 * VS_LEDGER_ID_LEN;
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, db, &c));
+    if (rc)
+        return rc;
+    MDB_val k = vs_mval(prefix, VS_LEDGER_ID_LEN), v;
+    int stop = 0;
+    for (int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0 && stop == 0 && rc == 0;
+         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != klen || memcmp(k.mv_data, prefix, VS_LEDGER_ID_LEN) != 0)
+            break;
+        const uint8_t *id = (const uint8_t *)k.mv_data + klen - VS_LEDGER_ID_LEN;
+        struct xfer_rec rec;
+        if ((rc = xfer_get(t, id, &rec)))
+            break;
+        if (rec.applied.flags & VS_TRANSFER_PENDING)
+            rc = emit_transfer(t, id, true, cb, arg, &stop);
+    }
+    mdb_cursor_close(c);
+    return rc ? rc : stop;
+}
+
+/* ---- commands, outbox, tables -------------------------------------------------------------- */
+
+int vs_ledger_command_get(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN],
+                          const uint8_t body_hash[32], const uint8_t **reply, size_t *len)
+{
+    MDB_val v;
+    int rc = get(t, t->l->commands, id, VS_LEDGER_ID_LEN, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size < 32)
+        return -EBADMSG;
+    if (memcmp(v.mv_data, body_hash, 32) != 0)
+        return -EEXIST;
+    *reply = (const uint8_t *)v.mv_data + 32;
+    *len = v.mv_size - 32;
+    return 0;
+}
+
+int vs_ledger_command_put(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN],
+                          const uint8_t body_hash[32], const void *reply, size_t len)
+{
+    if (!t->write)
+        return -EROFS;
+    MDB_val key = vs_mval(id, VS_LEDGER_ID_LEN), val = {32 + len, NULL};
+    int rc = vs_lmdb_err(mdb_put(t->txn, t->l->commands, &key, &val, MDB_RESERVE));
+    if (rc == 0) {
+        memcpy(val.mv_data, body_hash, 32);
+        if (len > 0)
+            memcpy((uint8_t *)val.mv_data + 32, reply, len);
+    }
+    return rc;
+}
+
+int vs_ledger_outbox_put(vs_ledger_txn *t, const char *subject, const char *msg_id, const void *data,
+                         size_t len)
+{
+    if (subject == NULL || msg_id == NULL || (len > 0 && data == NULL))
+        return -EINVAL;
+    size_t sl = strlen(subject), il = strlen(msg_id);
+    if (sl > UINT16_MAX || il > UINT16_MAX)
+        return -EINVAL;
+    uint64_t seq;
+    int rc = meta_get(t, "outbox", &seq);
+    if (rc == 0)
+        rc = meta_put(t, "outbox", ++seq);
+    if (rc)
+        return rc;
+    uint8_t k[8];
+    vs_put_be64(k, seq);
+    MDB_val key = vs_mval(k, sizeof k), val = {4 + sl + il + len, NULL};
+    rc = vs_lmdb_err(mdb_put(t->txn, t->l->outbox, &key, &val, MDB_RESERVE));
+    if (rc == 0) {
+        uint8_t *p = val.mv_data;
+        p[0] = (uint8_t)(sl >> 8);
+        p[1] = (uint8_t)sl;
+        memcpy(p + 2, subject, sl);
+        p[2 + sl] = (uint8_t)(il >> 8);
+        p[3 + sl] = (uint8_t)il;
+        memcpy(p + 4 + sl, msg_id, il);
+        if (len > 0)
+            memcpy(p + 4 + sl + il, data, len);
+    }
+    return rc;
+}
+
+int vs_ledger_outbox_each(vs_ledger_txn *t, vs_outbox_fn cb, void *arg)
+{
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->outbox, &c));
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    int r;
+    for (r = mdb_cursor_get(c, &k, &v, MDB_FIRST); r == 0 && rc == 0;
+         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = v.mv_data;
+        size_t n = v.mv_size;
+        if (k.mv_size != 8 || n < 4) {
+            rc = -EBADMSG;
+            break;
+        }
+        size_t sl = (size_t)p[0] << 8 | p[1];
+        if (n < 4 + sl) {
+            rc = -EBADMSG;
+            break;
+        }
+        size_t il = (size_t)p[2 + sl] << 8 | p[3 + sl];
+        if (n < 4 + sl + il || sl >= 256 || il >= 128) {
+            rc = -EBADMSG;
+            break;
+        }
+        char subject[256], msg_id[128];
+        memcpy(subject, p + 2, sl);
+        subject[sl] = '\0';
+        memcpy(msg_id, p + 4 + sl, il);
+        msg_id[il] = '\0';
+        rc = cb(vs_get_be64(k.mv_data), subject, msg_id, p + 4 + sl + il, n - 4 - sl - il, arg);
+    }
+    mdb_cursor_close(c);
+    return rc ? rc : (r == 0 || r == MDB_NOTFOUND) ? 0 : vs_lmdb_err(r);
+}
+
+int vs_ledger_outbox_del(vs_ledger_txn *t, uint64_t seq)
+{
+    uint8_t k[8];
+    vs_put_be64(k, seq);
+    return del(t, t->l->outbox, k, sizeof k);
+}
+
+static bool table_ok(enum vs_ledger_table tb)
+{
+    return (unsigned)tb < VS_LTABLE_COUNT;
+}
+
+int vs_ledger_kv_get(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key, size_t klen,
+                     const uint8_t **val, size_t *vlen)
+{
+    if (!table_ok(tb) || key == NULL || klen == 0)
+        return -EINVAL;
+    MDB_val v;
+    int rc = get(t, t->l->tables[tb], key, klen, &v);
+    if (rc == 0) {
+        *val = v.mv_data;
+        *vlen = v.mv_size;
+    }
+    return rc;
+}
+
+int vs_ledger_kv_put(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key, size_t klen,
+                     const void *val, size_t vlen)
+{
+    if (!table_ok(tb) || key == NULL || klen == 0)
+        return -EINVAL;
+    return put(t, t->l->tables[tb], key, klen, val, vlen, 0);
+}
+
+int vs_ledger_kv_del(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key, size_t klen)
+{
+    if (!table_ok(tb) || key == NULL || klen == 0)
+        return -EINVAL;
+    return del(t, t->l->tables[tb], key, klen);
+}
+
+int vs_ledger_kv_each(vs_ledger_txn *t, enum vs_ledger_table tb, const void *prefix, size_t plen,
+                      vs_kv_each_fn cb, void *arg)
+{
+    if (!table_ok(tb) || cb == NULL)
+        return -EINVAL;
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->tables[tb], &c));
+    if (rc)
+        return rc;
+    MDB_val k = vs_mval(prefix, plen), v;
+    int r;
+    for (r = mdb_cursor_get(c, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST); r == 0 && rc == 0;
+         r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < plen || (plen > 0 && memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        rc = cb(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg);
+    }
+    mdb_cursor_close(c);
+    return rc ? rc : (r == 0 || r == MDB_NOTFOUND) ? 0 : vs_lmdb_err(r);
+}
+
+/* ---- the invariant ------------------------------------------------------------------------ */
+
+struct recount {
+    uint8_t id[VS_LEDGER_ID_LEN];
+    uint64_t dp, dpo, cp, cpo; /* debits pending/posted, credits pending/posted */
+};
+
+struct check_ctx {
+    struct recount *r;
+    size_t n, cap;
+    struct vs_ledger_totals *tot;
+};
+
+static int collect_account(const struct vs_account *a, void *arg)
+{
+    struct check_ctx *c = arg;
+    struct vs_ledger_totals *tot = c->tot;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        if (cap > CHECK_MAX_ACCOUNTS)
+            return -E2BIG;
+        struct recount *r = realloc(c->r, cap * sizeof *r);
+        if (r == NULL)
+            return -ENOMEM;
+        c->r = r;
+        c->cap = cap;
+    }
+    struct recount *r = &c->r[c->n++];
+    memset(r, 0, sizeof *r);
+    memcpy(r->id, a->id, VS_LEDGER_ID_LEN);
+    tot->accounts++;
+    tot->debits_posted += a->debits_posted;
+    tot->credits_posted += a->credits_posted;
+    tot->debits_pending += a->debits_pending;
+    tot->credits_pending += a->credits_pending;
+    if ((a->flags & VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        a->debits_pending + a->debits_posted > a->credits_posted)
+        snprintf(tot->problem, sizeof tot->problem, "account %s: debits exceed credits", a->name);
+    if ((a->flags & VS_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) &&
+        a->credits_pending + a->credits_posted > a->debits_posted)
+        snprintf(tot->problem, sizeof tot->problem, "account %s: credits exceed debits", a->name);
+    return 0;
+}
+
+static struct recount *find_recount(struct check_ctx *c, const uint8_t *id)
+{
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = memcmp(c->r[mid].id, id, VS_LEDGER_ID_LEN);
+        if (d == 0)
+            return &c->r[mid];
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int recount_transfers(vs_ledger_txn *t, struct check_ctx *c)
+{
+    MDB_cursor *cur;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->transfers, &cur));
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    int r;
+    for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0 && rc == 0;
+         r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct xfer_rec rec;
+        if (v.mv_size != sizeof rec) {
+            rc = -EBADMSG;
+            break;
+        }
+        memcpy(&rec, v.mv_data, sizeof rec);
+        if (rec.result != VS_XFER_OK)
+            continue;
+        const struct vs_transfer *x = &rec.applied;
+        c->tot->transfers++;
+        struct recount *dr = find_recount(c, x->debit_account_id);
+        struct recount *cr = find_recount(c, x->credit_account_id);
+        if (dr == NULL || cr == NULL) {
+            snprintf(c->tot->problem, sizeof c->tot->problem, "a transfer names a missing account");
+            continue;
+        }
+        if (x->flags & VS_TRANSFER_VOID_PENDING)
+            continue;
+        if (x->flags & VS_TRANSFER_PENDING) {
+            struct pending_rec p;
+            if ((rc = pending_get(t, x->id, &p)))
+                break;
+            if (p.state == VS_PENDING_OPEN) {
+                c->tot->pending_open++;
+                dr->dp += x->amount;
+                cr->cp += x->amount;
+            }
+            continue;
+        }
+        dr->dpo += x->amount;
+        cr->cpo += x->amount;
+    }
+    mdb_cursor_close(cur);
+    if (rc == -ENOENT)
+        rc = -EUCLEAN;
+    return rc ? rc : (r == 0 || r == MDB_NOTFOUND) ? 0 : vs_lmdb_err(r);
+}
+
+static int compare_recount(const struct vs_account *a, void *arg)
+{
+    struct check_ctx *c = arg;
+    struct recount *r = find_recount(c, a->id);
+    if (r == NULL || r->dp != a->debits_pending || r->dpo != a->debits_posted ||
+        r->cp != a->credits_pending || r->cpo != a->credits_posted)
+        snprintf(c->tot->problem, sizeof c->tot->problem,
+                 "account %s: balances differ from its transfers", a->name);
+    return 0;
+}
+
+int vs_ledger_check(vs_ledger_txn *t, struct vs_ledger_totals *tot)
+{
+    if (t == NULL || tot == NULL)
+        return -EINVAL;
+    memset(tot, 0, sizeof *tot);
+    struct check_ctx c = {.tot = tot};
+    int rc = vs_ledger_accounts(t, collect_account, &c);
+    if (rc == 0)
+        rc = recount_transfers(t, &c);
+    if (rc == 0)
+        rc = vs_ledger_accounts(t, compare_recount, &c);
+    free(c.r);
+    if (rc)
+        return rc;
+    if (tot->problem[0] == '\0' && tot->debits_posted != tot->credits_posted)
+        snprintf(tot->problem, sizeof tot->problem, "posted debits %" PRIu64 " != credits %" PRIu64,
+                 tot->debits_posted, tot->credits_posted);
+    if (tot->problem[0] == '\0' && tot->debits_pending != tot->credits_pending)
+        snprintf(tot->problem, sizeof tot->problem, "pending debits %" PRIu64 " != credits %" PRIu64,
+                 tot->debits_pending, tot->credits_pending);
+    return tot->problem[0] != '\0' ? -EUCLEAN : 0;
+}
+
+/* ---- names of results ----------------------------------------------------------------------- */
+
+static const char *const account_results[VS_ACCT_RESULT_COUNT] = {
+    [VS_ACCT_OK] = "ok",
+    [VS_ACCT_ID_MUST_NOT_BE_ZERO] = "id_must_not_be_zero",
+    [VS_ACCT_LEDGER_MUST_NOT_BE_ZERO] = "ledger_must_not_be_zero",
+    [VS_ACCT_CODE_MUST_NOT_BE_ZERO] = "code_must_not_be_zero",
+    [VS_ACCT_FLAGS_ARE_MUTUALLY_EXCLUSIVE] = "flags_are_mutually_exclusive",
+    [VS_ACCT_FLAGS_UNKNOWN] = "flags_unknown",
+    [VS_ACCT_NAME_INVALID] = "name_invalid",
+    [VS_ACCT_NAME_TAKEN] = "name_taken",
+    [VS_ACCT_EXISTS_WITH_DIFFERENT_BODY] = "exists_with_different_body",
+};
+
+static const char *const transfer_results[VS_XFER_RESULT_COUNT] = {
+    [VS_XFER_OK] = "ok",
+    [VS_XFER_LINKED_EVENT_FAILED] = "linked_event_failed",
+    [VS_XFER_LINKED_EVENT_CHAIN_OPEN] = "linked_event_chain_open",
+    [VS_XFER_ID_MUST_NOT_BE_ZERO] = "id_must_not_be_zero",
+    [VS_XFER_FLAGS_ARE_MUTUALLY_EXCLUSIVE] = "flags_are_mutually_exclusive",
+    [VS_XFER_FLAGS_UNKNOWN] = "flags_unknown",
+    [VS_XFER_PENDING_ID_MUST_BE_ZERO] = "pending_id_must_be_zero",
+    [VS_XFER_PENDING_ID_MUST_NOT_BE_ZERO] = "pending_id_must_not_be_zero",
+    [VS_XFER_PENDING_ID_MUST_BE_DIFFERENT] = "pending_id_must_be_different",
+    [VS_XFER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER] = "timeout_reserved_for_pending_transfer",
+    [VS_XFER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO] = "debit_account_id_must_not_be_zero",
+    [VS_XFER_CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO] = "credit_account_id_must_not_be_zero",
+    [VS_XFER_ACCOUNTS_MUST_BE_DIFFERENT] = "accounts_must_be_different",
+    [VS_XFER_LEDGER_MUST_NOT_BE_ZERO] = "ledger_must_not_be_zero",
+    [VS_XFER_CODE_MUST_NOT_BE_ZERO] = "code_must_not_be_zero",
+    [VS_XFER_AMOUNT_MUST_NOT_BE_ZERO] = "amount_must_not_be_zero",
+    [VS_XFER_EXISTS_WITH_DIFFERENT_BODY] = "exists_with_different_body",
+    [VS_XFER_DEBIT_ACCOUNT_NOT_FOUND] = "debit_account_not_found",
+    [VS_XFER_CREDIT_ACCOUNT_NOT_FOUND] = "credit_account_not_found",
+    [VS_XFER_ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER] = "accounts_must_have_the_same_ledger",
+    [VS_XFER_TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS] =
+        "transfer_must_have_the_same_ledger_as_accounts",
+    [VS_XFER_PENDING_TRANSFER_NOT_FOUND] = "pending_transfer_not_found",
+    [VS_XFER_PENDING_TRANSFER_NOT_PENDING] = "pending_transfer_not_pending",
+    [VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS] = "pending_transfer_has_different_accounts",
+    [VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER] = "pending_transfer_has_different_ledger",
+    [VS_XFER_PENDING_TRANSFER_ALREADY_POSTED] = "pending_transfer_already_posted",
+    [VS_XFER_PENDING_TRANSFER_ALREADY_VOIDED] = "pending_transfer_already_voided",
+    [VS_XFER_PENDING_TRANSFER_EXPIRED] = "pending_transfer_expired",
+    [VS_XFER_EXCEEDS_PENDING_TRANSFER_AMOUNT] = "exceeds_pending_transfer_amount",
+    [VS_XFER_OVERFLOWS_DEBITS] = "overflows_debits",
+    [VS_XFER_OVERFLOWS_CREDITS] = "overflows_credits",
+    [VS_XFER_OVERFLOWS_TIMEOUT] = "overflows_timeout",
+    [VS_XFER_EXCEEDS_CREDITS] = "exceeds_credits",
+    [VS_XFER_EXCEEDS_DEBITS] = "exceeds_debits",
+};
+
+const char *vs_account_result_name(int result)
+{
+    return result >= 0 && result < VS_ACCT_RESULT_COUNT ? account_results[result] : "store_error";
+}
+
+const char *vs_transfer_result_name(int result)
+{
+    return result >= 0 && result < VS_XFER_RESULT_COUNT ? transfer_results[result] : "store_error";
+}

@@ -1,0 +1,770 @@
+/*
+ * vs-ledgerd - the escrow ledger daemon: applies LedgerCommands and task
+ * outcomes from JetStream to the LMDB ledger (escrow.h on ledger_store.h)
+ * with exactly-once effects, answers read-only queries, and publishes the
+ * Settlements and audit events its commits produce.
+ *
+ * How a message becomes an effect exactly once:
+ *  - Group commit. Deliveries of both consumers (LEDGER: commands; TASKS:
+ *    outcomes and verification results) are held and applied on the next
+ *    loop turn, whatever is waiting (up to ledgerd.batch), in one write
+ *    transaction that also stores each stream's highest applied sequence.
+ *  - Each command's reply is stored under its command id with a hash of its
+ *    body in that transaction; a redelivered or retried command gets the
+ *    stored reply (marked replayed) and changes nothing. A different body
+ *    under a used command id is INVALID.
+ *  - Replies go out and messages are acked only after the commit. A crash
+ *    before the commit loses nothing (not acked: redelivered); a crash
+ *    after it repeats nothing (the stored replies).
+ *  - Settlements and audit events are written to the store's outbox in the
+ *    same transaction and published after it with stable Nats-Msg-Ids, then
+ *    deleted; after a crash the outbox is published again and JetStream's
+ *    deduplication drops what was already stored.
+ *  - A batch the store refuses is retried one message at a time, so one
+ *    poisonous message is terminated (and audited) instead of blocking the
+ *    rest. A full map is grown and the batch replayed (vs_ledger_write).
+ * Time-based work (hold expiry, dispute windows, vote deadlines) runs in a
+ * write transaction when the earliest due time passes.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "vs/audit.h"
+#include "vs/daemon.h"
+#include "vs/escrow.h"
+#include "vs/js.h"
+#include "vs/keys.h"
+#include "vs/ledger_store.h"
+#include "vs/log.h"
+#include "vs/subjects.h"
+
+#define DURABLE_COMMANDS "ledgerd"
+#define DURABLE_TASKS "ledgerd-tasks"
+#define DEFAULT_BATCH 1000
+#define MAX_ACK_PENDING 8192
+#define MAX_DELIVER 1000
+#define RETRY_MS 1000
+#define READER_CHECK_MS 60000
+#define OUTBOX_INFLIGHT 4096
+
+static const struct vs_cfg_key ledgerd_keys[] = {
+    {"ledgerd.store", VS_CFG_STRING, true, "directory of the ledger (LMDB environment)"},
+    {"ledgerd.map_size", VS_CFG_SIZE, false, "initial LMDB map size (64MiB; grown when full)"},
+    {"ledgerd.batch", VS_CFG_INT, false, "messages per write transaction at most (1000)"},
+    {"ledgerd.ack_wait", VS_CFG_DURATION, false, "the consumers' ack wait (30s)"},
+    {"ledgerd.fee_bps", VS_CFG_INT, false, "platform fee in basis points (500 = 5%)"},
+    {"ledgerd.dispute_window", VS_CFG_DURATION, false,
+     "how long after an outcome a dispute may be opened before payout (60s; 0: pay at once)"},
+    {"ledgerd.vote_timeout", VS_CFG_DURATION, false, "a dispute panel's deadline (24h)"},
+    {"ledgerd.hold_timeout", VS_CFG_DURATION, false, "a hold's timeout when the command sets none (24h)"},
+    {"ledgerd.min_reputation", VS_CFG_STRING, false, "the claim check's floor, 0..1 (0.3)"},
+    {"ledgerd.governance_threshold", VS_CFG_INT, false,
+     "approvals (M) required to mint or move money outside escrow (1)"},
+    {"ledgerd.governance_keys", VS_CFG_LIST, false,
+     "the N governors' Ed25519 public keys (64 hex digits each)"},
+    {NULL, VS_CFG_STRING, false, NULL},
+};
+
+enum item_kind { ITEM_COMMAND, ITEM_AGENT_COMMAND, ITEM_TASK_EVENT };
+
+struct item {
+    vs_msg *msg;
+    enum item_kind kind;
+    uint8_t *reply;        /* packed LedgerReply after apply (commands) */
+    size_t reply_len;
+    bool replayed;
+    bool failed;           /* the store refused it (poison when alone) */
+};
+
+struct counters {
+    uint64_t commands, replayed, task_events, batches, batch_errors, poison, outbox_published,
+        queries;
+};
+
+struct ledgerd {
+    vs_daemon *d;
+    vs_bus *bus;
+    vs_ledger *ledger;
+    vs_escrow *escrow;
+    vs_consumer *commands, *tasks;
+    vs_sub *query_sub;
+    struct item *items;
+    size_t nitems, cap, batch;
+    uint64_t ack_wait_ms;
+    uv_idle_t flush_idle;
+    uv_timer_t due_timer, retry_timer, reader_timer;
+    bool handles_init, stopping, retry_armed;
+    /* outbox entries published and not yet confirmed / deleted */
+    uint64_t inflight[OUTBOX_INFLIGHT];
+    size_t ninflight;
+    uint64_t *done;
+    size_t ndone, done_cap;
+    struct counters n;
+};
+
+static struct ledgerd g_ledgerd;
+
+static void schedule(struct ledgerd *g);
+static void on_flush_idle(uv_idle_t *h);
+static void on_retry(uv_timer_t *h);
+
+/* ---- the outbox --------------------------------------------------------------------------- */
+
+struct pub {
+    struct ledgerd *g;
+    uint64_t seq;
+};
+
+static void inflight_remove(struct ledgerd *g, uint64_t seq)
+{
+    for (size_t i = 0; i < g->ninflight; i++)
+        if (g->inflight[i] == seq) {
+            g->inflight[i] = g->inflight[--g->ninflight];
+            return;
+        }
+}
+
+static void on_outbox_stored(int status, const struct vs_puback *ack, void *arg)
+{
+    (void)ack;
+    struct pub *p = arg;
+    struct ledgerd *g = p->g;
+    inflight_remove(g, p->seq);
+    if (status == 0) {
+        if (g->ndone == g->done_cap) {
+            size_t cap = g->done_cap ? g->done_cap * 2 : 256;
+            uint64_t *d = realloc(g->done, cap * sizeof *d);
+            if (d != NULL) {
+                g->done = d;
+                g->done_cap = cap;
+            }
+        }
+        if (g->ndone < g->done_cap)
+            g->done[g->ndone++] = p->seq;
+        g->n.outbox_published++;
+    } else if (!g->retry_armed && g->handles_init) {
+        g->retry_armed = true; /* published again by the retry */
+        uv_timer_start(&g->retry_timer, on_retry, RETRY_MS, 0);
+    }
+    free(p);
+    if (g->handles_init && !g->stopping)
+        uv_idle_start(&g->flush_idle, on_flush_idle);
+}
+
+static int publish_one(uint64_t seq, const char *subject, const char *msg_id, const uint8_t *data,
+                       size_t len, void *arg)
+{
+    struct ledgerd *g = arg;
+    for (size_t i = 0; i < g->ninflight; i++)
+        if (g->inflight[i] == seq)
+            return 0;
+    for (size_t i = 0; i < g->ndone; i++)
+        if (g->done[i] == seq)
+            return 0;
+    if (g->ninflight == OUTBOX_INFLIGHT)
+        return 1; /* the rest on the next round */
+    struct pub *p = malloc(sizeof *p);
+    if (p == NULL)
+        return 1;
+    *p = (struct pub){g, seq};
+    const char *hdrs[] = {VS_HDR_MSG_ID, msg_id};
+    int rc = vs_js_publish_raw(g->bus, subject, data, len, hdrs, 1, on_outbox_stored, p);
+    if (rc < 0) {
+        free(p);
+        return 1;
+    }
+    g->inflight[g->ninflight++] = seq;
+    return 0;
+}
+
+static int read_outbox(vs_ledger_txn *t, void *arg)
+{
+    int rc = vs_ledger_outbox_each(t, publish_one, arg);
+    return rc < 0 ? rc : 0;
+}
+
+static void publish_outbox(struct ledgerd *g)
+{
+    int rc = vs_ledger_read(g->ledger, read_outbox, g);
+    if (rc < 0)
+        log_warnx("cannot read the outbox: %s", strerror(-rc));
+}
+
+/* ---- applying a batch ---------------------------------------------------------------------- */
+
+static void body_hash(const uint8_t *data, size_t len, uint8_t out[32])
+{
+    crypto_generichash(out, 32, data, len, NULL, 0);
+}
+
+static void reset_outputs(struct item *it)
+{
+    free(it->reply);
+    it->reply = NULL;
+    it->reply_len = 0;
+    it->replayed = false;
+}
+
+static int pack_reply(struct item *it, const Vs__V1__LedgerReply *r)
+{
+    it->reply_len = protobuf_c_message_get_packed_size(&r->base);
+    it->reply = malloc(it->reply_len > 0 ? it->reply_len : 1);
+    if (it->reply == NULL)
+        return -ENOMEM;
+    protobuf_c_message_pack(&r->base, it->reply);
+    return 0;
+}
+
+static int apply_command(struct ledgerd *g, vs_ledger_txn *t, struct item *it)
+{
+    const Vs__V1__LedgerCommand *cmd = (const Vs__V1__LedgerCommand *)vs_msg_body(it->msg);
+    size_t len;
+    const uint8_t *data = vs_msg_data(it->msg, &len);
+    struct vs_escrow_reply r;
+    vs_escrow_reply_init(&r);
+    int rc = 0;
+    if (cmd->command_id.len != VS_LEDGER_ID_LEN) {
+        r.status.code = VS__V1__STATUS_CODE__STATUS_INVALID;
+        snprintf(r.reason, sizeof r.reason, "command_id must be 16 bytes");
+        return pack_reply(it, &r.msg);
+    }
+    uint8_t hash[32];
+    body_hash(data, len, hash);
+    const uint8_t *stored;
+    size_t stored_len;
+    rc = vs_ledger_command_get(t, cmd->command_id.data, hash, &stored, &stored_len);
+    if (rc == 0) {
+        it->replayed = true;
+        it->reply = malloc(stored_len > 0 ? stored_len : 1);
+        if (it->reply == NULL)
+            return -ENOMEM;
+        memcpy(it->reply, stored, stored_len);
+        it->reply_len = stored_len;
+        return 0;
+    }
+    if (rc == -EEXIST) {
+        r.status.code = VS__V1__STATUS_CODE__STATUS_INVALID;
+        snprintf(r.reason, sizeof r.reason, "command id already used for another command");
+        return pack_reply(it, &r.msg);
+    }
+    if (rc != -ENOENT)
+        return rc;
+    rc = vs_escrow_command(g->escrow, t, it->kind == ITEM_AGENT_COMMAND ? VS_ORIGIN_AGENT : VS_ORIGIN_PLATFORM,
+                           cmd, &r);
+    if (rc == 0)
+        rc = pack_reply(it, &r.msg);
+    if (rc == 0)
+        rc = vs_ledger_command_put(t, cmd->command_id.data, hash, it->reply, it->reply_len);
+    vs_escrow_reply_clear(&r);
+    return rc;
+}
+
+/* A TASKS message: an outcome or a verification result; others are
+ * ignored (the consumer sees the whole stream). */
+static int apply_task_event(struct ledgerd *g, vs_ledger_txn *t, struct item *it)
+{
+    const struct vs_subject_def *def = vs_subject_match(vs_msg_subject(it->msg));
+    size_t len;
+    const uint8_t *data = vs_msg_data(it->msg, &len);
+    if (def == NULL)
+        return 0;
+    int rc = 0;
+    switch (def->id) {
+    case VS_SUBJ_TASK_CLEARED:
+    case VS_SUBJ_TASK_QUARANTINED: {
+        Vs__V1__ScanVerdict *v = vs__v1__scan_verdict__unpack(NULL, len, data);
+        if (v == NULL)
+            return -EBADMSG;
+        if (v->task_id.len == VS_LEDGER_ID_LEN)
+            rc = vs_escrow_task_outcome(g->escrow, t, v->task_id.data,
+                                        def->id == VS_SUBJ_TASK_CLEARED ? VS_OUTCOME_CLEARED
+                                                                        : VS_OUTCOME_QUARANTINED,
+                                        def->id == VS_SUBJ_TASK_CLEARED ? "output cleared"
+                                                                        : "output quarantined");
+        vs__v1__scan_verdict__free_unpacked(v, NULL);
+        break;
+    }
+    case VS_SUBJ_TASK_REJECTED: {
+        Vs__V1__TaskRejected *v = vs__v1__task_rejected__unpack(NULL, len, data);
+        if (v == NULL)
+            return -EBADMSG;
+        if (v->task_id.len == VS_LEDGER_ID_LEN)
+            rc = vs_escrow_task_outcome(g->escrow, t, v->task_id.data, VS_OUTCOME_REJECTED, v->stage);
+        vs__v1__task_rejected__free_unpacked(v, NULL);
+        break;
+    }
+    case VS_SUBJ_TASK_OUTPUT: {
+        Vs__V1__TaskOutput *o = vs__v1__task_output__unpack(NULL, len, data);
+        if (o == NULL)
+            return -EBADMSG;
+        bool failed = !o->completed || o->exit_code != 0 || o->signal != 0 ||
+                      o->kill_reason != VS__V1__KILL_REASON__KILL_REASON_NONE;
+        if (failed && o->task_id.len == VS_LEDGER_ID_LEN)
+            rc = vs_escrow_task_outcome(g->escrow, t, o->task_id.data, VS_OUTCOME_FAILED,
+                                        o->kill_reason != VS__V1__KILL_REASON__KILL_REASON_NONE
+                                            ? "killed"
+                                            : "did not complete");
+        vs__v1__task_output__free_unpacked(o, NULL);
+        break;
+    }
+    case VS_SUBJ_VERIFY_RESULT: {
+        Vs__V1__VerifyResult *v = vs__v1__verify_result__unpack(NULL, len, data);
+        if (v == NULL)
+            return -EBADMSG;
+        rc = vs_escrow_verified(g->escrow, t, v->agent, v->verified && v->live_verified);
+        vs__v1__verify_result__free_unpacked(v, NULL);
+        break;
+    }
+    default:
+        break;
+    }
+    return rc;
+}
+
+struct batch {
+    struct ledgerd *g;
+    struct item *items;
+    size_t n;
+    uint64_t acked_done; /* outbox entries deleted in this transaction */
+};
+
+static int apply_batch(vs_ledger_txn *t, void *arg)
+{
+    struct batch *b = arg;
+    struct ledgerd *g = b->g;
+    uint64_t applied[2] = {0, 0}; /* LEDGER, TASKS */
+    int rc = 0;
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        struct item *it = &b->items[i];
+        reset_outputs(it);
+        rc = it->kind == ITEM_TASK_EVENT ? apply_task_event(g, t, it) : apply_command(g, t, it);
+        uint64_t seq = vs_msg_stream_seq(it->msg);
+        size_t s = it->kind == ITEM_TASK_EVENT;
+        if (seq > applied[s])
+            applied[s] = seq;
+    }
+    for (size_t s = 0; s < 2 && rc == 0; s++) {
+        const char *stream = vs_stream(s ? VS_STREAM_TASKS : VS_STREAM_LEDGER)->name;
+        uint64_t prev;
+        if (applied[s] == 0)
+            continue;
+        if ((rc = vs_ledger_applied_get(t, stream, &prev)) == 0 && applied[s] > prev)
+            rc = vs_ledger_applied_set(t, stream, applied[s]);
+    }
+    if (rc == 0)
+        rc = vs_escrow_tick(g->escrow, t);
+    /* Outbox entries the broker confirmed. */
+    for (size_t i = 0; i < g->ndone && rc == 0; i++)
+        rc = vs_ledger_outbox_del(t, g->done[i]);
+    if (rc == 0)
+        b->acked_done = g->ndone;
+    return rc;
+}
+
+static void respond(struct item *it)
+{
+    if (it->reply == NULL || vs_msg_reply_to(it->msg) == NULL)
+        return;
+    Vs__V1__LedgerReply *r = vs__v1__ledger_reply__unpack(NULL, it->reply_len, it->reply);
+    if (r == NULL)
+        return;
+    r->replayed = r->replayed || it->replayed;
+    vs_msg_respond(it->msg, &r->base);
+    vs__v1__ledger_reply__free_unpacked(r, NULL);
+}
+
+static void finish(struct ledgerd *g, struct item *it)
+{
+    if (it->kind != ITEM_TASK_EVENT) {
+        g->n.commands++;
+        g->n.replayed += it->replayed;
+    } else {
+        g->n.task_events++;
+    }
+    respond(it);
+    vs_msg_ack(it->msg);
+    reset_outputs(it);
+}
+
+static int run_batch(struct ledgerd *g, struct item *items, size_t n)
+{
+    struct batch b = {.g = g, .items = items, .n = n};
+    int rc = vs_ledger_write(g->ledger, 0, apply_batch, &b);
+    if (rc == 0) {
+        memmove(g->done, g->done + b.acked_done, (g->ndone - b.acked_done) * sizeof *g->done);
+        g->ndone -= b.acked_done;
+        g->n.batches++;
+    }
+    return rc;
+}
+
+/* Apply what is waiting; see the file comment for the failure handling. */
+static void flush(struct ledgerd *g)
+{
+    size_t n = g->nitems < g->batch ? g->nitems : g->batch;
+    int rc = run_batch(g, g->items, n);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            finish(g, &g->items[i]);
+    } else {
+        g->n.batch_errors++;
+        log_warnx("batch of %zu refused by the store (%s); applying one by one", n, strerror(-rc));
+        for (size_t i = 0; i < n; i++) {
+            struct item *it = &g->items[i];
+            int one = run_batch(g, it, 1);
+            if (one == 0) {
+                finish(g, it);
+            } else if (one == -EBADMSG || one == -EUCLEAN || one == -EINVAL) {
+                g->n.poison++;
+                log_warnx("message %" PRIu64 " on %s cannot be applied (%s): terminated",
+                          vs_msg_stream_seq(it->msg), vs_msg_subject(it->msg), strerror(-one));
+                vs_audit_emit(g->bus, "ledger", VS__V1__SEVERITY__SEVERITY_ERROR, NULL, NULL,
+                              "message_terminated", "subject", vs_msg_subject(it->msg), "error",
+                              strerror(-one), NULL);
+                vs_msg_respond_status(it->msg, VS__V1__STATUS_CODE__STATUS_INVALID,
+                                      "the ledger cannot apply this command");
+                vs_msg_term(it->msg);
+                reset_outputs(it);
+            } else {
+                vs_msg_nak(it->msg, RETRY_MS); /* the store's trouble: later */
+                reset_outputs(it);
+            }
+        }
+    }
+    memmove(g->items, g->items + n, (g->nitems - n) * sizeof *g->items);
+    g->nitems -= n;
+}
+
+static void on_flush_idle(uv_idle_t *h)
+{
+    struct ledgerd *g = h->data;
+    uv_idle_stop(h);
+    while (g->nitems > 0)
+        flush(g);
+    if (g->ndone >= OUTBOX_INFLIGHT)
+        run_batch(g, NULL, 0); /* forget what the broker confirmed */
+    publish_outbox(g);
+    schedule(g);
+}
+
+/* ---- time-based work ------------------------------------------------------------------------ */
+
+struct due {
+    struct ledgerd *g;
+    uint64_t at;
+};
+
+static int read_due(vs_ledger_txn *t, void *arg)
+{
+    struct due *due = arg;
+    return vs_escrow_next_due(due->g->escrow, t, &due->at);
+}
+
+static void on_due(uv_timer_t *h)
+{
+    struct ledgerd *g = h->data;
+    if (run_batch(g, NULL, 0) != 0)
+        log_warnx("timed settlement failed; retrying");
+    publish_outbox(g);
+    schedule(g);
+}
+
+/* Arm the due timer for the earliest deadline (and retry soon on errors). */
+static void schedule(struct ledgerd *g)
+{
+    if (!g->handles_init || g->stopping)
+        return;
+    g->retry_armed = false;
+    struct due due = {.g = g};
+    int rc = vs_ledger_read(g->ledger, read_due, &due);
+    uint64_t at = due.at;
+    uint64_t now = vs_now_ns();
+    uint64_t delay = rc != 0 ? RETRY_MS : at == 0 ? 0 : at <= now ? 0 : (at - now) / 1000000u + 1;
+    if (rc == 0 && at == 0) {
+        uv_timer_stop(&g->due_timer);
+        if (g->ndone > 0)
+            uv_timer_start(&g->due_timer, on_due, RETRY_MS, 0); /* trim the outbox */
+        return;
+    }
+    uv_timer_start(&g->due_timer, on_due, delay, 0);
+}
+
+static void on_retry(uv_timer_t *h)
+{
+    struct ledgerd *g = h->data;
+    g->retry_armed = false;
+    publish_outbox(g);
+    schedule(g);
+}
+
+static void on_reader_check(uv_timer_t *h)
+{
+    struct ledgerd *g = h->data;
+    int dead = 0;
+    vs_ledger_reader_check(g->ledger, &dead);
+    if (dead > 0)
+        log_info("cleared %d stale LMDB readers", dead);
+}
+
+/* ---- the bus -------------------------------------------------------------------------------- */
+
+static int enqueue(struct ledgerd *g, vs_msg *m, enum item_kind kind)
+{
+    if (g->stopping)
+        return VS_RETRY;
+    if (g->nitems == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 1024;
+        struct item *p = realloc(g->items, cap * sizeof *p);
+        if (p == NULL)
+            return VS_RETRY;
+        g->items = p;
+        g->cap = cap;
+    }
+    g->items[g->nitems++] = (struct item){.msg = vs_msg_hold(m), .kind = kind};
+    uv_idle_start(&g->flush_idle, on_flush_idle);
+    return 0;
+}
+
+static int on_command(vs_msg *m, void *arg)
+{
+    const struct vs_subject_def *def = vs_subject_match(vs_msg_subject(m));
+    bool agent = def != NULL && (def->id == VS_SUBJ_ESCROW_RELEASE || def->id == VS_SUBJ_ESCROW_DISPUTE);
+    return enqueue(arg, m, agent ? ITEM_AGENT_COMMAND : ITEM_COMMAND);
+}
+
+static int on_task_event(vs_msg *m, void *arg)
+{
+    return enqueue(arg, m, ITEM_TASK_EVENT);
+}
+
+struct query {
+    struct ledgerd *g;
+    const Vs__V1__LedgerCommand *cmd;
+    struct vs_escrow_reply r;
+};
+
+static int run_query(vs_ledger_txn *t, void *arg)
+{
+    struct query *q = arg;
+    return vs_escrow_query(q->g->escrow, t, q->cmd, &q->r);
+}
+
+static int on_query(vs_msg *m, void *arg)
+{
+    struct ledgerd *g = arg;
+    struct query q = {.g = g, .cmd = (const Vs__V1__LedgerCommand *)vs_msg_body(m)};
+    vs_escrow_reply_init(&q.r);
+    g->n.queries++;
+    int rc = vs_ledger_read(g->ledger, run_query, &q);
+    if (rc == 0)
+        rc = vs_msg_respond(m, &q.r.msg.base);
+    if (rc == -EMSGSIZE)
+        vs_msg_respond_status(m, VS__V1__STATUS_CODE__STATUS_INVALID,
+                              "the answer is too large: ask for fewer entries");
+    else if (rc < 0 && rc != -ENOENT)
+        vs_msg_respond_status(m, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "internal error");
+    vs_escrow_reply_clear(&q.r);
+    return 0;
+}
+
+/* ---- the daemon skeleton's hooks ------------------------------------------------------------------ */
+
+static int parse_governors(const vs_config *cfg, struct vs_escrow_config *ec)
+{
+    size_t n = vs_config_list_len(cfg, "ledgerd.governance_keys");
+    if (n > VS_ESCROW_MAX_GOVERNORS) {
+        log_warnx("ledgerd.governance_keys: at most %d keys", VS_ESCROW_MAX_GOVERNORS);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *hex = vs_config_list_get(cfg, "ledgerd.governance_keys", i);
+        size_t bin_len = 0;
+        if (hex == NULL || strlen(hex) != 64 ||
+            sodium_hex2bin(ec->governors[i], 32, hex, 64, NULL, &bin_len, NULL) != 0 || bin_len != 32) {
+            log_warnx("ledgerd.governance_keys[%zu]: not 64 hex digits", i);
+            return -EINVAL;
+        }
+    }
+    ec->n_governors = n;
+    int64_t m = vs_config_int(cfg, "ledgerd.governance_threshold", 1);
+    if (m < 1 || (n > 0 && (size_t)m > n)) {
+        log_warnx("ledgerd.governance_threshold must be between 1 and the number of keys");
+        return -EINVAL;
+    }
+    ec->governance_threshold = (unsigned)m;
+    return 0;
+}
+
+static int ledgerd_open(vs_daemon *d)
+{
+    struct ledgerd *g = &g_ledgerd;
+    memset(g, 0, sizeof *g);
+    g->d = d;
+    g->bus = vs_daemon_bus(d);
+    vs_daemon_set_data(d, g);
+    const vs_config *cfg = vs_daemon_config(d);
+    int64_t batch = vs_config_int(cfg, "ledgerd.batch", DEFAULT_BATCH);
+    int64_t fee = vs_config_int(cfg, "ledgerd.fee_bps", 500);
+    g->ack_wait_ms = vs_config_duration_ms(cfg, "ledgerd.ack_wait", 30000);
+    const char *minrep = vs_config_string(cfg, "ledgerd.min_reputation", "0.3");
+    char *end = NULL;
+    double min_reputation = strtod(minrep, &end);
+    if (batch < 1 || batch > 65536 || fee < 0 || fee > 10000 || g->ack_wait_ms < 1000 ||
+        end == minrep || *end != '\0' || !(min_reputation >= 0.0 && min_reputation <= 1.0)) {
+        log_warnx("ledgerd.batch must be 1..65536, fee_bps 0..10000, ack_wait >= 1s, "
+                  "min_reputation 0..1");
+        return -EINVAL;
+    }
+    g->batch = (size_t)batch;
+    struct vs_escrow_config ec = {
+        .fee_bps = (uint32_t)fee,
+        .dispute_window_ms = vs_config_duration_ms(cfg, "ledgerd.dispute_window", 60000),
+        .vote_timeout_ms = vs_config_duration_ms(cfg, "ledgerd.vote_timeout", 24ULL * 3600 * 1000),
+        .hold_timeout_ms = vs_config_duration_ms(cfg, "ledgerd.hold_timeout", 24ULL * 3600 * 1000),
+        .min_reputation = min_reputation,
+        .component = "ledgerd",
+    };
+    int rc = parse_governors(cfg, &ec);
+    if (rc)
+        return rc;
+    struct vs_ledger_opts o = {
+        .path = vs_config_string(cfg, "ledgerd.store", NULL),
+        .map_size = vs_config_size(cfg, "ledgerd.map_size", 0),
+    };
+    if ((rc = vs_ledger_open(&o, &g->ledger)) < 0) {
+        log_warnx("cannot open the ledger %s: %s", o.path, strerror(-rc));
+        return rc;
+    }
+    if ((rc = vs_escrow_new(g->ledger, &ec, &g->escrow)) < 0) {
+        log_warnx("cannot prepare the ledger's accounts: %s", strerror(-rc));
+        return rc;
+    }
+    uv_loop_t *loop = vs_daemon_loop(d);
+    uv_idle_init(loop, &g->flush_idle);
+    uv_timer_init(loop, &g->due_timer);
+    uv_timer_init(loop, &g->retry_timer);
+    uv_timer_init(loop, &g->reader_timer);
+    g->flush_idle.data = g->due_timer.data = g->retry_timer.data = g->reader_timer.data = g;
+    g->handles_init = true;
+    log_info("ledger %s: fee %" PRId64 " bps, dispute window %" PRIu64 " ms, %zu governance keys "
+             "(%u required)",
+             o.path, fee, ec.dispute_window_ms, ec.n_governors, ec.governance_threshold);
+    return 0;
+}
+
+static int ledgerd_start(vs_daemon *d)
+{
+    struct ledgerd *g = vs_daemon_data(d);
+    struct vs_consumer_def commands = {
+        .stream = vs_stream(VS_STREAM_LEDGER)->name,
+        .durable = DURABLE_COMMANDS,
+        .ack_wait_ms = g->ack_wait_ms,
+        .max_ack_pending = MAX_ACK_PENDING,
+        .max_deliver = MAX_DELIVER,
+    };
+    struct vs_consumer_def tasks = {
+        .stream = vs_stream(VS_STREAM_TASKS)->name,
+        .durable = DURABLE_TASKS,
+        .ack_wait_ms = g->ack_wait_ms,
+        .max_ack_pending = MAX_ACK_PENDING,
+        .max_deliver = MAX_DELIVER,
+    };
+    int rc = vs_js_consume_sync(g->bus, &commands, &vs__v1__ledger_command__descriptor, on_command, g,
+                                &g->commands);
+    if (rc == 0)
+        rc = vs_js_consume_sync(g->bus, &tasks, NULL, on_task_event, g, &g->tasks);
+    if (rc == 0)
+        rc = vs_bus_subscribe(g->bus, vs_subject(VS_SUBJ_LEDGER_QUERY)->pattern, DURABLE_COMMANDS,
+                              &vs__v1__ledger_command__descriptor, on_query, g, &g->query_sub);
+    if (rc == 0) {
+        uv_timer_start(&g->reader_timer, on_reader_check, READER_CHECK_MS, READER_CHECK_MS);
+        uv_timer_start(&g->retry_timer, on_retry, 0, 0); /* publish what a crash left */
+    }
+    return rc;
+}
+
+static void ledgerd_stop(vs_daemon *d)
+{
+    struct ledgerd *g = vs_daemon_data(d);
+    vs_consumer_free(g->commands);
+    vs_consumer_free(g->tasks);
+    g->commands = g->tasks = NULL;
+}
+
+static bool ledgerd_idle(vs_daemon *d)
+{
+    struct ledgerd *g = vs_daemon_data(d);
+    while (g->nitems > 0)
+        flush(g);
+    return g->ninflight == 0;
+}
+
+static void ledgerd_close(vs_daemon *d)
+{
+    struct ledgerd *g = vs_daemon_data(d);
+    if (g == NULL)
+        return;
+    g->stopping = true;
+    vs_consumer_free(g->commands);
+    vs_consumer_free(g->tasks);
+    vs_sub_free(g->query_sub);
+    g->commands = g->tasks = NULL;
+    g->query_sub = NULL;
+    if (g->ndone > 0)
+        run_batch(g, NULL, 0); /* forget what the broker confirmed */
+    if (g->handles_init) {
+        uv_close((uv_handle_t *)&g->flush_idle, NULL);
+        uv_close((uv_handle_t *)&g->due_timer, NULL);
+        uv_close((uv_handle_t *)&g->retry_timer, NULL);
+        uv_close((uv_handle_t *)&g->reader_timer, NULL);
+        g->handles_init = false;
+    }
+    /* Held messages not applied were not acked: redelivered. */
+    for (size_t i = 0; i < g->nitems; i++)
+        reset_outputs(&g->items[i]);
+    free(g->items);
+    free(g->done);
+    g->items = NULL;
+    g->done = NULL;
+    vs_escrow_free(g->escrow);
+    vs_ledger_free(g->ledger);
+    g->escrow = NULL;
+    g->ledger = NULL;
+}
+
+static void ledgerd_counters(vs_daemon *d, vs_counter_add_fn add, void *ctx)
+{
+    struct ledgerd *g = vs_daemon_data(d);
+    add(ctx, "commands", g->n.commands);
+    add(ctx, "replayed", g->n.replayed);
+    add(ctx, "task_events", g->n.task_events);
+    add(ctx, "batches", g->n.batches);
+    add(ctx, "batch_errors", g->n.batch_errors);
+    add(ctx, "poison", g->n.poison);
+    add(ctx, "outbox_published", g->n.outbox_published);
+    add(ctx, "outbox_inflight", g->ninflight);
+    add(ctx, "queries", g->n.queries);
+    add(ctx, "queued", g->nitems);
+    add(ctx, "map_size", vs_ledger_map_size(g->ledger));
+}
+
+int main(int argc, char **argv)
+{
+    static const struct vs_daemon_def def = {
+        .component = "ledgerd",
+        .summary = "the escrow ledger: LMDB double-entry store, holds, disputes, reputation",
+        .config = ledgerd_keys,
+        .syscalls = NULL, /* LMDB's calls are in the base allowlist */
+        .open = ledgerd_open,
+        .start = ledgerd_start,
+        .stop = ledgerd_stop,
+        .idle = ledgerd_idle,
+        .close = ledgerd_close,
+        .counters = ledgerd_counters,
+    };
+    return vs_daemon_main(&def, argc, argv);
+}
