@@ -4,8 +4,10 @@
 # apt-get line), build, start a local stack (its own nats-server with
 # JetStream and a state directory), show what runs, publish an audit event
 # and watch it come back through the AUDIT stream and into the audit log
-# (vs-auditd: hash chain, Merkle tree, signed checkpoints), run a program in the
-# native sandbox (and see a denied call named), then stop the stack.
+# (vs-auditd: hash chain, Merkle tree, signed checkpoints), pay a bounty
+# through the escrow ledger (vs-ledgerd: deposit signed by a governance key,
+# hold, a cleared task paid out, the ledger invariant checked), run a program
+# in the native sandbox (and see a denied call named), then stop the stack.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tools/deps.sh
@@ -32,8 +34,21 @@ auditd:
   checkpoint_interval: 1s
 YAML
 
+# The ledger needs a store and at least one governance key (deposits mint
+# money, so they are signed).
+if [ ! -e "$VS_STATE_DIR/governor.key" ]; then
+    "$vsctl" ledger init-governor "$VS_STATE_DIR/governor.key" > "$VS_STATE_DIR/governor.pub" 2>/dev/null
+fi
+cat > "$VS_STATE_DIR/etc/ledgerd.extra.yaml" <<YAML
+ledgerd:
+  store: $VS_STATE_DIR/ledger
+  dispute_window: 0
+  governance_keys: ["$(cat "$VS_STATE_DIR/governor.pub")"]
+YAML
+
 echo "== vsctl up (state in $VS_STATE_DIR)"
-"$vsctl" up --port 0 --daemon "auditd=$root/build/workers/auditd/vs-auditd"
+"$vsctl" up --port 0 --daemon "auditd=$root/build/workers/auditd/vs-auditd" \
+    --daemon "ledgerd=$root/build/workers/ledgerd/vs-ledgerd"
 echo "== vsctl status"
 "$vsctl" status || true
 echo "== vsctl audit emit"
@@ -45,6 +60,20 @@ echo "== vsctl audit query and verify (the event is in the signed, hash-chained 
 sleep 2
 "$vsctl" audit query --category demo --limit 5
 "$vsctl" audit verify --vkey-file "$VS_STATE_DIR/audit.vkey"
+echo "== vsctl ledger: a bounty held in escrow and paid when the output is cleared"
+run=$(date +%s%N)
+"$vsctl" ledger account "req-$run" --owner demo-team
+"$vsctl" ledger account "agent-$run" --owner demo-operator
+"$vsctl" ledger deposit "req-$run" 5000 --key "$VS_STATE_DIR/governor.key"
+task=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+"$vsctl" ledger hold "$task" --requester "req-$run" --agent "agent-$run" --amount 1000
+"$vsctl" ledger balance "req-$run"
+"$vsctl" pub vs.task.cleared "{\"task_id\":\"$task\",\"stage\":\"SCAN_STAGE_EXFIL\",\"verdict\":\"VERDICT_CLEAN\"}"
+sleep 1
+"$vsctl" ledger balance "req-$run"
+"$vsctl" ledger balance "agent-$run"
+"$vsctl" ledger history "agent-$run"
+"$vsctl" ledger check
 echo "== vs-sandbox: a program in a throw-away sandbox, and an escape attempt it stops"
 "$root/build/sandboxd/vs-sandbox" run --time-limit 10 -- /bin/sh -c \
     'echo "hello from $(id -un) (uid $(id -u)) on $(hostname)"; ls /; echo result > /workspace/out/r.txt'

@@ -13,23 +13,10 @@
 #include <sodium.h>
 
 #include "vs/audit_codec.h"
+#include "vs/lmdb_util.h"
 #include "sha256.h"
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
 
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 size_t vs_audit_codec_size(size_t len)
 {
@@ -46,9 +33,9 @@ int vs_audit_codec_encode(const struct vs_audit_fields *f, uint8_t *out, size_t 
         return -ENOSPC;
     memcpy(out, VS_AUDIT_ENTRY_MAGIC, sizeof(VS_AUDIT_ENTRY_MAGIC)); /* with its NUL */
     uint8_t *p = out + sizeof(VS_AUDIT_ENTRY_MAGIC);
-    put_be64(p, f->seq);
-    put_be64(p + 8, f->time_ns);
-    put_be64(p + 16, f->stream_seq);
+    vs_put_be64(p, f->seq);
+    vs_put_be64(p + 8, f->time_ns);
+    vs_put_be64(p + 16, f->stream_seq);
     memcpy(p + 24, f->prev_hash, VS_AUDIT_CODEC_HASH);
     uint32_t len = (uint32_t)f->len;
     p[56] = (uint8_t)(len >> 24);
@@ -71,9 +58,9 @@ int vs_audit_codec_decode(const uint8_t *entry, size_t len, struct vs_audit_fiel
     uint32_t elen = (uint32_t)p[56] << 24 | (uint32_t)p[57] << 16 | (uint32_t)p[58] << 8 | p[59];
     if ((size_t)elen != len - VS_AUDIT_ENTRY_HEADER)
         return -EBADMSG;
-    out->seq = get_be64(p);
-    out->time_ns = get_be64(p + 8);
-    out->stream_seq = get_be64(p + 16);
+    out->seq = vs_get_be64(p);
+    out->time_ns = vs_get_be64(p + 8);
+    out->stream_seq = vs_get_be64(p + 16);
     out->prev_hash = p + 24;
     out->event = p + 60;
     out->len = elen;

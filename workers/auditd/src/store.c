@@ -47,8 +47,8 @@
  *   from a query but never make a wrong one match.
  *
  * All functions return 0 or -errno and never exit. LMDB's own codes are
- * mapped by lmdb_err(); MDB_MAP_FULL becomes an internal code that never
- * leaves this file.
+ * mapped by vs_lmdb_err() (lmdb_util.h); MDB_MAP_FULL makes the writer grow
+ * the map and replay the batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +66,7 @@
 
 #include "merkle_int.h"
 #include "vs/audit_codec.h"
+#include "vs/lmdb_util.h"
 #include "vs/v1/audit.pb-c.h"
 
 /* Entry encoding (see the header): offsets of each field. */
@@ -85,7 +86,6 @@
 #define DEFAULT_MAP_SIZE (UINT64_C(256) << 20)
 #define STORE_VERSION 1
 #define DEFAULT_LIMIT 100
-#define EMAPFULL_INTERNAL (-100000) /* MDB_MAP_FULL inside this file only */
 
 struct vs_audit_store {
     MDB_env *env;
@@ -130,21 +130,7 @@ static const struct {
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
 
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static uint64_t now_ns(void)
 {
@@ -153,52 +139,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* An LMDB return code as 0 / -errno (MDB_MAP_FULL: EMAPFULL_INTERNAL). */
-static int lmdb_err(int rc)
-{
-    switch (rc) {
-    case MDB_SUCCESS:
-        return 0;
-    case MDB_MAP_FULL:
-        return EMAPFULL_INTERNAL;
-    case MDB_NOTFOUND:
-        return -ENOENT;
-    case MDB_KEYEXIST:
-        return -EEXIST;
-    case MDB_READERS_FULL:
-    case MDB_MAP_RESIZED:
-    case MDB_TLS_FULL:
-        return -EAGAIN;
-    case MDB_TXN_FULL:
-    case MDB_CURSOR_FULL:
-    case MDB_PAGE_FULL:
-        return -E2BIG;
-    case MDB_DBS_FULL:
-        return -EMFILE;
-    case MDB_BAD_VALSIZE:
-    case MDB_BAD_TXN:
-    case MDB_BAD_DBI:
-        return -EINVAL;
-    case MDB_INVALID:
-    case MDB_CORRUPTED:
-    case MDB_PAGE_NOTFOUND:
-    case MDB_INCOMPATIBLE:
-        return -EBADMSG;
-    case MDB_VERSION_MISMATCH:
-        return -ENOTSUP;
-    case MDB_PANIC:
-    case MDB_BAD_RSLOT:
-        return -EIO;
-    default:
-        return rc > 0 ? -rc : -EIO;
-    }
-}
 
-static MDB_val mval(const void *p, size_t n)
-{
-    MDB_val v = {n, (void *)(uintptr_t)p};
-    return v;
-}
 
 /* A parsed entry: pointers into the value it came from. */
 /* The entry encoding and its hashes are the codec's (audit_codec.c), the
@@ -228,7 +169,7 @@ static int adopt_map(vs_audit_store *s)
         if (pthread_rwlock_trywrlock(&s->maplock) == 0) {
             int rc = mdb_env_set_mapsize(s->env, 0);
             pthread_rwlock_unlock(&s->maplock);
-            return lmdb_err(rc);
+            return vs_lmdb_err(rc);
         }
         usleep(1000);
     }
@@ -247,7 +188,7 @@ static int read_begin(vs_audit_store *s, MDB_txn **txn)
             return 0;
         pthread_rwlock_unlock(&s->maplock);
         if (tries >= 2)
-            return lmdb_err(rc);
+            return vs_lmdb_err(rc);
         if (rc == MDB_READERS_FULL && !s->nolock) {
             int dead = 0;
             mdb_reader_check(s->env, &dead);
@@ -256,7 +197,7 @@ static int read_begin(vs_audit_store *s, MDB_txn **txn)
             if (arc)
                 return arc;
         } else {
-            return lmdb_err(rc);
+            return vs_lmdb_err(rc);
         }
     }
 }
@@ -281,13 +222,13 @@ static int grow_map(vs_audit_store *s)
             rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2);
     }
     pthread_rwlock_unlock(&s->maplock);
-    return rc == ENOSPC ? -ENOSPC : lmdb_err(rc);
+    return rc == ENOSPC ? -ENOSPC : vs_lmdb_err(rc);
 }
 
 typedef int (*write_fn)(vs_audit_store *s, MDB_txn *txn, void *arg);
 
 /* Run fn in a write transaction and commit it durably. fn returns 0 /
- * -errno (or EMAPFULL_INTERNAL via lmdb_err) and must start from scratch
+ * -errno (or VS_LMDB_MAP_FULL via vs_lmdb_err) and must start from scratch
  * on every call: on a full map the transaction is aborted, the map
  * doubled and fn run again. */
 static int run_write(vs_audit_store *s, write_fn fn, void *arg)
@@ -310,16 +251,16 @@ static int run_write(vs_audit_store *s, write_fn fn, void *arg)
         }
         if (rc) {
             pthread_rwlock_unlock(&s->maplock);
-            rc = lmdb_err(rc);
+            rc = vs_lmdb_err(rc);
             break;
         }
         rc = fn(s, txn, arg);
         if (rc == 0)
-            rc = lmdb_err(mdb_txn_commit(txn));
+            rc = vs_lmdb_err(mdb_txn_commit(txn));
         else
             mdb_txn_abort(txn);
         pthread_rwlock_unlock(&s->maplock);
-        if (rc != EMAPFULL_INTERNAL)
+        if (rc != VS_LMDB_MAP_FULL)
             break;
         rc = grow_map(s);
         if (rc)
@@ -331,33 +272,33 @@ static int run_write(vs_audit_store *s, write_fn fn, void *arg)
 
 static int meta_get(vs_audit_store *s, MDB_txn *txn, const char *name, uint64_t *v)
 {
-    MDB_val k = mval(name, strlen(name)), d;
+    MDB_val k = vs_mval(name, strlen(name)), d;
     int rc = mdb_get(txn, s->meta, &k, &d);
     if (rc == MDB_NOTFOUND) {
         *v = 0;
         return 0;
     }
     if (rc)
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     if (d.mv_size != 8)
         return -EBADMSG;
-    *v = get_be64(d.mv_data);
+    *v = vs_get_be64(d.mv_data);
     return 0;
 }
 
 static int meta_has(vs_audit_store *s, MDB_txn *txn, const char *name)
 {
-    MDB_val k = mval(name, strlen(name)), d;
+    MDB_val k = vs_mval(name, strlen(name)), d;
     int rc = mdb_get(txn, s->meta, &k, &d);
-    return rc == MDB_NOTFOUND ? 0 : rc == 0 ? 1 : lmdb_err(rc);
+    return rc == MDB_NOTFOUND ? 0 : rc == 0 ? 1 : vs_lmdb_err(rc);
 }
 
 static int meta_put(vs_audit_store *s, MDB_txn *txn, const char *name, uint64_t v)
 {
     uint8_t b[8];
-    put_be64(b, v);
-    MDB_val k = mval(name, strlen(name)), d = mval(b, 8);
-    return lmdb_err(mdb_put(txn, s->meta, &k, &d, 0));
+    vs_put_be64(b, v);
+    MDB_val k = vs_mval(name, strlen(name)), d = vs_mval(b, 8);
+    return vs_lmdb_err(mdb_put(txn, s->meta, &k, &d, 0));
 }
 
 /* ---- stored Merkle hashes --------------------------------------------------- */
@@ -373,7 +314,7 @@ struct txn_ref {
  * which appends complete subtrees. */
 static void node_key(uint8_t k[NODE_KEY_LEN], unsigned level, uint64_t index)
 {
-    put_be64(k, ((index + 1) << level) - 1);
+    vs_put_be64(k, ((index + 1) << level) - 1);
     k[8] = (uint8_t)level;
 }
 
@@ -386,14 +327,14 @@ static int fetch_stored(void *ctx, unsigned level, uint64_t index, uint8_t out[V
     MDB_val k, d;
     int rc;
     if (level == 0) {
-        put_be64(kb, index);
-        k = mval(kb, 8);
+        vs_put_be64(kb, index);
+        k = vs_mval(kb, 8);
         rc = mdb_get(t->txn, t->s->hashes, &k, &d);
         if (rc == 0 && d.mv_size != HASHES_LEN)
             return -EBADMSG;
     } else {
         node_key(kb, level, index);
-        k = mval(kb, NODE_KEY_LEN);
+        k = vs_mval(kb, NODE_KEY_LEN);
         rc = mdb_get(t->txn, t->s->nodes, &k, &d);
         if (rc == 0 && d.mv_size != VS_HASH_LEN)
             return -EBADMSG;
@@ -401,7 +342,7 @@ static int fetch_stored(void *ctx, unsigned level, uint64_t index, uint8_t out[V
     if (rc == MDB_NOTFOUND)
         return -EBADMSG;
     if (rc)
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     memcpy(out, d.mv_data, VS_HASH_LEN);
     return 0;
 }
@@ -412,8 +353,8 @@ static int emit_stored(void *ctx, unsigned level, uint64_t index, const uint8_t 
     struct txn_ref *t = ctx;
     uint8_t kb[NODE_KEY_LEN];
     node_key(kb, level, index);
-    MDB_val k = mval(kb, NODE_KEY_LEN), d = mval(hash, VS_HASH_LEN);
-    return lmdb_err(mdb_cursor_put(t->nodes, &k, &d, MDB_APPEND));
+    MDB_val k = vs_mval(kb, NODE_KEY_LEN), d = vs_mval(hash, VS_HASH_LEN);
+    return vs_lmdb_err(mdb_cursor_put(t->nodes, &k, &d, MDB_APPEND));
 }
 
 /* ---- open / close ------------------------------------------------------------ */
@@ -432,7 +373,7 @@ static int open_dbs(vs_audit_store *s, MDB_txn *txn, bool create)
         if (rc == MDB_NOTFOUND)
             return -EBADMSG; /* not an audit store, or a damaged one */
         if (rc)
-            return lmdb_err(rc);
+            return vs_lmdb_err(rc);
     }
     uint64_t version = 0;
     int has = meta_has(s, txn, "version");
@@ -454,14 +395,6 @@ static int open_txn(vs_audit_store *s, MDB_txn *txn, void *arg)
     return rc ? rc : meta_get(s, txn, "map_size", &j->saved_map);
 }
 
-static size_t page_round(uint64_t n)
-{
-    long pg = sysconf(_SC_PAGESIZE);
-    uint64_t p = pg > 0 ? (uint64_t)pg : 4096;
-    if (n > SIZE_MAX - p)
-        n = SIZE_MAX - p;
-    return (size_t)((n + p - 1) / p * p);
-}
 
 /* Open the environment. MDB_NOTLS: read transactions are not tied to
  * threads (backup and queries may run beside the appending thread).
@@ -470,14 +403,14 @@ static size_t page_round(uint64_t n)
 static int env_open(vs_audit_store *s, const char *path)
 {
     if (!s->read_only)
-        return lmdb_err(mdb_env_open(s->env, path, MDB_NOTLS, 0600));
+        return vs_lmdb_err(mdb_env_open(s->env, path, MDB_NOTLS, 0600));
     char lock[PATH_MAX];
     if (snprintf(lock, sizeof lock, "%s/lock.mdb", path) >= (int)sizeof lock)
         return -ENAMETOOLONG;
     if (access(lock, F_OK) == 0) {
         int rc = mdb_env_open(s->env, path, MDB_NOTLS | MDB_RDONLY, 0600);
         if (rc != EACCES && rc != EROFS && rc != EPERM)
-            return lmdb_err(rc);
+            return vs_lmdb_err(rc);
         /* A failed mdb_env_open leaves a handle only fit for closing. */
         mdb_env_close(s->env);
         s->env = NULL;
@@ -485,10 +418,10 @@ static int env_open(vs_audit_store *s, const char *path)
         if (rc == 0)
             rc = mdb_env_set_maxdbs(s->env, 16);
         if (rc)
-            return lmdb_err(rc);
+            return vs_lmdb_err(rc);
     }
     s->nolock = true;
-    return lmdb_err(mdb_env_open(s->env, path, MDB_NOTLS | MDB_RDONLY | MDB_NOLOCK, 0600));
+    return vs_lmdb_err(mdb_env_open(s->env, path, MDB_NOTLS | MDB_RDONLY | MDB_NOLOCK, 0600));
 }
 
 int vs_audit_store_open(const struct vs_audit_store_opts *o, vs_audit_store **out)
@@ -508,13 +441,13 @@ int vs_audit_store_open(const struct vs_audit_store_opts *o, vs_audit_store **ou
         rc = -errno;
         goto fail;
     }
-    rc = lmdb_err(mdb_env_create(&s->env));
+    rc = vs_lmdb_err(mdb_env_create(&s->env));
     if (rc)
         goto fail;
-    rc = lmdb_err(mdb_env_set_maxdbs(s->env, 16));
+    rc = vs_lmdb_err(mdb_env_set_maxdbs(s->env, 16));
     if (rc == 0 && !s->read_only)
-        rc = lmdb_err(
-            mdb_env_set_mapsize(s->env, page_round(o->map_size ? o->map_size : DEFAULT_MAP_SIZE)));
+        rc = vs_lmdb_err(
+            mdb_env_set_mapsize(s->env, vs_lmdb_page_round(o->map_size ? o->map_size : DEFAULT_MAP_SIZE)));
     if (rc)
         goto fail;
     rc = env_open(s, o->path);
@@ -529,7 +462,7 @@ int vs_audit_store_open(const struct vs_audit_store_opts *o, vs_audit_store **ou
         rc = open_dbs(s, txn, false);
         /* Committing (not aborting) keeps the DBI handles open. */
         if (rc == 0)
-            rc = lmdb_err(mdb_txn_commit(txn));
+            rc = vs_lmdb_err(mdb_txn_commit(txn));
         else
             mdb_txn_abort(txn);
         pthread_rwlock_unlock(&s->maplock);
@@ -545,7 +478,7 @@ int vs_audit_store_open(const struct vs_audit_store_opts *o, vs_audit_store **ou
         MDB_envinfo info;
         /* Start at the size the map had grown to, not the small default. */
         if (mdb_env_info(s->env, &info) == 0 && j.saved_map > info.me_mapsize) {
-            rc = lmdb_err(mdb_env_set_mapsize(s->env, page_round(j.saved_map)));
+            rc = vs_lmdb_err(mdb_env_set_mapsize(s->env, vs_lmdb_page_round(j.saved_map)));
             if (rc)
                 goto fail;
         }
@@ -585,11 +518,11 @@ struct append_job {
 static size_t idx_key(uint8_t k[IDX_KEY_MAX], uint64_t epoch, uint8_t kind, const void *val,
                       size_t len, uint64_t seq)
 {
-    put_be64(k, epoch);
+    vs_put_be64(k, epoch);
     k[8] = kind;
     k[9] = (uint8_t)len;
     memcpy(k + 10, val, len);
-    put_be64(k + 10 + len, seq);
+    vs_put_be64(k + 10 + len, seq);
     return 18 + len;
 }
 
@@ -648,7 +581,7 @@ static int index_flush(vs_audit_store *s, MDB_txn *txn)
     MDB_cursor *c;
     int rc = mdb_cursor_open(txn, s->idx_attr, &c);
     if (rc)
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     uint8_t last[IDX_KEY_MAX];
     size_t last_len = 0;
     MDB_val k, d;
@@ -661,15 +594,15 @@ static int index_flush(vs_audit_store *s, MDB_txn *txn)
         last_len = IDX_KEY_MAX;
     } else if (rc != MDB_NOTFOUND) {
         mdb_cursor_close(c);
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     }
     rc = 0;
     for (size_t i = 0; i < s->nirecs && rc == 0; i++) {
         const uint8_t *key = s->ikeys + s->irecs[i].off;
         size_t len = s->irecs[i].len;
         bool append = last_len == 0 || key_cmp(key, len, last, last_len) > 0;
-        k = mval(key, len);
-        d = mval(NULL, 0);
+        k = vs_mval(key, len);
+        d = vs_mval(NULL, 0);
         rc = mdb_cursor_put(c, &k, &d, append ? MDB_APPEND : 0);
         if (rc == 0 && append) {
             memcpy(last, key, len);
@@ -677,7 +610,7 @@ static int index_flush(vs_audit_store *s, MDB_txn *txn)
         }
     }
     mdb_cursor_close(c);
-    return lmdb_err(rc);
+    return vs_lmdb_err(rc);
 }
 
 static uint8_t severity_key(int sev)
@@ -744,7 +677,7 @@ static int append_txn(vs_audit_store *s, MDB_txn *txn, void *arg)
     const MDB_dbi dbis[4] = {s->entries, s->hashes, s->nodes, s->idx_time};
     int rc = 0;
     for (int i = 0; i < 4 && rc == 0; i++)
-        rc = lmdb_err(mdb_cursor_open(txn, dbis[i], &cur[i]));
+        rc = vs_lmdb_err(mdb_cursor_open(txn, dbis[i], &cur[i]));
     if (rc == 0)
         rc = append_rows(s, txn, arg, cur);
     for (int i = 0; i < 4; i++)
@@ -777,18 +710,18 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
     uint64_t last_time = 0;
     if (size > 0) {
         uint8_t kb[8];
-        put_be64(kb, size - 1);
-        MDB_val k = mval(kb, 8), d;
+        vs_put_be64(kb, size - 1);
+        MDB_val k = vs_mval(kb, 8), d;
         rc = mdb_get(txn, s->hashes, &k, &d);
         if (rc)
-            return rc == MDB_NOTFOUND ? -EBADMSG : lmdb_err(rc);
+            return rc == MDB_NOTFOUND ? -EBADMSG : vs_lmdb_err(rc);
         if (d.mv_size != HASHES_LEN)
             return -EBADMSG;
         memcpy(prev, (uint8_t *)d.mv_data + VS_HASH_LEN, VS_HASH_LEN);
         rc = mdb_get(txn, s->entries, &k, &d);
         struct vs_audit_fields p;
         if (rc)
-            return rc == MDB_NOTFOUND ? -EBADMSG : lmdb_err(rc);
+            return rc == MDB_NOTFOUND ? -EBADMSG : vs_lmdb_err(rc);
         if (!parse_entry(&d, &p))
             return -EBADMSG;
         last_time = p.time_ns;
@@ -826,16 +759,16 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
             return rc;
 
         uint8_t kb[8];
-        put_be64(kb, seq);
-        MDB_val k = mval(kb, 8), d = mval(s->enc, elen);
-        rc = lmdb_err(mdb_cursor_put(cur[0], &k, &d, MDB_APPEND));
+        vs_put_be64(kb, seq);
+        MDB_val k = vs_mval(kb, 8), d = vs_mval(s->enc, elen);
+        rc = vs_lmdb_err(mdb_cursor_put(cur[0], &k, &d, MDB_APPEND));
         if (rc)
             return rc;
 
         uint8_t h[HASHES_LEN]; /* leaf | chain */
         entry_hashes(s->enc, elen, h, h + VS_HASH_LEN);
-        d = mval(h, HASHES_LEN);
-        rc = lmdb_err(mdb_cursor_put(cur[1], &k, &d, MDB_APPEND));
+        d = vs_mval(h, HASHES_LEN);
+        rc = vs_lmdb_err(mdb_cursor_put(cur[1], &k, &d, MDB_APPEND));
         if (rc == 0)
             rc = vs_merkle_frontier_push(&fr, h, emit_stored, &tr);
         if (rc == 0)
@@ -843,10 +776,10 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
         if (rc)
             return rc;
         uint8_t tk[16];
-        put_be64(tk, t);
-        put_be64(tk + 8, seq);
-        MDB_val tkey = mval(tk, 16), none = mval(NULL, 0);
-        rc = lmdb_err(mdb_cursor_put(cur[3], &tkey, &none, MDB_APPEND));
+        vs_put_be64(tk, t);
+        vs_put_be64(tk + 8, seq);
+        MDB_val tkey = vs_mval(tk, 16), none = vs_mval(NULL, 0);
+        rc = vs_lmdb_err(mdb_cursor_put(cur[3], &tkey, &none, MDB_APPEND));
         if (rc)
             return rc;
 
@@ -933,8 +866,8 @@ static int fill_entry(vs_audit_store *s, MDB_txn *txn, uint64_t seq, const MDB_v
     e->event = p.event;
     e->len = p.len;
     uint8_t kb[8];
-    put_be64(kb, seq);
-    MDB_val k = mval(kb, 8), d;
+    vs_put_be64(kb, seq);
+    MDB_val k = vs_mval(kb, 8), d;
     int rc = mdb_get(txn, s->hashes, &k, &d);
     if (rc == 0 && d.mv_size == HASHES_LEN) {
         memcpy(e->leaf_hash, d.mv_data, VS_HASH_LEN);
@@ -942,7 +875,7 @@ static int fill_entry(vs_audit_store *s, MDB_txn *txn, uint64_t seq, const MDB_v
     } else if (rc == 0 || rc == MDB_NOTFOUND) {
         entry_hashes(v->mv_data, v->mv_size, e->leaf_hash, e->chain_hash);
     } else {
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     }
     return 0;
 }
@@ -956,9 +889,9 @@ int vs_audit_store_get(vs_audit_store *s, uint64_t seq, struct vs_audit_entry *e
     if (rc)
         return rc;
     uint8_t kb[8];
-    put_be64(kb, seq);
-    MDB_val k = mval(kb, 8), v;
-    rc = lmdb_err(mdb_get(txn, s->entries, &k, &v));
+    vs_put_be64(kb, seq);
+    MDB_val k = vs_mval(kb, 8), v;
+    rc = vs_lmdb_err(mdb_get(txn, s->entries, &k, &v));
     if (rc == 0)
         rc = fill_entry(s, txn, seq, &v, e);
     if (rc == 0) {
@@ -1070,7 +1003,7 @@ static int verify_node(void *ctx, unsigned level, uint64_t index, const uint8_t 
     struct verify_ctx *vc = ctx;
     uint8_t kb[NODE_KEY_LEN];
     node_key(kb, level, index);
-    MDB_val k = mval(kb, NODE_KEY_LEN), d;
+    MDB_val k = vs_mval(kb, NODE_KEY_LEN), d;
     int rc = MDB_NOTFOUND;
     if (vc->positioned) {
         MDB_val nk;
@@ -1084,7 +1017,7 @@ static int verify_node(void *ctx, unsigned level, uint64_t index, const uint8_t 
     if (rc == 0 && d.mv_size == VS_HASH_LEN && memcmp(d.mv_data, hash, VS_HASH_LEN) == 0)
         return 0;
     if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     vc->bad = index << level;
     return -EBADMSG;
 }
@@ -1112,11 +1045,11 @@ int vs_audit_store_verify(vs_audit_store *s, uint64_t want_size,
     vc->bad = UINT64_MAX;
     rc = meta_get(s, txn, "size", &meta_size);
     if (rc == 0)
-        rc = lmdb_err(mdb_cursor_open(txn, s->nodes, &vc->c));
+        rc = vs_lmdb_err(mdb_cursor_open(txn, s->nodes, &vc->c));
     if (rc == 0)
-        rc = lmdb_err(mdb_cursor_open(txn, s->entries, &ec));
+        rc = vs_lmdb_err(mdb_cursor_open(txn, s->entries, &ec));
     if (rc == 0)
-        rc = lmdb_err(mdb_cursor_open(txn, s->hashes, &hc));
+        rc = vs_lmdb_err(mdb_cursor_open(txn, s->hashes, &hc));
     if (rc)
         goto out;
 
@@ -1131,7 +1064,7 @@ int vs_audit_store_verify(vs_audit_store *s, uint64_t want_size,
     for (; erc == 0; erc = mdb_cursor_get(ec, &k, &v, MDB_NEXT)) {
         struct vs_audit_fields p;
         /* Key: the next sequence; a larger one is a gap (deleted entry). */
-        if (k.mv_size != 8 || get_be64(k.mv_data) != seq || !parse_entry(&v, &p) ||
+        if (k.mv_size != 8 || vs_get_be64(k.mv_data) != seq || !parse_entry(&v, &p) ||
             p.seq != seq || sodium_memcmp(p.prev_hash, prev, VS_HASH_LEN) != 0) {
             bad = seq;
             break;
@@ -1139,7 +1072,7 @@ int vs_audit_store_verify(vs_audit_store *s, uint64_t want_size,
         uint8_t leaf[VS_HASH_LEN], chain[VS_HASH_LEN];
         entry_hashes(v.mv_data, v.mv_size, leaf, chain);
         /* The stored hashes must be those of the bytes stored. */
-        if (hrc != 0 || hk.mv_size != 8 || get_be64(hk.mv_data) != seq ||
+        if (hrc != 0 || hk.mv_size != 8 || vs_get_be64(hk.mv_data) != seq ||
             hv.mv_size != HASHES_LEN || memcmp(hv.mv_data, leaf, VS_HASH_LEN) != 0 ||
             memcmp((uint8_t *)hv.mv_data + VS_HASH_LEN, chain, VS_HASH_LEN) != 0) {
             bad = seq;
@@ -1208,9 +1141,9 @@ static int ckpt_txn(vs_audit_store *s, MDB_txn *txn, void *arg)
     if (j->size > size)
         return -ERANGE;
     uint8_t kb[8];
-    put_be64(kb, j->size);
-    MDB_val k = mval(kb, 8), d = mval(j->note, j->len);
-    return lmdb_err(mdb_put(txn, s->checkpoints, &k, &d, 0));
+    vs_put_be64(kb, j->size);
+    MDB_val k = vs_mval(kb, 8), d = vs_mval(j->note, j->len);
+    return vs_lmdb_err(mdb_put(txn, s->checkpoints, &k, &d, 0));
 }
 
 int vs_audit_store_put_checkpoint(vs_audit_store *s, uint64_t size, const char *note, size_t len)
@@ -1231,10 +1164,10 @@ int vs_audit_store_last_checkpoint(vs_audit_store *s, char **note, uint64_t *siz
     if (rc)
         return rc;
     MDB_cursor *c;
-    rc = lmdb_err(mdb_cursor_open(txn, s->checkpoints, &c));
+    rc = vs_lmdb_err(mdb_cursor_open(txn, s->checkpoints, &c));
     if (rc == 0) {
         MDB_val k, d;
-        rc = lmdb_err(mdb_cursor_get(c, &k, &d, MDB_LAST));
+        rc = vs_lmdb_err(mdb_cursor_get(c, &k, &d, MDB_LAST));
         if (rc == 0 && k.mv_size != 8)
             rc = -EBADMSG;
         if (rc == 0) {
@@ -1246,7 +1179,7 @@ int vs_audit_store_last_checkpoint(vs_audit_store *s, char **note, uint64_t *siz
                 buf[d.mv_size] = '\0';
                 *note = buf;
                 if (size)
-                    *size = get_be64(k.mv_data);
+                    *size = vs_get_be64(k.mv_data);
             }
         }
         mdb_cursor_close(c);
@@ -1288,27 +1221,27 @@ static int isrc_fill(struct isrc *src, uint64_t epoch)
     if (from < src->lo)
         from = src->lo;
     uint8_t kb[IDX_KEY_MAX];
-    MDB_val k = mval(kb, idx_key(kb, epoch, src->kind, src->val, src->vlen,
+    MDB_val k = vs_mval(kb, idx_key(kb, epoch, src->kind, src->val, src->vlen,
                                  src->at_least ? 0 : from)),
             d;
     int rc = mdb_cursor_get(src->c, &k, &d, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(src->c, &k, &d, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
-        if (k.mv_size < 18 || get_be64(p) != epoch || p[8] != src->kind ||
+        if (k.mv_size < 18 || vs_get_be64(p) != epoch || p[8] != src->kind ||
             k.mv_size != 18u + p[9])
             break;
         size_t len = p[9];
         if (src->at_least ? len != 1
                           : len != src->vlen || memcmp(p + 10, src->val, len) != 0)
             break;
-        uint64_t seq = get_be64(p + 10 + len);
+        uint64_t seq = vs_get_be64(p + 10 + len);
         if (seq > src->hi && !src->at_least)
             break;
         if (seq >= src->lo && seq <= src->hi && src->n < IDX_EPOCH_LEN)
             src->buf[src->n++] = seq;
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     if (src->at_least && src->n > 1)
         qsort(src->buf, src->n, sizeof src->buf[0], cmp_u64);
     return 0;
@@ -1363,7 +1296,7 @@ static int isrc_open(MDB_txn *txn, MDB_dbi dbi, uint8_t kind, const void *val, s
     src->hi = hi;
     src->epoch = lo >> IDX_EPOCH_BITS;
     src->last = hi >> IDX_EPOCH_BITS;
-    int rc = lmdb_err(mdb_cursor_open(txn, dbi, &src->c));
+    int rc = vs_lmdb_err(mdb_cursor_open(txn, dbi, &src->c));
     return rc ? rc : isrc_estimate(src);
 }
 
@@ -1391,35 +1324,35 @@ static int time_bounds(vs_audit_store *s, MDB_txn *txn, const struct vs_audit_fi
     MDB_cursor *c;
     int rc = mdb_cursor_open(txn, s->idx_time, &c);
     if (rc)
-        return lmdb_err(rc);
+        return vs_lmdb_err(rc);
     uint8_t kb[16];
     MDB_val k, d;
     int ok = 1;
     if (f->since_ns) {
-        put_be64(kb, f->since_ns);
-        put_be64(kb + 8, 0);
-        k = mval(kb, 16);
+        vs_put_be64(kb, f->since_ns);
+        vs_put_be64(kb + 8, 0);
+        k = vs_mval(kb, 16);
         rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
         if (rc == MDB_NOTFOUND)
             ok = 0;
         else if (rc)
-            ok = lmdb_err(rc);
-        else if (k.mv_size == 16 && get_be64((uint8_t *)k.mv_data + 8) > *lo)
-            *lo = get_be64((uint8_t *)k.mv_data + 8);
+            ok = vs_lmdb_err(rc);
+        else if (k.mv_size == 16 && vs_get_be64((uint8_t *)k.mv_data + 8) > *lo)
+            *lo = vs_get_be64((uint8_t *)k.mv_data + 8);
     }
     if (ok == 1 && f->until_ns && f->until_ns != UINT64_MAX) {
-        put_be64(kb, f->until_ns + 1);
-        put_be64(kb + 8, 0);
-        k = mval(kb, 16);
+        vs_put_be64(kb, f->until_ns + 1);
+        vs_put_be64(kb + 8, 0);
+        k = vs_mval(kb, 16);
         rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
         if (rc == 0 && k.mv_size == 16) {
-            uint64_t first_after = get_be64((uint8_t *)k.mv_data + 8);
+            uint64_t first_after = vs_get_be64((uint8_t *)k.mv_data + 8);
             if (first_after == 0)
                 ok = 0;
             else if (first_after - 1 < *hi)
                 *hi = first_after - 1;
         } else if (rc != 0 && rc != MDB_NOTFOUND) {
-            ok = lmdb_err(rc);
+            ok = vs_lmdb_err(rc);
         }
     }
     mdb_cursor_close(c);
@@ -1508,13 +1441,13 @@ int vs_audit_store_query(vs_audit_store *s, const struct vs_audit_filter *f, vs_
         if (seq > hi)
             break;
         uint8_t kb[8];
-        put_be64(kb, seq);
-        MDB_val k = mval(kb, 8), v;
+        vs_put_be64(kb, seq);
+        MDB_val k = vs_mval(kb, 8), v;
         int grc = mdb_get(txn, s->entries, &k, &v);
         if (grc == MDB_NOTFOUND)
             continue;
         if (grc) {
-            rc = lmdb_err(grc);
+            rc = vs_lmdb_err(grc);
             goto out;
         }
         struct vs_audit_fields p;
@@ -1594,7 +1527,7 @@ int vs_audit_store_backup(vs_audit_store *s, const char *dir)
     }
     if (rc != 0 && access(data, F_OK) == 0)
         unlink(data); /* no half copy left behind */
-    rc = lmdb_err(rc);
+    rc = vs_lmdb_err(rc);
     if (rc == 0)
         rc = fsync_path(data, O_RDONLY);
     if (rc == 0)

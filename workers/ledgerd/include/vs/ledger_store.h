@@ -6,10 +6,14 @@
  * code touches its LMDB environment.
  *
  * Rules (each broken rule has its own result code, below):
- *  - An account or transfer id is bound forever to the first body submitted
- *    under it and to that first outcome, success or failure: a retry with the
- *    same body returns the first outcome (with `replayed` set); a different
- *    body under the same id returns VS_XFER_EXISTS_WITH_DIFFERENT_BODY.
+ *  - A transfer id (other than zero) is bound forever to the first body
+ *    submitted under it and to that first outcome, success or failure: a
+ *    retry with the same body returns the first outcome (with `replayed`
+ *    set); a different body under the same id returns
+ *    VS_XFER_EXISTS_WITH_DIFFERENT_BODY. An account id is bound once the
+ *    account exists (same body: VS_ACCT_OK replayed; another body:
+ *    VS_ACCT_EXISTS_WITH_DIFFERENT_BODY); a refused creation binds nothing,
+ *    since no account exists to hold it.
  *  - A transfer moves `amount` from the debit account to the credit account
  *    (both on the same ledger). PENDING reserves it (debits_pending /
  *    credits_pending) until POST_PENDING (in part or in full: the rest is
@@ -36,9 +40,10 @@
  * publish after the commit.
  *
  * LMDB layout (store.c; integers big-endian): accounts (id -> record),
- * names (name -> id), transfers (id -> record | outcome | body hash),
- * pending (id -> state | deadline), expiry (deadline | id -> ""), by_account
- * (account | timestamp | id -> ""), by_task (user_data_128 | id -> ""),
+ * names (name -> id), transfers (id -> record | outcome | pending state and
+ * deadline), expiry (deadline | id -> ""), by_account (account -> sorted
+ * duplicates timestamp | id), by_task (user_data_128 -> sorted duplicates id,
+ * pending transfers only),
  * commands (id -> body hash | reply), meta ("applied:<stream>", "clock",
  * "map_size"), outbox (seq -> subject | msg id | payload), plus the tables
  * the escrow layer keeps through vs_ledger_kv_* (escrow.h).
@@ -175,6 +180,7 @@ enum vs_transfer_result {
     VS_XFER_PENDING_TRANSFER_NOT_PENDING,
     VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS,
     VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_LEDGER,
+    VS_XFER_PENDING_TRANSFER_HAS_DIFFERENT_CODE,
     VS_XFER_PENDING_TRANSFER_ALREADY_POSTED,
     VS_XFER_PENDING_TRANSFER_ALREADY_VOIDED,
     VS_XFER_PENDING_TRANSFER_EXPIRED,
