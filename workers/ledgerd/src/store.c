@@ -623,7 +623,8 @@ static int slot_cmp(const void *a, const void *b, void *arg)
 static int cache_flush(vs_ledger_txn *t)
 {
     vs_ledger *l = t->l;
-    qsort_r(l->used, l->nused, sizeof *l->used, slot_cmp, l->slots);
+    if (l->nused > 1)
+        qsort_r(l->used, l->nused, sizeof *l->used, slot_cmp, l->slots);
     uint8_t last[VS_LEDGER_ID_LEN] = {0};
     MDB_cursor *c;
     int rc = vs_lmdb_err(mdb_cursor_open(t->txn, l->accounts, &c));
