@@ -2422,7 +2422,7 @@ static int obox_apply(vs_ledger_txn *t, void *arg)
         o->rc |= vs_ledger_outbox_put(t, "vs.task.settled", "m-3", "", 0);
         break;
     case 1:
-        return vs_ledger_outbox_each(t, obox_cb, o);
+        return vs_ledger_outbox_each(t, 0, obox_cb, o);
     case 2:
         o->rc = vs_ledger_outbox_del(t, o->del);
         break;

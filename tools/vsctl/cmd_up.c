@@ -85,8 +85,8 @@ static void write_own_pid(int fd, pid_t pid)
 static pid_t run_pid(const char *state, const char *name)
 {
     char run[PATH_MAX], path[PATH_MAX], file[VSCTL_NAME_MAX + 16];
-    snprintf(file, sizeof(file), "%s.pid", name);
-    if (vsctl_path(run, sizeof(run), state, VSCTL_RUN_DIR) < 0 ||
+    if (snprintf(file, sizeof(file), "%s.pid", name) >= (int)sizeof(file) ||
+        vsctl_path(run, sizeof(run), state, VSCTL_RUN_DIR) < 0 ||
         vsctl_path(path, sizeof(path), run, file) < 0)
         return 0;
     return vsctl_read_pid(path);

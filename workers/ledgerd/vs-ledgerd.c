@@ -50,6 +50,7 @@
 #define RETRY_MS 1000
 #define READER_CHECK_MS 60000
 #define OUTBOX_INFLIGHT 4096
+#define COALESCE_MS 2
 
 static const struct vs_cfg_key ledgerd_keys[] = {
     {"ledgerd.store", VS_CFG_STRING, true, "directory of the ledger (LMDB environment)"},
@@ -77,7 +78,7 @@ struct item {
     uint8_t *reply;        /* packed LedgerReply after apply (commands) */
     size_t reply_len;
     bool replayed;
-    bool failed;           /* the store refused it (poison when alone) */
+    int status;            /* 0 applied; else the store's error when applied alone */
 };
 
 struct counters {
@@ -92,15 +93,28 @@ struct ledgerd {
     vs_escrow *escrow;
     vs_consumer *commands, *tasks;
     vs_sub *query_sub;
-    struct item *items;
+    struct item *items;    /* received, waiting for the writer */
     size_t nitems, cap, batch;
+    /* The writer: one job at a time on libuv's thread pool applies `work`
+     * (taken from items) while the loop keeps receiving the next batch. */
+    uv_work_t job;
+    bool busy;
+    struct item *work;
+    size_t nwork;
+    uint64_t *deleting;    /* outbox entries the job deletes (a prefix of done) */
+    size_t ndeleting;
+    bool job_failed;       /* the batch failed and was applied one by one */
     uint64_t ack_wait_ms;
     uv_idle_t flush_idle;
-    uv_timer_t due_timer, retry_timer, reader_timer;
+    uv_timer_t coalesce_timer, due_timer, retry_timer, reader_timer;
     bool handles_init, stopping, retry_armed;
-    /* outbox entries published and not yet confirmed / deleted */
-    uint64_t inflight[OUTBOX_INFLIGHT];
+    /* The outbox: entries up to `published` were handed to the broker,
+     * `ninflight` of them await its ack; done[] were stored and are deleted
+     * by the next write transaction. A failed publish starts the next
+     * round again from the oldest entry (JetStream drops duplicates). */
+    uint64_t published;
     size_t ninflight;
+    bool republish;
     uint64_t *done;
     size_t ndone, done_cap;
     struct counters n;
@@ -119,21 +133,12 @@ struct pub {
     uint64_t seq;
 };
 
-static void inflight_remove(struct ledgerd *g, uint64_t seq)
-{
-    for (size_t i = 0; i < g->ninflight; i++)
-        if (g->inflight[i] == seq) {
-            g->inflight[i] = g->inflight[--g->ninflight];
-            return;
-        }
-}
-
 static void on_outbox_stored(int status, const struct vs_puback *ack, void *arg)
 {
     (void)ack;
     struct pub *p = arg;
     struct ledgerd *g = p->g;
-    inflight_remove(g, p->seq);
+    g->ninflight--;
     if (status == 0) {
         if (g->ndone == g->done_cap) {
             size_t cap = g->done_cap ? g->done_cap * 2 : 256;
@@ -146,25 +151,20 @@ static void on_outbox_stored(int status, const struct vs_puback *ack, void *arg)
         if (g->ndone < g->done_cap)
             g->done[g->ndone++] = p->seq;
         g->n.outbox_published++;
-    } else if (!g->retry_armed && g->handles_init) {
-        g->retry_armed = true; /* published again by the retry */
-        uv_timer_start(&g->retry_timer, on_retry, RETRY_MS, 0);
+    } else {
+        g->republish = true;
+        if (!g->retry_armed && g->handles_init) {
+            g->retry_armed = true;
+            uv_timer_start(&g->retry_timer, on_retry, RETRY_MS, 0);
+        }
     }
     free(p);
-    if (g->handles_init && !g->stopping)
-        uv_idle_start(&g->flush_idle, on_flush_idle);
 }
 
 static int publish_one(uint64_t seq, const char *subject, const char *msg_id, const uint8_t *data,
                        size_t len, void *arg)
 {
     struct ledgerd *g = arg;
-    for (size_t i = 0; i < g->ninflight; i++)
-        if (g->inflight[i] == seq)
-            return 0;
-    for (size_t i = 0; i < g->ndone; i++)
-        if (g->done[i] == seq)
-            return 0;
     if (g->ninflight == OUTBOX_INFLIGHT)
         return 1; /* the rest on the next round */
     struct pub *p = malloc(sizeof *p);
@@ -177,18 +177,26 @@ static int publish_one(uint64_t seq, const char *subject, const char *msg_id, co
         free(p);
         return 1;
     }
-    g->inflight[g->ninflight++] = seq;
+    g->ninflight++;
+    g->published = seq;
     return 0;
 }
 
 static int read_outbox(vs_ledger_txn *t, void *arg)
 {
-    int rc = vs_ledger_outbox_each(t, publish_one, arg);
+    struct ledgerd *g = arg;
+    int rc = vs_ledger_outbox_each(t, g->published, publish_one, arg);
     return rc < 0 ? rc : 0;
 }
 
 static void publish_outbox(struct ledgerd *g)
 {
+    if (g->republish) {
+        if (g->ninflight > 0)
+            return; /* after the round in flight */
+        g->republish = false;
+        g->published = 0;
+    }
     int rc = vs_ledger_read(g->ledger, read_outbox, g);
     if (rc < 0)
         log_warnx("cannot read the outbox: %s", strerror(-rc));
@@ -329,15 +337,60 @@ struct batch {
     struct ledgerd *g;
     struct item *items;
     size_t n;
-    uint64_t acked_done; /* outbox entries deleted in this transaction */
+    const uint64_t *deleting; /* outbox entries the broker confirmed */
+    size_t ndeleting;
 };
+
+/* One audit event per commit instead of one per routine command: the
+ * stream ranges it applied and a BLAKE2b digest of what it did (each new
+ * command's id and stored reply, each task event's stream sequence), which
+ * ties the ledger's command table to the audit log. Decisions (settlements,
+ * refusals, disputes, governance) have events of their own. */
+static int audit_batch(struct ledgerd *g, vs_ledger_txn *t, const struct batch *b,
+                       const uint64_t first[2], const uint64_t last[2])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    uint64_t commands = 0, events = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const struct item *it = &b->items[i];
+        if (it->kind == ITEM_TASK_EVENT) {
+            uint8_t seq[8];
+            for (int k = 0; k < 8; k++)
+                seq[k] = (uint8_t)(vs_msg_stream_seq(it->msg) >> (56 - 8 * k));
+            crypto_generichash_update(&st, seq, sizeof seq);
+            events++;
+        } else if (!it->replayed) {
+            const Vs__V1__LedgerCommand *cmd = (const Vs__V1__LedgerCommand *)vs_msg_body(it->msg);
+            crypto_generichash_update(&st, cmd->command_id.data, cmd->command_id.len);
+            crypto_generichash_update(&st, it->reply, it->reply_len);
+            commands++;
+        }
+    }
+    if (commands + events == 0)
+        return 0;
+    uint8_t digest[32];
+    char hex[65], ncmd[24], nev[24], lseq[48], tseq[48];
+    crypto_generichash_final(&st, digest, sizeof digest);
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+    snprintf(ncmd, sizeof ncmd, "%" PRIu64, commands);
+    snprintf(nev, sizeof nev, "%" PRIu64, events);
+    snprintf(lseq, sizeof lseq, "%" PRIu64 "-%" PRIu64, first[0], last[0]);
+    snprintf(tseq, sizeof tseq, "%" PRIu64 "-%" PRIu64, first[1], last[1]);
+    const char *kv[] = {"commands", ncmd, "task_events", nev, "ledger_seqs", lseq,
+                        "tasks_seqs", tseq, "digest", hex};
+    return vs_escrow_audit(g->escrow, t, "ledger", VS__V1__SEVERITY__SEVERITY_INFO, NULL, NULL,
+                           "batch_committed", kv, 5);
+}
 
 static int apply_batch(vs_ledger_txn *t, void *arg)
 {
     struct batch *b = arg;
     struct ledgerd *g = b->g;
-    uint64_t applied[2] = {0, 0}; /* LEDGER, TASKS */
-    int rc = 0;
+    uint64_t first[2] = {0, 0}, applied[2] = {0, 0}; /* LEDGER, TASKS */
+    /* What is due goes first: a vote or a dispute that arrives after its
+     * deadline finds the deadline's effect already applied. */
+    int rc = vs_escrow_tick(g->escrow, t);
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         struct item *it = &b->items[i];
         reset_outputs(it);
@@ -346,7 +399,11 @@ static int apply_batch(vs_ledger_txn *t, void *arg)
         size_t s = it->kind == ITEM_TASK_EVENT;
         if (seq > applied[s])
             applied[s] = seq;
+        if (first[s] == 0 || seq < first[s])
+            first[s] = seq;
     }
+    if (rc == 0)
+        rc = audit_batch(g, t, b, first, applied);
     for (size_t s = 0; s < 2 && rc == 0; s++) {
         const char *stream = vs_stream(s ? VS_STREAM_TASKS : VS_STREAM_LEDGER)->name;
         uint64_t prev;
@@ -357,11 +414,8 @@ static int apply_batch(vs_ledger_txn *t, void *arg)
     }
     if (rc == 0)
         rc = vs_escrow_tick(g->escrow, t);
-    /* Outbox entries the broker confirmed. */
-    for (size_t i = 0; i < g->ndone && rc == 0; i++)
-        rc = vs_ledger_outbox_del(t, g->done[i]);
-    if (rc == 0)
-        b->acked_done = g->ndone;
+    for (size_t i = 0; i < b->ndeleting && rc == 0; i++)
+        rc = vs_ledger_outbox_del(t, b->deleting[i]);
     return rc;
 }
 
@@ -390,65 +444,120 @@ static void finish(struct ledgerd *g, struct item *it)
     reset_outputs(it);
 }
 
-static int run_batch(struct ledgerd *g, struct item *items, size_t n)
+/* ---- the writer ---------------------------------------------------------------------------- */
+
+/* On the pool thread: the batch in one transaction; when the store refuses
+ * it, each message alone, so that one bad message cannot block the rest.
+ * Touches only the job's items and the store. */
+static void write_job(uv_work_t *req)
 {
-    struct batch b = {.g = g, .items = items, .n = n};
+    struct ledgerd *g = req->data;
+    struct batch b = {.g = g, .items = g->work, .n = g->nwork, .deleting = g->deleting,
+                      .ndeleting = g->ndeleting};
     int rc = vs_ledger_write(g->ledger, 0, apply_batch, &b);
-    if (rc == 0) {
-        memmove(g->done, g->done + b.acked_done, (g->ndone - b.acked_done) * sizeof *g->done);
-        g->ndone -= b.acked_done;
-        g->n.batches++;
+    g->job_failed = rc != 0;
+    for (size_t i = 0; i < g->nwork; i++)
+        g->work[i].status = rc;
+    if (rc == 0 || g->nwork <= 1)
+        return;
+    for (size_t i = 0; i < g->nwork; i++) {
+        struct batch one = {.g = g, .items = &g->work[i], .n = 1};
+        g->work[i].status = vs_ledger_write(g->ledger, 0, apply_batch, &one);
     }
-    return rc;
 }
 
-/* Apply what is waiting; see the file comment for the failure handling. */
-static void flush(struct ledgerd *g)
+static void fail_item(struct ledgerd *g, struct item *it)
 {
-    size_t n = g->nitems < g->batch ? g->nitems : g->batch;
-    int rc = run_batch(g, g->items, n);
-    if (rc == 0) {
-        for (size_t i = 0; i < n; i++)
-            finish(g, &g->items[i]);
+    int err = it->status;
+    if (err == -EBADMSG || err == -EUCLEAN || err == -EINVAL) {
+        g->n.poison++;
+        log_warnx("message %" PRIu64 " on %s cannot be applied (%s): terminated",
+                  vs_msg_stream_seq(it->msg), vs_msg_subject(it->msg), strerror(-err));
+        vs_audit_emit(g->bus, "ledger", VS__V1__SEVERITY__SEVERITY_ERROR, NULL, NULL,
+                      "message_terminated", "subject", vs_msg_subject(it->msg), "error",
+                      strerror(-err), NULL);
+        vs_msg_respond_status(it->msg, VS__V1__STATUS_CODE__STATUS_INVALID,
+                              "the ledger cannot apply this command");
+        vs_msg_term(it->msg);
     } else {
-        g->n.batch_errors++;
-        log_warnx("batch of %zu refused by the store (%s); applying one by one", n, strerror(-rc));
-        for (size_t i = 0; i < n; i++) {
-            struct item *it = &g->items[i];
-            int one = run_batch(g, it, 1);
-            if (one == 0) {
-                finish(g, it);
-            } else if (one == -EBADMSG || one == -EUCLEAN || one == -EINVAL) {
-                g->n.poison++;
-                log_warnx("message %" PRIu64 " on %s cannot be applied (%s): terminated",
-                          vs_msg_stream_seq(it->msg), vs_msg_subject(it->msg), strerror(-one));
-                vs_audit_emit(g->bus, "ledger", VS__V1__SEVERITY__SEVERITY_ERROR, NULL, NULL,
-                              "message_terminated", "subject", vs_msg_subject(it->msg), "error",
-                              strerror(-one), NULL);
-                vs_msg_respond_status(it->msg, VS__V1__STATUS_CODE__STATUS_INVALID,
-                                      "the ledger cannot apply this command");
-                vs_msg_term(it->msg);
-                reset_outputs(it);
-            } else {
-                vs_msg_nak(it->msg, RETRY_MS); /* the store's trouble: later */
-                reset_outputs(it);
-            }
-        }
+        vs_msg_nak(it->msg, RETRY_MS); /* the store's trouble: later */
     }
-    memmove(g->items, g->items + n, (g->nitems - n) * sizeof *g->items);
-    g->nitems -= n;
+    reset_outputs(it);
+}
+
+static void start_job(struct ledgerd *g);
+
+/* Back on the loop: answer and ack what was committed. */
+static void job_done(uv_work_t *req, int status)
+{
+    struct ledgerd *g = req->data;
+    g->busy = false;
+    if (status == 0 && g->job_failed) {
+        g->n.batch_errors++;
+        log_warnx("a batch of %zu was refused by the store; applied one by one", g->nwork);
+    }
+    for (size_t i = 0; i < g->nwork; i++) {
+        struct item *it = &g->work[i];
+        if (status == 0 && it->status == 0)
+            finish(g, it);
+        else
+            fail_item(g, it);
+    }
+    if (status == 0 && !g->job_failed && g->ndeleting > 0) {
+        /* done[] only grew at its end meanwhile: the job deleted its prefix. */
+        memmove(g->done, g->done + g->ndeleting, (g->ndone - g->ndeleting) * sizeof *g->done);
+        g->ndone -= g->ndeleting;
+    }
+    g->n.batches += status == 0;
+    g->nwork = g->ndeleting = 0;
+    publish_outbox(g);
+    if (g->nitems >= g->batch || (g->nitems > 0 && !uv_is_active((uv_handle_t *)&g->coalesce_timer)))
+        start_job(g);
+    else
+        schedule(g);
+}
+
+/* Hand what is waiting (up to a batch; possibly nothing, for timed work
+ * and outbox trimming) to the writer, unless it is busy. */
+static void start_job(struct ledgerd *g)
+{
+    if (g->busy || !g->handles_init || g->stopping)
+        return;
+    uv_timer_stop(&g->coalesce_timer);
+    size_t n = g->nitems < g->batch ? g->nitems : g->batch;
+    if (n > 0) {
+        memcpy(g->work, g->items, n * sizeof *g->items);
+        memmove(g->items, g->items + n, (g->nitems - n) * sizeof *g->items);
+        g->nitems -= n;
+    }
+    g->nwork = n;
+    g->ndeleting = g->ndone < g->batch ? g->ndone : g->batch;
+    if (g->ndeleting > 0)
+        memcpy(g->deleting, g->done, g->ndeleting * sizeof *g->done);
+    g->job.data = g;
+    if (uv_queue_work(vs_daemon_loop(g->d), &g->job, write_job, job_done) != 0) {
+        log_warnx("cannot start the writer");
+        if (n > 0) { /* give the items back, in front */
+            memmove(g->items + n, g->items, g->nitems * sizeof *g->items);
+            memcpy(g->items, g->work, n * sizeof *g->items);
+            g->nitems += n;
+        }
+        g->nwork = g->ndeleting = 0;
+        return;
+    }
+    g->busy = true;
 }
 
 static void on_flush_idle(uv_idle_t *h)
 {
     struct ledgerd *g = h->data;
     uv_idle_stop(h);
-    while (g->nitems > 0)
-        flush(g);
-    if (g->ndone >= OUTBOX_INFLIGHT)
-        run_batch(g, NULL, 0); /* forget what the broker confirmed */
-    publish_outbox(g);
-    schedule(g);
+    start_job(g);
+}
+
+static void on_coalesced(uv_timer_t *h)
+{
+    start_job(h->data);
 }
 
 /* ---- time-based work ------------------------------------------------------------------------ */
@@ -466,17 +575,13 @@ static int read_due(vs_ledger_txn *t, void *arg)
 
 static void on_due(uv_timer_t *h)
 {
-    struct ledgerd *g = h->data;
-    if (run_batch(g, NULL, 0) != 0)
-        log_warnx("timed settlement failed; retrying");
-    publish_outbox(g);
-    schedule(g);
+    start_job(h->data); /* a busy writer ticks in its batch, then reschedules */
 }
 
 /* Arm the due timer for the earliest deadline (and retry soon on errors). */
 static void schedule(struct ledgerd *g)
 {
-    if (!g->handles_init || g->stopping)
+    if (!g->handles_init || g->stopping || g->busy)
         return;
     g->retry_armed = false;
     struct due due = {.g = g};
@@ -525,7 +630,12 @@ static int enqueue(struct ledgerd *g, vs_msg *m, enum item_kind kind)
         g->cap = cap;
     }
     g->items[g->nitems++] = (struct item){.msg = vs_msg_hold(m), .kind = kind};
-    uv_idle_start(&g->flush_idle, on_flush_idle);
+    /* A full batch goes now; a smaller one waits COALESCE_MS for company,
+     * so that one commit (two fsyncs) serves more commands. */
+    if (g->nitems >= g->batch)
+        uv_idle_start(&g->flush_idle, on_flush_idle);
+    else if (!uv_is_active((uv_handle_t *)&g->coalesce_timer))
+        uv_timer_start(&g->coalesce_timer, on_coalesced, COALESCE_MS, 0);
     return 0;
 }
 
@@ -620,6 +730,10 @@ static int ledgerd_open(vs_daemon *d)
         return -EINVAL;
     }
     g->batch = (size_t)batch;
+    g->work = calloc(g->batch, sizeof *g->work);
+    g->deleting = calloc(g->batch, sizeof *g->deleting);
+    if (g->work == NULL || g->deleting == NULL)
+        return -ENOMEM;
     struct vs_escrow_config ec = {
         .fee_bps = (uint32_t)fee,
         .dispute_window_ms = vs_config_duration_ms(cfg, "ledgerd.dispute_window", 60000),
@@ -645,10 +759,12 @@ static int ledgerd_open(vs_daemon *d)
     }
     uv_loop_t *loop = vs_daemon_loop(d);
     uv_idle_init(loop, &g->flush_idle);
+    uv_timer_init(loop, &g->coalesce_timer);
     uv_timer_init(loop, &g->due_timer);
     uv_timer_init(loop, &g->retry_timer);
     uv_timer_init(loop, &g->reader_timer);
-    g->flush_idle.data = g->due_timer.data = g->retry_timer.data = g->reader_timer.data = g;
+    g->flush_idle.data = g->coalesce_timer.data = g->due_timer.data = g->retry_timer.data =
+        g->reader_timer.data = g;
     g->handles_init = true;
     log_info("ledger %s: fee %" PRId64 " bps, dispute window %" PRIu64 " ms, %zu governance keys "
              "(%u required)",
@@ -698,9 +814,9 @@ static void ledgerd_stop(vs_daemon *d)
 static bool ledgerd_idle(vs_daemon *d)
 {
     struct ledgerd *g = vs_daemon_data(d);
-    while (g->nitems > 0)
-        flush(g);
-    return g->ninflight == 0;
+    if (g->nitems > 0)
+        start_job(g);
+    return !g->busy && g->nitems == 0 && g->ninflight == 0;
 }
 
 static void ledgerd_close(vs_daemon *d)
@@ -714,10 +830,15 @@ static void ledgerd_close(vs_daemon *d)
     vs_sub_free(g->query_sub);
     g->commands = g->tasks = NULL;
     g->query_sub = NULL;
-    if (g->ndone > 0)
-        run_batch(g, NULL, 0); /* forget what the broker confirmed */
+    while (g->busy) /* the writer's commit ends, then its answers go out */
+        uv_run(vs_daemon_loop(d), UV_RUN_ONCE);
+    if (g->ndone > 0 && g->ledger != NULL) { /* forget what the broker confirmed */
+        struct batch b = {.g = g, .deleting = g->done, .ndeleting = g->ndone};
+        vs_ledger_write(g->ledger, 0, apply_batch, &b);
+    }
     if (g->handles_init) {
         uv_close((uv_handle_t *)&g->flush_idle, NULL);
+        uv_close((uv_handle_t *)&g->coalesce_timer, NULL);
         uv_close((uv_handle_t *)&g->due_timer, NULL);
         uv_close((uv_handle_t *)&g->retry_timer, NULL);
         uv_close((uv_handle_t *)&g->reader_timer, NULL);
@@ -727,9 +848,11 @@ static void ledgerd_close(vs_daemon *d)
     for (size_t i = 0; i < g->nitems; i++)
         reset_outputs(&g->items[i]);
     free(g->items);
+    free(g->work);
+    free(g->deleting);
     free(g->done);
-    g->items = NULL;
-    g->done = NULL;
+    g->items = g->work = NULL;
+    g->deleting = g->done = NULL;
     vs_escrow_free(g->escrow);
     vs_ledger_free(g->ledger);
     g->escrow = NULL;

@@ -697,7 +697,7 @@ static int append_rows(vs_audit_store *s, MDB_txn *txn, struct append_job *j,
     s->ikeys_len = 0;
     s->nirecs = 0;
 
-    uint64_t size, applied;
+    uint64_t size = 0, applied = 0;
     int rc = meta_get(s, txn, "size", &size);
     if (rc == 0)
         rc = meta_get(s, txn, "applied", &applied);
@@ -924,7 +924,7 @@ int vs_audit_store_root(vs_audit_store *s, uint64_t size, uint8_t root[VS_HASH_L
     int rc = read_begin(s, &txn);
     if (rc)
         return rc;
-    uint64_t have;
+    uint64_t have = 0;
     rc = meta_get(s, txn, "size", &have);
     if (rc == 0 && size > have)
         rc = -ERANGE;
@@ -951,7 +951,7 @@ int vs_audit_store_inclusion(vs_audit_store *s, uint64_t index, uint64_t size,
     int rc = read_begin(s, &txn);
     if (rc)
         return rc;
-    uint64_t have;
+    uint64_t have = 0;
     rc = meta_get(s, txn, "size", &have);
     if (rc == 0 && size > have)
         rc = -ERANGE;
@@ -975,7 +975,7 @@ int vs_audit_store_consistency(vs_audit_store *s, uint64_t size1, uint64_t size2
     int rc = read_begin(s, &txn);
     if (rc)
         return rc;
-    uint64_t have;
+    uint64_t have = 0;
     rc = meta_get(s, txn, "size", &have);
     if (rc == 0 && size2 > have)
         rc = -ERANGE;
@@ -1134,7 +1134,7 @@ struct ckpt_job {
 static int ckpt_txn(vs_audit_store *s, MDB_txn *txn, void *arg)
 {
     struct ckpt_job *j = arg;
-    uint64_t size;
+    uint64_t size = 0;
     int rc = meta_get(s, txn, "size", &size);
     if (rc)
         return rc;
@@ -1384,7 +1384,7 @@ int vs_audit_store_query(vs_audit_store *s, const struct vs_audit_filter *f, vs_
         return rc;
     struct isrc *srcs[4] = {NULL, NULL, NULL, NULL}, *use = NULL;
     int delivered = 0;
-    uint64_t size;
+    uint64_t size = 0;
     rc = meta_get(s, txn, "size", &size);
     if (rc || size == 0)
         goto out;

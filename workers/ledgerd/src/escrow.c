@@ -84,6 +84,11 @@ static const uint8_t zero_id[VS_LEDGER_ID_LEN];
 
 void vs_escrow_account_id(const char *name, uint8_t id[VS_LEDGER_ID_LEN])
 {
+    /* An escrow account takes its task's (time-ordered) id: new ones are
+     * appended to the accounts table instead of landing anywhere. */
+    if (strncmp(name, "escrow:", 7) == 0 && strlen(name) == 7 + 2 * VS_LEDGER_ID_LEN &&
+        vs_unhex(name + 7, id, VS_LEDGER_ID_LEN) == 0)
+        return;
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, VS_LEDGER_ID_LEN);
     crypto_generichash_update(&st, (const uint8_t *)"vs.ledger.account", 18);
@@ -91,15 +96,21 @@ void vs_escrow_account_id(const char *name, uint8_t id[VS_LEDGER_ID_LEN])
     crypto_generichash_final(&st, id, VS_LEDGER_ID_LEN);
 }
 
-/* The id of a task's or command's transfer in a given role. */
+/* The id of a task's or command's transfer in a given role: the base id's
+ * first 6 bytes (its millisecond time, for time-ordered ids) and 10 bytes
+ * of BLAKE2b(base, role), so that new transfers land near the end of the
+ * transfers table. */
 static void derived_id(const uint8_t base[VS_LEDGER_ID_LEN], const char *role,
                        uint8_t id[VS_LEDGER_ID_LEN])
 {
+    uint8_t h[VS_LEDGER_ID_LEN];
     crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, VS_LEDGER_ID_LEN);
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
     crypto_generichash_update(&st, base, VS_LEDGER_ID_LEN);
     crypto_generichash_update(&st, (const uint8_t *)role, strlen(role) + 1);
-    crypto_generichash_final(&st, id, VS_LEDGER_ID_LEN);
+    crypto_generichash_final(&st, h, sizeof h);
+    memcpy(id, base, 6);
+    memcpy(id + 6, h, VS_LEDGER_ID_LEN - 6);
 }
 
 static void escrow_name(const uint8_t task[VS_LEDGER_ID_LEN], char out[VS_LEDGER_NAME_MAX])
@@ -107,6 +118,31 @@ static void escrow_name(const uint8_t task[VS_LEDGER_ID_LEN], char out[VS_LEDGER
     char hex[VS_ID_HEX_LEN];
     vs_hex(task, VS_LEDGER_ID_LEN, hex);
     snprintf(out, VS_LEDGER_NAME_MAX, "escrow:%s", hex);
+}
+
+/* An account by name through its derived id (no name index lookup).
+ * Escrow accounts are nameless in the store: their name is their task's. */
+static int lookup(vs_ledger_txn *t, const char *name, struct vs_account *a)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) >= VS_LEDGER_NAME_MAX)
+        return -ENOENT;
+    uint8_t id[VS_LEDGER_ID_LEN];
+    vs_escrow_account_id(name, id);
+    int rc = vs_ledger_account(t, id, a);
+    if (rc)
+        return rc;
+    bool same = a->name[0] != '\0' ? strcmp(a->name, name) == 0
+                                   : a->code == VS_CODE_ESCROW && strncmp(name, "escrow:", 7) == 0;
+    return same ? 0 : -ENOENT;
+}
+
+/* The name an account is shown with. */
+static const char *display_name(const struct vs_account *a, char out[VS_LEDGER_NAME_MAX])
+{
+    if (a->name[0] != '\0' || a->code != VS_CODE_ESCROW)
+        return a->name;
+    escrow_name(a->user_data_128, out);
+    return out;
 }
 
 static bool has_id(const ProtobufCBinaryData *b)
@@ -161,9 +197,9 @@ void vs_escrow_reply_clear(struct vs_escrow_reply *r)
 
 /* ---- outbox: audit events and settlements ---------------------------------------------------- */
 
-static int audit(vs_escrow *e, vs_ledger_txn *t, const char *category, Vs__V1__Severity sev,
-                 const char *agent, const uint8_t *task, const char *event, const char *const *kv,
-                 size_t n)
+int vs_escrow_audit(vs_escrow *e, vs_ledger_txn *t, const char *category, Vs__V1__Severity sev,
+                    const char *agent, const uint8_t *task, const char *event, const char *const *kv,
+                    size_t n)
 {
     struct vs_audit_packed p;
     int rc = vs_audit_pack(e->cfg.component, category, sev, vs_ledger_txn_now(t), agent, task,
@@ -306,10 +342,26 @@ int vs_escrow_verified(vs_escrow *e, vs_ledger_txn *t, const char *agent, bool l
     rc = vs_ledger_kv_put(t, VS_LTABLE_REPUTATION, agent, strlen(agent), &r, sizeof r);
     if (rc == 0) {
         const char *kv[] = {"live_verified", live ? "true" : "false"};
-        rc = audit(e, t, "reputation", VS__V1__SEVERITY__SEVERITY_INFO, agent, NULL,
+        rc = vs_escrow_audit(e, t, "reputation", VS__V1__SEVERITY__SEVERITY_INFO, agent, NULL,
                    "live_verified", kv, 1);
     }
     return rc;
+}
+
+static const char *outcome_name(uint32_t o)
+{
+    switch (o) {
+    case VS_OUTCOME_CLEARED:
+        return "cleared";
+    case VS_OUTCOME_QUARANTINED:
+        return "quarantined";
+    case VS_OUTCOME_FAILED:
+        return "failed";
+    case VS_OUTCOME_REJECTED:
+        return "rejected";
+    default:
+        return "none";
+    }
 }
 
 /* ---- money movements ------------------------------------------------------------------------- */
@@ -400,18 +452,20 @@ static int pay_out(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, struct t
     snprintf(paid, sizeof paid, "%" PRIu64, tr->paid);
     snprintf(feestr, sizeof feestr, "%" PRIu64, tr->fee);
     snprintf(refunded, sizeof refunded, "%" PRIu64, tr->refunded);
-    const char *kv[] = {"requester", tr->requester, "paid", paid, "fee", feestr, "refunded", refunded};
-    rc = audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task,
+    const char *kv[] = {"requester", tr->requester, "paid",     paid,     "fee",
+                        feestr,        "refunded",    refunded, "outcome", outcome_name(tr->outcome)};
+    rc = vs_escrow_audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task,
                outcome == VS__V1__SETTLEMENT_OUTCOME__SETTLEMENT_POSTED ? "released"
                : outcome == VS__V1__SETTLEMENT_OUTCOME__SETTLEMENT_SPLIT ? "split"
                                                                          : "refunded",
-               kv, 4);
+               kv, 5);
     return rc ? rc : publish_settlement(e, t, task, tr);
 }
 
-/* Void a hold that never reached an outcome (rejected, cancelled). */
+/* Void a hold: the task was rejected or cancelled (scored: false) or
+ * failed (scored: a 0 for the agent, before the Settlement reports Rs). */
 static int void_hold(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, struct task_rec *tr,
-                     const char *why)
+                     const char *why, bool scored)
 {
     struct vs_transfer x;
     resolve(&x, task, "void", tr->hold_id, false);
@@ -424,10 +478,10 @@ static int void_hold(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, struct
     tr->state = TASK_SETTLED;
     tr->settlement = VS__V1__SETTLEMENT_OUTCOME__SETTLEMENT_VOIDED;
     tr->refunded = tr->bounty;
-    if ((rc = task_put(t, task, tr)))
+    if ((rc = task_put(t, task, tr)) || (scored && (rc = rep_score(t, tr->agent, 0.0))))
         return rc;
     const char *kv[] = {"requester", tr->requester, "why", why};
-    rc = audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task, "refunded", kv, 2);
+    rc = vs_escrow_audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task, "refunded", kv, 2);
     return rc ? rc : publish_settlement(e, t, task, tr);
 }
 
@@ -437,8 +491,7 @@ static int settle_by_outcome(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task
     if (tr->outcome == VS_OUTCOME_CLEARED)
         return pay_out(e, t, task, tr, tr->bounty, 0, VS__V1__SETTLEMENT_OUTCOME__SETTLEMENT_POSTED);
     if (tr->state == TASK_HELD) {
-        int rc = void_hold(e, t, task, tr, "task failed");
-        return rc ? rc : rep_score(t, tr->agent, 0.0);
+        return void_hold(e, t, task, tr, outcome_name(tr->outcome), true);
     }
     return pay_out(e, t, task, tr, 0, tr->bounty, VS__V1__SETTLEMENT_OUTCOME__SETTLEMENT_VOIDED);
 }
@@ -461,7 +514,7 @@ static int on_expired(vs_ledger_txn *t, const struct vs_transfer *x, void *arg)
     if ((rc = task_put(t, x->user_data_128, &tr)) || (rc = rep_score(t, tr.agent, 0.0)))
         return rc;
     const char *kv[] = {"requester", tr.requester, "why", "hold timed out"};
-    rc = audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_WARNING, tr.agent, x->user_data_128,
+    rc = vs_escrow_audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_WARNING, tr.agent, x->user_data_128,
                "refunded", kv, 2);
     return rc ? rc : publish_settlement(e, t, x->user_data_128, &tr);
 }
@@ -474,7 +527,10 @@ static int ensure_account(vs_ledger_txn *t, const char *name, const char *owner,
 {
     struct vs_account a;
     memset(&a, 0, sizeof a);
-    vs_escrow_account_id(name, a.id);
+    if (name[0] == '\0' && task != NULL)
+        memcpy(a.id, task, VS_LEDGER_ID_LEN); /* an escrow account: its task's id */
+    else
+        vs_escrow_account_id(name, a.id);
     a.ledger = VS_ESCROW_LEDGER;
     a.code = code;
     a.flags = flags;
@@ -598,7 +654,7 @@ static int check_actor(vs_ledger_txn *t, const struct signed_cmd *sc, const char
                        struct vs_account *a, bool *ok)
 {
     *ok = false;
-    int rc = vs_ledger_account_by_name(t, name, a);
+    int rc = lookup(t, name, a);
     if (rc == -ENOENT || rc == -EINVAL)
         return 0;
     if (rc)
@@ -683,7 +739,7 @@ static int cmd_create_account(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__Ledg
                     vs_account_result_name(result));
     reply_ok(r, NULL);
     const char *kv[] = {"account", c->account, "owner", c->owner != NULL ? c->owner : ""};
-    return audit(e, t, "ledger", VS__V1__SEVERITY__SEVERITY_INFO, NULL, NULL, "account_created", kv, 2);
+    return vs_escrow_audit(e, t, "ledger", VS__V1__SEVERITY__SEVERITY_INFO, NULL, NULL, "account_created", kv, 2);
 }
 
 static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand *c,
@@ -701,15 +757,25 @@ static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand 
     if (rc != -ENOENT)
         return rc;
     struct vs_account agent;
-    rc = vs_ledger_account_by_name(t, c->counterparty, &agent);
-    if (rc == -ENOENT || rc == -EINVAL)
+    rc = lookup(t, c->counterparty, &agent);
+    if (rc == -ENOENT || rc == -EINVAL || (rc == 0 && agent.code != VS_CODE_WALLET))
         return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "unknown agent");
     if (rc)
         return rc;
+    struct vs_account requester;
+    rc = lookup(t, c->account, &requester);
+    if (rc == -ENOENT || rc == -EINVAL || (rc == 0 && requester.code != VS_CODE_WALLET))
+        return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "unknown requester");
+    if (rc)
+        return rc;
+    if ((requester.flags & VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+        (requester.credits_posted < requester.debits_posted + requester.debits_pending ||
+         requester.credits_posted - requester.debits_posted - requester.debits_pending < c->amount))
+        return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "insufficient funds");
     char escrow[VS_LEDGER_NAME_MAX];
     escrow_name(task, escrow);
     int result;
-    if ((rc = ensure_account(t, escrow, "", VS_CODE_ESCROW, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
+    if ((rc = ensure_account(t, "", "", VS_CODE_ESCROW, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
                              task, NULL, &result)))
         return rc;
     if (result != VS_ACCT_OK)
@@ -739,10 +805,7 @@ static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand 
     if ((rc = task_put(t, task, &tr)))
         return rc;
     reply_ok(r, x.id);
-    char amount[24];
-    snprintf(amount, sizeof amount, "%" PRIu64, c->amount);
-    const char *kv[] = {"requester", c->account, "amount", amount};
-    return audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_INFO, c->counterparty, task, "held", kv, 2);
+    return 0; /* recorded by the batch's audit digest (vs-ledgerd) */
 }
 
 /* REFUND from the platform: the requester cancelled before an outcome. */
@@ -757,11 +820,35 @@ static int cmd_cancel(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComman
         return rc;
     if (tr.state != TASK_HELD)
         return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "the task already has an outcome");
-    if ((rc = void_hold(e, t, c->task_id.data, &tr, "cancelled")))
+    if ((rc = void_hold(e, t, c->task_id.data, &tr, "cancelled", false)))
         return rc;
     uint8_t void_id[VS_LEDGER_ID_LEN];
     derived_id(c->task_id.data, "void", void_id);
     reply_ok(r, void_id);
+    return 0;
+}
+
+/* Money outside escrow never touches an escrow account: a deposit goes to
+ * a wallet; an adjustment moves between wallets, the fee and the operator
+ * accounts. */
+static int check_governed_accounts(vs_ledger_txn *t, const Vs__V1__LedgerCommand *c,
+                                   struct vs_escrow_reply *r)
+{
+    bool deposit = c->op == VS__V1__LEDGER_OP__LEDGER_OP_DEPOSIT;
+    const char *names[2] = {c->account, deposit ? NULL : c->counterparty};
+    for (int i = 0; i < 2; i++) {
+        if (names[i] == NULL)
+            continue;
+        struct vs_account a;
+        int rc = lookup(t, names[i], &a);
+        if (rc == -ENOENT || rc == -EINVAL)
+            return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "unknown account %s", names[i]);
+        if (rc)
+            return rc;
+        if (deposit ? a.code != VS_CODE_WALLET : a.code == VS_CODE_ESCROW)
+            return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED,
+                        deposit ? "deposits go to wallets" : "escrow accounts move only by escrow rules");
+    }
     return 0;
 }
 
@@ -788,12 +875,14 @@ static int cmd_governed(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
              e->cfg.governance_threshold);
         const char *kv[] = {"approvals", have, "required", need, "account",
                             c->account != NULL ? c->account : ""};
-        rc = audit(e, t, "governance", VS__V1__SEVERITY__SEVERITY_WARNING, NULL, NULL,
+        rc = vs_escrow_audit(e, t, "governance", VS__V1__SEVERITY__SEVERITY_WARNING, NULL, NULL,
                    "approval_refused", kv, 3);
     } else if (c->amount == 0 || c->account == NULL || c->account[0] == '\0' ||
                (c->op == VS__V1__LEDGER_OP__LEDGER_OP_ADJUST &&
                 (c->counterparty == NULL || c->counterparty[0] == '\0'))) {
         deny(r, VS__V1__STATUS_CODE__STATUS_INVALID, "amount and accounts are required");
+    } else if ((rc = check_governed_accounts(t, c, r)) != 0 || r->status.code != 0) {
+        /* refused (reason in r) or a store failure (rc) */
     } else {
         bool deposit = c->op == VS__V1__LEDGER_OP__LEDGER_OP_DEPOSIT;
         struct vs_transfer x;
@@ -813,7 +902,7 @@ static int cmd_governed(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
                 const char *kv[] = {"from", deposit ? VS_ESCROW_OPERATOR : c->account, "to",
                                     deposit ? c->account : c->counterparty, "amount", amount,
                                     "approvals", have, "required", need};
-                rc = audit(e, t, "governance", VS__V1__SEVERITY__SEVERITY_NOTICE, NULL, NULL,
+                rc = vs_escrow_audit(e, t, "governance", VS__V1__SEVERITY__SEVERITY_NOTICE, NULL, NULL,
                            deposit ? "deposit" : "adjust", kv, 5);
             }
         }
@@ -926,7 +1015,7 @@ static int consider(const struct vs_account *a, void *arg)
 static int owner_of(vs_ledger_txn *t, const char *name, char out[VS_LEDGER_NAME_MAX])
 {
     struct vs_account a;
-    int rc = vs_ledger_account_by_name(t, name, &a);
+    int rc = lookup(t, name, &a);
     out[0] = '\0';
     if (rc == 0)
         memcpy(out, a.owner, VS_LEDGER_NAME_MAX);
@@ -965,7 +1054,7 @@ static int dispute_open(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
     if (pick.n < 3) {
         const char *kv[] = {"opener", opener, "why", "fewer than 3 independent agents"};
         deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "fewer than 3 independent agents to form a panel");
-        return audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_WARNING, tr.agent, task, "refused",
+        return vs_escrow_audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_WARNING, tr.agent, task, "refused",
                      kv, 2);
     }
     struct dispute_rec d;
@@ -987,7 +1076,7 @@ static int dispute_open(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
     reply_ok(r, NULL);
     const char *kv[] = {"opener", opener, "panel_1", d.panel[0], "panel_2", d.panel[1],
                         "panel_3", d.panel[2], "rationale", c->rationale != NULL ? c->rationale : ""};
-    return audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_NOTICE, tr.agent, task, "opened", kv, 5);
+    return vs_escrow_audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_NOTICE, tr.agent, task, "opened", kv, 5);
 }
 
 static const char *decision_name(uint32_t d)
@@ -1014,7 +1103,7 @@ static int dispute_settle(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, s
         (rc = timer_clear(t, tr->due_at, task)))
         return rc;
     const char *kv[] = {"decision", decision_name(decision), "how", how};
-    if ((rc = audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task, "decided",
+    if ((rc = vs_escrow_audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task, "decided",
                     kv, 2)))
         return rc;
     switch (decision) {
@@ -1043,6 +1132,8 @@ static int dispute_vote(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
         return rc;
     if (tr.state != TASK_DISPUTED)
         return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "no dispute is open on this task");
+    if (vs_ledger_txn_now(t) >= tr.due_at)
+        return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "the vote deadline has passed");
     if ((rc = rec_get(t, VS_LTABLE_DISPUTES, task, VS_LEDGER_ID_LEN, &d, sizeof d)))
         return rc == -ENOENT ? -EUCLEAN : rc;
     if (c->decision < VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_AGENT ||
@@ -1068,7 +1159,7 @@ static int dispute_vote(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
     sodium_bin2hex(signer, sizeof signer, sc->signers[0], 32);
     const char *kv[] = {"voter", d.panel[seat], "decision", decision_name(d.votes[seat]),
                         "rationale", c->rationale, "signer", signer};
-    if ((rc = audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_INFO, tr.agent, task, "vote", kv, 4)))
+    if ((rc = vs_escrow_audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_INFO, tr.agent, task, "vote", kv, 4)))
         return rc;
     reply_ok(r, NULL);
     uint32_t counts[4] = {0};
@@ -1154,27 +1245,13 @@ int vs_escrow_command(vs_escrow *e, vs_ledger_txn *t, enum vs_escrow_origin orig
                                             &vs__v1__ledger_op__descriptor, (int)cmd->op)->name
                                       : "unknown",
                             "reason", r->reason};
-        rc = audit(e, t, "ledger", VS__V1__SEVERITY__SEVERITY_WARNING, NULL,
+        rc = vs_escrow_audit(e, t, "ledger", VS__V1__SEVERITY__SEVERITY_WARNING, NULL,
                    has_id(&cmd->task_id) ? cmd->task_id.data : NULL, "command_refused", kv, 2);
     }
     return rc;
 }
 
 /* ---- task outcomes and timers ------------------------------------------------------------------- */
-
-static const char *outcome_name(enum vs_task_outcome o)
-{
-    switch (o) {
-    case VS_OUTCOME_CLEARED:
-        return "cleared";
-    case VS_OUTCOME_QUARANTINED:
-        return "quarantined";
-    case VS_OUTCOME_FAILED:
-        return "failed";
-    default:
-        return "rejected";
-    }
-}
 
 int vs_escrow_task_outcome(vs_escrow *e, vs_ledger_txn *t, const uint8_t task[16],
                            enum vs_task_outcome outcome, const char *why)
@@ -1188,13 +1265,14 @@ int vs_escrow_task_outcome(vs_escrow *e, vs_ledger_txn *t, const uint8_t task[16
     if (tr.state != TASK_HELD)
         return 0; /* the first outcome decides; later ones change nothing */
     tr.outcome = (uint32_t)outcome;
-    const char *kv[] = {"outcome", outcome_name(outcome), "why", why != NULL ? why : ""};
-    if ((rc = audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_INFO, tr.agent, task, "outcome", kv, 2)))
-        return rc;
     if (outcome == VS_OUTCOME_REJECTED)
-        return void_hold(e, t, task, &tr, "rejected");
+        return void_hold(e, t, task, &tr, why != NULL ? why : "rejected", false);
     if (e->cfg.dispute_window_ms == 0)
         return settle_by_outcome(e, t, task, &tr);
+    const char *kv[] = {"outcome", outcome_name((uint32_t)outcome), "why", why != NULL ? why : ""};
+    if ((rc = vs_escrow_audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_INFO, tr.agent, task,
+                              "outcome", kv, 2)))
+        return rc;
     /* Lock the bounty in the escrow account for the window. */
     struct vs_transfer x;
     resolve(&x, task, "post", tr.hold_id, true);
@@ -1324,10 +1402,11 @@ static int add_entry(const struct vs_transfer *x, enum vs_pending_state st, void
         return c->err = -ENOMEM;
     vs__v1__ledger_entry__init(&en->m);
     struct vs_account a;
+    char shown[VS_LEDGER_NAME_MAX];
     if (vs_ledger_account(c->t, x->debit_account_id, &a) == 0)
-        memcpy(en->debit, a.name, VS_LEDGER_NAME_MAX);
+        snprintf(en->debit, sizeof en->debit, "%s", display_name(&a, shown));
     if (vs_ledger_account(c->t, x->credit_account_id, &a) == 0)
-        memcpy(en->credit, a.name, VS_LEDGER_NAME_MAX);
+        snprintf(en->credit, sizeof en->credit, "%s", display_name(&a, shown));
     memcpy(en->id, x->id, VS_LEDGER_ID_LEN);
     memcpy(en->pending, x->pending_id, VS_LEDGER_ID_LEN);
     memcpy(en->task, x->user_data_128, VS_LEDGER_ID_LEN);
@@ -1358,7 +1437,7 @@ static int query_account(vs_ledger_txn *t, const Vs__V1__LedgerCommand *c, struc
                          struct vs_escrow_reply *r, bool *found)
 {
     *found = false;
-    int rc = c->account != NULL ? vs_ledger_account_by_name(t, c->account, a) : -EINVAL;
+    int rc = c->account != NULL ? lookup(t, c->account, a) : -EINVAL;
     if (rc == -ENOENT || rc == -EINVAL)
         return deny(r, VS__V1__STATUS_CODE__STATUS_INVALID, "unknown account");
     *found = rc == 0;

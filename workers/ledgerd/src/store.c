@@ -24,13 +24,17 @@
  *  - Records are the public structs stored as they are (zeroed first, so
  *    padding is deterministic): the store is read only by this code on the
  *    machine that wrote it, and backups are LMDB copies.
- *  - Single-threaded: the daemon runs everything on its loop thread. A
- *    read-only handle in another process reads consistently through LMDB's
- *    lock file.
+ *  - One writing thread (vs_ledger_write) and any number of reading ones
+ *    (vs_ledger_read): the daemon commits on a worker thread while its loop
+ *    answers queries. A map growth needs every transaction of the process
+ *    ended, so reads and writes hold a read lock that growth takes for
+ *    writing. A read-only handle in another process reads consistently
+ *    through LMDB's lock file.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +75,7 @@ struct vs_ledger {
     MDB_dbi commands, meta, outbox;
     MDB_dbi tables[VS_LTABLE_COUNT];
     bool read_only;
+    pthread_rwlock_t maplock; /* read: any transaction; write: map growth */
     vs_ledger_expired_fn on_expired;
     void *on_expired_arg;
     /* the write transaction's account cache: open addressing, used[] lists
@@ -185,6 +190,7 @@ int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out)
     vs_ledger *l = calloc(1, sizeof *l);
     if (l == NULL)
         return -ENOMEM;
+    pthread_rwlock_init(&l->maplock, NULL);
     l->read_only = o->read_only;
     unsigned flags = MDB_NOTLS;
     if (o->read_only) {
@@ -239,6 +245,7 @@ void vs_ledger_free(vs_ledger *l)
     free(l->undo_bytes);
     free(l->slots);
     free(l->used);
+    pthread_rwlock_destroy(&l->maplock);
     free(l);
 }
 
@@ -1355,12 +1362,16 @@ static int begin(vs_ledger *l, bool write, MDB_txn **txn)
     }
 }
 
+/* Double the map once the process's readers are out (maplock). */
 static int grow(vs_ledger *l)
 {
+    pthread_rwlock_wrlock(&l->maplock);
     uint64_t size = vs_ledger_map_size(l);
-    if (size == 0 || size >= MAX_MAP_SIZE)
-        return -ENOSPC;
-    return vs_lmdb_err(mdb_env_set_mapsize(l->env, (size_t)(size * 2)));
+    int rc = size == 0 || size >= MAX_MAP_SIZE
+                 ? -ENOSPC
+                 : vs_lmdb_err(mdb_env_set_mapsize(l->env, (size_t)(size * 2)));
+    pthread_rwlock_unlock(&l->maplock);
+    return rc;
 }
 
 int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, void *arg)
@@ -1371,9 +1382,12 @@ int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, voi
         return -EROFS;
     for (;;) {
         vs_ledger_txn t = {.l = l, .write = true};
+        pthread_rwlock_rdlock(&l->maplock);
         int rc = begin(l, true, &t.txn);
-        if (rc)
+        if (rc) {
+            pthread_rwlock_unlock(&l->maplock);
             return rc;
+        }
         cache_clear(l);
         rc = meta_get(&t, "clock", &t.clock);
         if (rc == 0) {
@@ -1394,6 +1408,7 @@ int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, voi
             mdb_txn_abort(t.txn);
         cache_clear(l);
         undo_clear(l);
+        pthread_rwlock_unlock(&l->maplock);
         if (rc != VS_LMDB_MAP_FULL)
             return rc;
         if ((rc = grow(l)))
@@ -1406,14 +1421,16 @@ int vs_ledger_read(vs_ledger *l, vs_ledger_apply_fn apply, void *arg)
     if (l == NULL || apply == NULL)
         return -EINVAL;
     vs_ledger_txn t = {.l = l, .write = false};
+    pthread_rwlock_rdlock(&l->maplock);
     int rc = begin(l, false, &t.txn);
-    if (rc)
-        return rc;
-    rc = meta_get(&t, "clock", &t.clock);
-    t.now = clock_ns();
-    if (rc == 0)
-        rc = apply(&t, arg);
-    mdb_txn_abort(t.txn);
+    if (rc == 0) {
+        rc = meta_get(&t, "clock", &t.clock);
+        t.now = clock_ns();
+        if (rc == 0)
+            rc = apply(&t, arg);
+        mdb_txn_abort(t.txn);
+    }
+    pthread_rwlock_unlock(&l->maplock);
     return rc;
 }
 
@@ -1553,15 +1570,19 @@ int vs_ledger_outbox_put(vs_ledger_txn *t, const char *subject, const char *msg_
     return rc;
 }
 
-int vs_ledger_outbox_each(vs_ledger_txn *t, vs_outbox_fn cb, void *arg)
+int vs_ledger_outbox_each(vs_ledger_txn *t, uint64_t after_seq, vs_outbox_fn cb, void *arg)
 {
+    if (after_seq == UINT64_MAX)
+        return 0;
     MDB_cursor *c;
     int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->outbox, &c));
     if (rc)
         return rc;
-    MDB_val k, v;
+    uint8_t start[8];
+    vs_put_be64(start, after_seq + 1);
+    MDB_val k = vs_mval(start, sizeof start), v;
     int r;
-    for (r = mdb_cursor_get(c, &k, &v, MDB_FIRST); r == 0 && rc == 0;
+    for (r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); r == 0 && rc == 0;
          r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         const uint8_t *p = v.mv_data;
         size_t n = v.mv_size;

@@ -42,6 +42,7 @@
 #include "vs/api.h"
 #include "vs/keys.h"
 #include "vs/ledger_store.h"
+#include "vs/v1/audit.pb-c.h"
 #include "vs/v1/ledger.pb-c.h"
 #include "vs/v1/task.pb-c.h"
 
@@ -131,6 +132,12 @@ VS_API int vs_escrow_next_due(vs_escrow *e, vs_ledger_txn *t, uint64_t *at_ns);
 VS_API int vs_escrow_sign(const Vs__V1__LedgerCommand *cmd, vs_signkey *const *keys, size_t n,
                           uint64_t ttl_ms, Vs__V1__LedgerCommand *out);
 VS_API void vs_escrow_signed_clear(Vs__V1__LedgerCommand *out);
+
+/* Write an audit event to the transaction's outbox (published after the
+ * commit): details are n name/value pairs, as for vs_audit_emitv. */
+VS_API int vs_escrow_audit(vs_escrow *e, vs_ledger_txn *t, const char *category, Vs__V1__Severity sev,
+                           const char *agent, const uint8_t *task, const char *event,
+                           const char *const *kv, size_t n);
 
 /* An account's reputation Rs (0.5 without history). */
 VS_API int vs_escrow_reputation(vs_escrow *e, vs_ledger_txn *t, const char *agent, double *rs);

@@ -258,7 +258,8 @@ VS_API int vs_ledger_outbox_put(vs_ledger_txn *t, const char *subject, const cha
                                 const void *data, size_t len);
 typedef int (*vs_outbox_fn)(uint64_t seq, const char *subject, const char *msg_id,
                             const uint8_t *data, size_t len, void *arg);
-VS_API int vs_ledger_outbox_each(vs_ledger_txn *t, vs_outbox_fn cb, void *arg);
+/* Entries after after_seq (0: all) in order; cb returns nonzero to stop. */
+VS_API int vs_ledger_outbox_each(vs_ledger_txn *t, uint64_t after_seq, vs_outbox_fn cb, void *arg);
 VS_API int vs_ledger_outbox_del(vs_ledger_txn *t, uint64_t seq);
 
 /* A small key/value space for the layers above (escrow tasks, reputation,
