@@ -41,15 +41,11 @@ static void keys_usage(FILE *out)
 
 static int print_key_file(const char *path, const char *name)
 {
-    vs_signkey *k = NULL;
-    int rc = vs_signkey_load(path, &k);
-    if (rc < 0) {
-        vsctl_err("cannot load the key %s: %s%s", path, strerror(-rc),
-                  rc == -EPERM ? " (it must not be readable by others)" : "");
-        return rc;
-    }
+    vs_signkey *k = vsctl_load_signkey(path);
+    if (k == NULL)
+        return -EINVAL;
     char vkey[VS_VKEY_MAX];
-    rc = vs_vkey_format(name, vs_signkey_public(k), vkey, sizeof(vkey));
+    int rc = vs_vkey_format(name, vs_signkey_public(k), vkey, sizeof(vkey));
     vs_signkey_free(k);
     if (rc < 0) {
         vsctl_err("--name: '%s' cannot name a key (no spaces, no '+')", name);
@@ -122,16 +118,9 @@ static int init_audit(const char *path, const char *name)
         vsctl_err("--name: '%s' cannot name a key (no spaces, no '+')", name);
         return VSCTL_USAGE;
     }
-    vs_signkey *k = NULL;
-    int rc = vs_signkey_new(&k);
-    if (rc == 0)
-        rc = vs_signkey_save(k, path);
-    if (rc < 0) {
-        vsctl_err("cannot create %s: %s", path,
-                  rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
-        vs_signkey_free(k);
+    vs_signkey *k = vsctl_create_signkey(path);
+    if (k == NULL)
         return VSCTL_FAIL;
-    }
     char vkey[VS_VKEY_MAX];
     vs_vkey_format(name, vs_signkey_public(k), vkey, sizeof(vkey));
     vs_signkey_free(k);

@@ -126,13 +126,10 @@ static int ledger_send(struct vsctl *ctx, enum vs_subject_id id, Vs__V1__LedgerC
 static int load_keys(const struct ledger_args *a, vs_signkey **keys)
 {
     for (size_t i = 0; i < a->nkeys; i++) {
-        int rc = vs_signkey_load(a->keys[i], &keys[i]);
-        if (rc < 0) {
-            vsctl_err("cannot load the key %s: %s%s", a->keys[i], strerror(-rc),
-                      rc == -EPERM ? " (it must not be readable by others)" : "");
+        if ((keys[i] = vsctl_load_signkey(a->keys[i])) == NULL) {
             while (i-- > 0)
                 vs_signkey_free(keys[i]);
-            return rc;
+            return -EINVAL;
         }
     }
     return 0;
@@ -244,16 +241,9 @@ static int backup(const struct ledger_args *a)
 
 static int init_governor(const char *path)
 {
-    vs_signkey *k = NULL;
-    int rc = vs_signkey_new(&k);
-    if (rc == 0)
-        rc = vs_signkey_save(k, path);
-    if (rc < 0) {
-        vsctl_err("cannot create %s: %s", path,
-                  rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
-        vs_signkey_free(k);
+    vs_signkey *k = vsctl_create_signkey(path);
+    if (k == NULL)
         return VSCTL_FAIL;
-    }
     char hex[2 * VS_SIGN_PUBLICKEY_LEN + 1];
     sodium_bin2hex(hex, sizeof hex, vs_signkey_public(k), VS_SIGN_PUBLICKEY_LEN);
     vs_signkey_free(k);

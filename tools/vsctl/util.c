@@ -23,6 +23,7 @@
 
 #include "vs/config.h"
 #include "vs/js.h"
+#include "vs/keys.h"
 #include "vs/v1/audit.pb-c.h"
 #include "vs/log.h"
 #include "vs/subjects.h"
@@ -628,4 +629,33 @@ int vsctl_request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *re
     }
     *out = r.msg;
     return 0;
+}
+
+/* ---- signing keys ------------------------------------------------------------ */
+
+vs_signkey *vsctl_create_signkey(const char *path)
+{
+    vs_signkey *k = NULL;
+    int rc = vs_signkey_new(&k);
+    if (rc == 0)
+        rc = vs_signkey_save(k, path);
+    if (rc < 0) {
+        vsctl_err("cannot create %s: %s", path,
+                  rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
+        vs_signkey_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+vs_signkey *vsctl_load_signkey(const char *path)
+{
+    vs_signkey *k = NULL;
+    int rc = vs_signkey_load(path, &k);
+    if (rc < 0) {
+        vsctl_err("cannot load the key %s: %s%s", path, strerror(-rc),
+                  rc == -EPERM ? " (it must not be readable by others)" : "");
+        return NULL;
+    }
+    return k;
 }

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "vs/bus.h"
+#include "vs/keys.h"
 #include "vs/subjects.h"
 #include "vs/v1/audit.pb-c.h"
 
@@ -191,6 +192,11 @@ bool vsctl_print_json(FILE *out, const json_t *j);
 #define VSCTL_REQUEST_TIMEOUT_MS 10000
 int vsctl_request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *req,
                   const char *msg_id, const char *service, ProtobufCMessage **out);
+/* A new Ed25519 key saved to path (0600, never overwritten), or NULL with
+ * the error printed. */
+vs_signkey *vsctl_create_signkey(const char *path);
+/* The key file at path, or NULL with the error printed. */
+vs_signkey *vsctl_load_signkey(const char *path);
 /* Run the bus loop for ms (a pause that keeps the connection serviced). */
 void vsctl_sleep_bus(vs_bus *bus, uint64_t ms);
 

@@ -51,6 +51,7 @@
 #define READER_CHECK_MS 60000
 #define OUTBOX_INFLIGHT 4096
 #define COALESCE_MS 2
+#define MAX_BACKOFF_MS 60000
 
 static const struct vs_cfg_key ledgerd_keys[] = {
     {"ledgerd.store", VS_CFG_STRING, true, "directory of the ledger (LMDB environment)"},
@@ -104,6 +105,9 @@ struct ledgerd {
     uint64_t *deleting;    /* outbox entries the job deletes (a prefix of done) */
     size_t ndeleting;
     bool job_failed;       /* the batch failed and was applied one by one */
+    bool job_ticks;        /* the job settles what is due (not while backing off) */
+    bool tick_failed;      /* the timed work failed; the commands went without it */
+    uint64_t tick_backoff_ms, tick_retry_at_ms; /* when to try timed work again */
     uint64_t ack_wait_ms;
     uv_idle_t flush_idle;
     uv_timer_t coalesce_timer, due_timer, retry_timer, reader_timer;
@@ -339,6 +343,7 @@ struct batch {
     size_t n;
     const uint64_t *deleting; /* outbox entries the broker confirmed */
     size_t ndeleting;
+    bool with_tick;           /* also settle what is due (vs_escrow_tick) */
 };
 
 /* One audit event per commit instead of one per routine command: the
@@ -390,7 +395,7 @@ static int apply_batch(vs_ledger_txn *t, void *arg)
     uint64_t first[2] = {0, 0}, applied[2] = {0, 0}; /* LEDGER, TASKS */
     /* What is due goes first: a vote or a dispute that arrives after its
      * deadline finds the deadline's effect already applied. */
-    int rc = vs_escrow_tick(g->escrow, t);
+    int rc = b->with_tick ? vs_escrow_tick(g->escrow, t) : 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         struct item *it = &b->items[i];
         reset_outputs(it);
@@ -412,7 +417,7 @@ static int apply_batch(vs_ledger_txn *t, void *arg)
         if ((rc = vs_ledger_applied_get(t, stream, &prev)) == 0 && applied[s] > prev)
             rc = vs_ledger_applied_set(t, stream, applied[s]);
     }
-    if (rc == 0)
+    if (rc == 0 && b->with_tick)
         rc = vs_escrow_tick(g->escrow, t);
     for (size_t i = 0; i < b->ndeleting && rc == 0; i++)
         rc = vs_ledger_outbox_del(t, b->deleting[i]);
@@ -453,8 +458,14 @@ static void write_job(uv_work_t *req)
 {
     struct ledgerd *g = req->data;
     struct batch b = {.g = g, .items = g->work, .n = g->nwork, .deleting = g->deleting,
-                      .ndeleting = g->ndeleting};
+                      .ndeleting = g->ndeleting, .with_tick = g->job_ticks};
     int rc = vs_ledger_write(g->ledger, 0, apply_batch, &b);
+    g->tick_failed = false;
+    if (rc != 0 && b.with_tick) { /* perhaps the timed work, not the commands */
+        b.with_tick = false;
+        if ((rc = vs_ledger_write(g->ledger, 0, apply_batch, &b)) == 0)
+            g->tick_failed = true;
+    }
     g->job_failed = rc != 0;
     for (size_t i = 0; i < g->nwork; i++)
         g->work[i].status = rc;
@@ -496,6 +507,18 @@ static void job_done(uv_work_t *req, int status)
         g->n.batch_errors++;
         log_warnx("a batch of %zu was refused by the store; applied one by one", g->nwork);
     }
+    if (status == 0 && (g->tick_failed || g->job_failed)) {
+        /* Timed settlement (or the store) failed: try again later, backing
+         * off, instead of at once and forever. */
+        g->tick_backoff_ms = g->tick_backoff_ms ? g->tick_backoff_ms * 2 : RETRY_MS;
+        if (g->tick_backoff_ms > MAX_BACKOFF_MS)
+            g->tick_backoff_ms = MAX_BACKOFF_MS;
+        g->tick_retry_at_ms = vs_mono_ms() + g->tick_backoff_ms;
+        log_warnx("the store refused timed settlement; next attempt in %" PRIu64 " ms",
+                  g->tick_backoff_ms);
+    } else if (status == 0 && g->job_ticks) {
+        g->tick_backoff_ms = 0;
+    }
     for (size_t i = 0; i < g->nwork; i++) {
         struct item *it = &g->work[i];
         if (status == 0 && it->status == 0)
@@ -535,6 +558,7 @@ static void start_job(struct ledgerd *g)
     if (g->ndeleting > 0)
         memcpy(g->deleting, g->done, g->ndeleting * sizeof *g->done);
     g->job.data = g;
+    g->job_ticks = g->tick_backoff_ms == 0 || vs_mono_ms() >= g->tick_retry_at_ms;
     if (uv_queue_work(vs_daemon_loop(g->d), &g->job, write_job, job_done) != 0) {
         log_warnx("cannot start the writer");
         if (n > 0) { /* give the items back, in front */
@@ -589,6 +613,9 @@ static void schedule(struct ledgerd *g)
     uint64_t at = due.at;
     uint64_t now = vs_now_ns();
     uint64_t delay = rc != 0 ? RETRY_MS : at == 0 ? 0 : at <= now ? 0 : (at - now) / 1000000u + 1;
+    uint64_t mono = vs_mono_ms();
+    if (g->tick_backoff_ms > 0 && g->tick_retry_at_ms > mono + delay)
+        delay = g->tick_retry_at_ms - mono;
     if (rc == 0 && at == 0) {
         uv_timer_stop(&g->due_timer);
         if (g->ndone > 0)

@@ -210,10 +210,18 @@ int vs_escrow_audit(vs_escrow *e, vs_ledger_txn *t, const char *category, Vs__V1
     return rc;
 }
 
+/* The Settlement of a task, naming the n transfers that settled it. */
 static int publish_settlement(vs_escrow *e, vs_ledger_txn *t, const uint8_t task[VS_LEDGER_ID_LEN],
-                              const struct task_rec *tr)
+                              const struct task_rec *tr, const struct vs_transfer *xs, size_t n)
 {
     Vs__V1__Settlement s = VS__V1__SETTLEMENT__INIT;
+    ProtobufCBinaryData ids[4];
+    if (n > sizeof ids / sizeof ids[0])
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (ProtobufCBinaryData){VS_LEDGER_ID_LEN, (uint8_t *)xs[i].id};
+    s.transfer_ids = ids;
+    s.n_transfer_ids = n;
     s.task_id.data = (uint8_t *)task;
     s.task_id.len = VS_LEDGER_ID_LEN;
     s.agent = (char *)tr->agent;
@@ -386,13 +394,15 @@ static int run_transfers(vs_ledger_txn *t, struct vs_transfer *xs, size_t n, int
     return rc;
 }
 
-static void plain(struct vs_transfer *x, const uint8_t *task, const char *role, const char *from,
-                  const char *to, uint64_t amount)
+/* A plain transfer between two accounts (ids; an escrow account's id is
+ * its task's). */
+static void plain(struct vs_transfer *x, const uint8_t *task, const char *role, const uint8_t *from,
+                  const uint8_t *to, uint64_t amount)
 {
     memset(x, 0, sizeof *x);
     derived_id(task, role, x->id);
-    vs_escrow_account_id(from, x->debit_account_id);
-    vs_escrow_account_id(to, x->credit_account_id);
+    memcpy(x->debit_account_id, from, VS_LEDGER_ID_LEN);
+    memcpy(x->credit_account_id, to, VS_LEDGER_ID_LEN);
     memcpy(x->user_data_128, task, VS_LEDGER_ID_LEN);
     x->amount = amount;
     x->ledger = VS_ESCROW_LEDGER;
@@ -415,19 +425,24 @@ static void resolve(struct vs_transfer *x, const uint8_t *task, const char *role
 static int pay_out(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, struct task_rec *tr,
                    uint64_t to_agent, uint64_t to_requester, Vs__V1__SettlementOutcome outcome)
 {
-    char escrow[VS_LEDGER_NAME_MAX];
-    escrow_name(task, escrow);
     struct vs_transfer xs[4];
     size_t n = 0;
     uint64_t fee = fee_of(e, to_agent);
+    uint8_t id[VS_LEDGER_ID_LEN];
     if (tr->state == TASK_HELD)
         resolve(&xs[n++], task, "post", tr->hold_id, true);
-    if (to_agent - fee > 0)
-        plain(&xs[n++], task, "pay", escrow, tr->agent, to_agent - fee);
-    if (fee > 0)
-        plain(&xs[n++], task, "fee", escrow, VS_ESCROW_FEE, fee);
-    if (to_requester > 0)
-        plain(&xs[n++], task, "refund", escrow, tr->requester, to_requester);
+    if (to_agent - fee > 0) {
+        vs_escrow_account_id(tr->agent, id);
+        plain(&xs[n++], task, "pay", task, id, to_agent - fee);
+    }
+    if (fee > 0) {
+        vs_escrow_account_id(VS_ESCROW_FEE, id);
+        plain(&xs[n++], task, "fee", task, id, fee);
+    }
+    if (to_requester > 0) {
+        vs_escrow_account_id(tr->requester, id);
+        plain(&xs[n++], task, "refund", task, id, to_requester);
+    }
     for (size_t i = 0; i + 1 < n; i++)
         xs[i].flags |= VS_TRANSFER_LINKED;
     int failed;
@@ -459,7 +474,7 @@ static int pay_out(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, struct t
                : outcome == VS__V1__SETTLEMENT_OUTCOME__SETTLEMENT_SPLIT ? "split"
                                                                          : "refunded",
                kv, 5);
-    return rc ? rc : publish_settlement(e, t, task, tr);
+    return rc ? rc : publish_settlement(e, t, task, tr, xs, n);
 }
 
 /* Void a hold: the task was rejected or cancelled (scored: false) or
@@ -482,7 +497,7 @@ static int void_hold(vs_escrow *e, vs_ledger_txn *t, const uint8_t *task, struct
         return rc;
     const char *kv[] = {"requester", tr->requester, "why", why};
     rc = vs_escrow_audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_NOTICE, tr->agent, task, "refunded", kv, 2);
-    return rc ? rc : publish_settlement(e, t, task, tr);
+    return rc ? rc : publish_settlement(e, t, task, tr, &x, failed == VS_XFER_OK);
 }
 
 /* Settle a decided task by its outcome (window closed, or no window). */
@@ -516,7 +531,7 @@ static int on_expired(vs_ledger_txn *t, const struct vs_transfer *x, void *arg)
     const char *kv[] = {"requester", tr.requester, "why", "hold timed out"};
     rc = vs_escrow_audit(e, t, "escrow", VS__V1__SEVERITY__SEVERITY_WARNING, tr.agent, x->user_data_128,
                "refunded", kv, 2);
-    return rc ? rc : publish_settlement(e, t, x->user_data_128, &tr);
+    return rc ? rc : publish_settlement(e, t, x->user_data_128, &tr, NULL, 0);
 }
 
 /* ---- accounts --------------------------------------------------------------------------------- */
@@ -772,8 +787,6 @@ static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand 
         (requester.credits_posted < requester.debits_posted + requester.debits_pending ||
          requester.credits_posted - requester.debits_posted - requester.debits_pending < c->amount))
         return deny(r, VS__V1__STATUS_CODE__STATUS_DENIED, "insufficient funds");
-    char escrow[VS_LEDGER_NAME_MAX];
-    escrow_name(task, escrow);
     int result;
     if ((rc = ensure_account(t, "", "", VS_CODE_ESCROW, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS,
                              task, NULL, &result)))
@@ -781,7 +794,7 @@ static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand 
     if (result != VS_ACCT_OK)
         return -EUCLEAN;
     struct vs_transfer x;
-    plain(&x, task, "hold", c->account, escrow, c->amount);
+    plain(&x, task, "hold", requester.id, task, c->amount);
     if (c->transfer_id.len == VS_LEDGER_ID_LEN && has_id(&c->transfer_id))
         memcpy(x.id, c->transfer_id.data, VS_LEDGER_ID_LEN);
     x.flags = VS_TRANSFER_PENDING;
@@ -886,9 +899,10 @@ static int cmd_governed(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
     } else {
         bool deposit = c->op == VS__V1__LEDGER_OP__LEDGER_OP_DEPOSIT;
         struct vs_transfer x;
-        plain(&x, c->command_id.data, deposit ? "deposit" : "adjust",
-              deposit ? VS_ESCROW_OPERATOR : c->account, deposit ? c->account : c->counterparty,
-              c->amount);
+        uint8_t from[VS_LEDGER_ID_LEN], to[VS_LEDGER_ID_LEN];
+        vs_escrow_account_id(deposit ? VS_ESCROW_OPERATOR : c->account, from);
+        vs_escrow_account_id(deposit ? c->account : c->counterparty, to);
+        plain(&x, c->command_id.data, deposit ? "deposit" : "adjust", from, to, c->amount);
         memset(x.user_data_128, 0, sizeof x.user_data_128);
         int failed;
         if ((rc = run_transfers(t, &x, 1, &failed)) == 0) {
@@ -977,7 +991,9 @@ static bool owner_used(const struct panel_pick *p, const char *owner)
 static int consider(const struct vs_account *a, void *arg)
 {
     struct panel_pick *p = arg;
-    if (a->code != VS_CODE_WALLET || !a->has_public_key || owner_used(p, a->owner) ||
+    /* An agent without an owner cannot be shown independent: never chosen. */
+    if (a->code != VS_CODE_WALLET || !a->has_public_key || a->owner[0] == '\0' ||
+        owner_used(p, a->owner) ||
         strcmp(a->name, p->exclude_names[0]) == 0 || strcmp(a->name, p->exclude_names[1]) == 0)
         return 0;
     double rs;

@@ -255,12 +255,21 @@ void vs_ledger_on_expired(vs_ledger *l, vs_ledger_expired_fn cb, void *arg)
     l->on_expired_arg = arg;
 }
 
-uint64_t vs_ledger_map_size(const vs_ledger *l)
+static uint64_t map_size(vs_ledger *l)
 {
     MDB_envinfo info;
     if (mdb_env_info(l->env, &info) != 0)
         return 0;
     return (uint64_t)info.me_mapsize;
+}
+
+/* mdb_env_info reads the meta pages in the map: not while it moves. */
+uint64_t vs_ledger_map_size(vs_ledger *l)
+{
+    pthread_rwlock_rdlock(&l->maplock);
+    uint64_t size = map_size(l);
+    pthread_rwlock_unlock(&l->maplock);
+    return size;
 }
 
 int vs_ledger_reader_check(vs_ledger *l, int *dead)
@@ -1294,27 +1303,32 @@ int vs_ledger_transfer(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN], str
 
 /* ---- expiry ------------------------------------------------------------------------ */
 
+/* The earliest expiry key (deadline | id); *found false when none. */
+static int first_expiry(vs_ledger_txn *t, uint8_t key[8 + VS_LEDGER_ID_LEN], bool *found)
+{
+    MDB_cursor *c;
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    *found = rc == 0;
+    if (rc == 0 && k.mv_size != 8 + VS_LEDGER_ID_LEN)
+        rc = EBADMSG;
+    else if (rc == 0)
+        memcpy(key, k.mv_data, 8 + VS_LEDGER_ID_LEN);
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc == EBADMSG ? -EBADMSG : vs_lmdb_err(rc);
+}
+
 static int expire_due(vs_ledger_txn *t)
 {
     for (;;) {
-        MDB_cursor *c;
-        int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
-        if (rc)
-            return rc;
-        MDB_val k, v;
-        rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
         uint8_t key[8 + VS_LEDGER_ID_LEN];
-        if (rc == 0 && k.mv_size == sizeof key)
-            memcpy(key, k.mv_data, sizeof key);
-        mdb_cursor_close(c);
-        if (rc == MDB_NOTFOUND)
-            return 0;
-        if (rc)
-            return vs_lmdb_err(rc);
-        if (k.mv_size != sizeof key)
-            return -EBADMSG;
-        if (vs_get_be64(key) > t->now)
-            return 0;
+        bool found;
+        int rc = first_expiry(t, key, &found);
+        if (rc || !found || vs_get_be64(key) > t->now)
+            return rc;
         struct xfer_rec rec;
         if ((rc = xfer_get(t, key + 8, &rec)))
             return rc == -ENOENT ? -EUCLEAN : rc;
@@ -1332,15 +1346,11 @@ static int expire_due(vs_ledger_txn *t)
 
 int vs_ledger_next_deadline(vs_ledger_txn *t, uint64_t *deadline_ns)
 {
-    MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
-    if (rc)
-        return rc;
-    MDB_val k, v;
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    *deadline_ns = rc == 0 && k.mv_size >= 8 ? vs_get_be64(k.mv_data) : 0;
-    mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : vs_lmdb_err(rc);
+    uint8_t key[8 + VS_LEDGER_ID_LEN];
+    bool found;
+    int rc = first_expiry(t, key, &found);
+    *deadline_ns = rc == 0 && found ? vs_get_be64(key) : 0;
+    return rc;
 }
 
 /* ---- transactions ---------------------------------------------------------------------- */
@@ -1366,7 +1376,7 @@ static int begin(vs_ledger *l, bool write, MDB_txn **txn)
 static int grow(vs_ledger *l)
 {
     pthread_rwlock_wrlock(&l->maplock);
-    uint64_t size = vs_ledger_map_size(l);
+    uint64_t size = map_size(l);
     int rc = size == 0 || size >= MAX_MAP_SIZE
                  ? -ENOSPC
                  : vs_lmdb_err(mdb_env_set_mapsize(l->env, (size_t)(size * 2)));

@@ -20,7 +20,9 @@
  *   rejected, cancelled (REFUND) or expired before an outcome: voided.
  *   DISPUTE   within the window, by the requester or the agent: a panel of
  *             the 3 highest-reputation agents that are neither party and
- *             whose owners differ from each other and from the parties'.
+ *             whose owners differ from each other and from the parties'
+ *             (an agent without an owner cannot be shown independent and
+ *             is never chosen).
  *             2 of 3 votes decide (agent: pay; requester: refund; split:
  *             half each, the fee on the agent's half). Three different
  *             votes are a tie: split. No decision by the vote deadline:

@@ -292,6 +292,6 @@ VS_API int vs_ledger_check(vs_ledger_txn *t, struct vs_ledger_totals *totals);
 VS_API int vs_ledger_backup(vs_ledger *l, const char *dir);
 /* Readers left by dead processes, cleared (mdb_reader_check). */
 VS_API int vs_ledger_reader_check(vs_ledger *l, int *dead);
-VS_API uint64_t vs_ledger_map_size(const vs_ledger *l);
+VS_API uint64_t vs_ledger_map_size(vs_ledger *l);
 
 #endif
