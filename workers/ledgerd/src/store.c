@@ -16,6 +16,10 @@
  *  - Accounts touched by a write transaction live in a small hash table
  *    until the commit: the agent and fee accounts of a batch of releases
  *    are read and written once per batch instead of once per transfer.
+ *    Their history entries wait there too and are stored as one record per
+ *    account and commit: an index entry per transfer made busy accounts
+ *    (requesters, the agent, the fee account) rewrite several B-tree pages
+ *    each per commit, two thirds of the bytes a batch wrote.
  *  - MDB_WRITEMAP: commits write the map's dirty pages in place instead of
  *    copying them out (a third of the commit time here).
  *  - Every transfer id is recorded with the body first submitted and its
@@ -55,13 +59,20 @@ struct acct_slot {
     struct vs_account a;
     bool used;
     bool dirty;       /* written back at the commit */
+    /* this write's history entries of the account (timestamp | transfer
+     * id, in timestamp order), stored as one chunk at the commit */
+    uint8_t *hist;
+    size_t nhist, hist_cap;
 };
+
+#define HIST_LEN (8 + VS_LEDGER_ID_LEN)
 
 /* One step to undo when a linked chain fails: an LMDB key's previous
  * value (or its absence), or a cached account's previous state. */
 struct undo {
     MDB_dbi db;
     bool is_account;
+    bool is_hist;     /* a history entry added to slot's buffer */
     bool dup;         /* an added duplicate (val): rollback deletes just it */
     bool had;         /* the key had a value / the account was dirty */
     size_t slot;
@@ -98,11 +109,17 @@ struct vs_ledger_txn {
     uint64_t now;     /* the transaction's time */
     uint64_t clock;   /* the last timestamp given out */
     bool write;
-    /* The greatest transfer id known to be stored: a larger one is
-     * appended (MDB_APPEND fills pages instead of splitting them). */
-    uint8_t last_id[VS_LEDGER_ID_LEN];
-    bool last_id_known;
+    /* The greatest key of each append-friendly table as far as this write
+     * knows: a new key above it is appended (MDB_APPEND fills pages instead
+     * of splitting them in half). Time-ordered ids make that the usual case. */
+    struct last_key {
+        uint8_t k[8 + VS_LEDGER_ID_LEN];
+        size_t n;
+        bool known;
+    } last[4];
 };
+
+enum { LAST_TRANSFERS, LAST_BY_ACCOUNT, LAST_BY_TASK, LAST_EXPIRY };
 
 /* A transfer id's record: the transfer as applied (OK) or as submitted
  * (a failure), what the submission left zero for a POST/VOID to fill in
@@ -132,9 +149,9 @@ static const struct {
     {"names", offsetof(struct vs_ledger, names), 0},
     {"transfers", offsetof(struct vs_ledger, transfers), 0},
     {"expiry", offsetof(struct vs_ledger, expiry), 0},
-    /* Indexes as sorted fixed-size duplicates of one key: appended
-     * (MDB_APPENDDUP) they fill their pages, ~170 entries to a page. */
-    {"by_account", offsetof(struct vs_ledger, by_account), MDB_DUPSORT | MDB_DUPFIXED},
+    /* The task index holds sorted fixed-size duplicates of one key:
+     * appended (MDB_APPENDDUP) they fill their pages. */
+    {"by_account", offsetof(struct vs_ledger, by_account), 0},
     {"by_task", offsetof(struct vs_ledger, by_task), MDB_DUPSORT | MDB_DUPFIXED},
     {"commands", offsetof(struct vs_ledger, commands), 0},
     {"meta", offsetof(struct vs_ledger, meta), 0},
@@ -243,6 +260,8 @@ void vs_ledger_free(vs_ledger *l)
     undo_clear(l);
     free(l->undo);
     free(l->undo_bytes);
+    for (size_t i = 0; i < l->slot_cap; i++)
+        free(l->slots[i].hist);
     free(l->slots);
     free(l->used);
     pthread_rwlock_destroy(&l->maplock);
@@ -348,7 +367,9 @@ static int undo_rollback(vs_ledger_txn *t)
         struct undo *u = &l->undo[i];
         MDB_val k = vs_mval(l->undo_bytes + u->koff, u->klen);
         MDB_val v = vs_mval(l->undo_bytes + u->voff, u->vlen);
-        if (u->is_account) {
+        if (u->is_hist) {
+            l->slots[u->slot].nhist--;
+        } else if (u->is_account) {
             l->slots[u->slot].a = u->old;
             l->slots[u->slot].dirty = u->had;
         } else if (u->dup) {
@@ -400,7 +421,10 @@ static int put(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const voi
             return rc;
     }
     MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
-    return vs_lmdb_err(mdb_put(t->txn, db, &key, &val, flags & ~PUT_NEW));
+    int rc = mdb_put(t->txn, db, &key, &val, flags & ~PUT_NEW);
+    if (rc == MDB_KEYEXIST && (flags & MDB_APPEND)) /* the tracked last key was stale */
+        rc = mdb_put(t->txn, db, &key, &val, flags & ~(PUT_NEW | MDB_APPEND));
+    return vs_lmdb_err(rc);
 }
 
 static int del(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
@@ -417,9 +441,46 @@ static int del(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
     return rc == -ENOENT ? 0 : rc;
 }
 
+/* MDB_APPEND when key k sorts after every key of db (as tracked in
+ * t->last[which]), else 0. */
+static int append_flag(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn,
+                       unsigned *flag)
+{
+    struct last_key *lk = &t->last[which];
+    *flag = 0;
+    if (kn > sizeof lk->k)
+        return 0;
+    if (!lk->known) {
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc = vs_lmdb_err(mdb_cursor_open(t->txn, db, &c));
+        if (rc)
+            return rc;
+        rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
+        lk->n = 0;
+        if (rc == 0 && key.mv_size <= sizeof lk->k) {
+            memcpy(lk->k, key.mv_data, key.mv_size);
+            lk->n = key.mv_size;
+        }
+        mdb_cursor_close(c);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return vs_lmdb_err(rc);
+        lk->known = true;
+    }
+    size_t n = kn < lk->n ? kn : lk->n;
+    int cmp = memcmp(k, lk->k, n); /* LMDB's default order */
+    if (cmp > 0 || (cmp == 0 && kn > lk->n)) {
+        *flag = MDB_APPEND;
+        memcpy(lk->k, k, kn);
+        lk->n = kn;
+    }
+    return 0;
+}
+
 /* Add the duplicate val under key in a DUPSORT index: appended when it
  * sorts last (the usual case: timestamps and ids grow). */
-static int put_dup(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+static int put_dup(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn, const void *v,
+                   size_t vn)
 {
     vs_ledger *l = t->l;
     if (l->in_chain) {
@@ -436,8 +497,12 @@ static int put_dup(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const
         if (rc)
             return rc;
     }
+    unsigned append;
+    int rc = append_flag(t, which, db, k, kn, &append);
+    if (rc)
+        return rc;
     MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
-    int rc = mdb_put(t->txn, db, &key, &val, MDB_APPENDDUP);
+    rc = mdb_put(t->txn, db, &key, &val, MDB_APPENDDUP | append);
     if (rc == MDB_KEYEXIST)
         rc = mdb_put(t->txn, db, &key, &val, 0);
     return vs_lmdb_err(rc);
@@ -563,8 +628,10 @@ static struct acct_slot *slot_find(vs_ledger *l, const uint8_t *id, bool *found)
 
 static void cache_clear(vs_ledger *l)
 {
-    for (size_t i = 0; i < l->nused; i++)
+    for (size_t i = 0; i < l->nused; i++) {
         l->slots[l->used[i]].used = false;
+        l->slots[l->used[i]].nhist = 0;
+    }
     l->nused = 0;
 }
 
@@ -573,7 +640,7 @@ static int cache_reserve(vs_ledger *l)
 {
     if (2 * (l->nused + 1) <= l->slot_cap)
         return 0;
-    size_t cap = l->slot_cap ? l->slot_cap * 2 : 1024;
+    size_t old_cap = l->slot_cap, cap = old_cap ? old_cap * 2 : 1024;
     struct acct_slot *old = l->slots;
     size_t *old_used = l->used, n = l->nused;
     struct acct_slot *slots = calloc(cap, sizeof *slots);
@@ -595,11 +662,14 @@ static int cache_reserve(vs_ledger *l)
     }
     /* Slot indexes in the undo log refer to the old table: remap them. */
     for (size_t i = 0; i < l->nundo; i++) {
-        if (l->undo[i].is_account) {
+        if (l->undo[i].is_account || l->undo[i].is_hist) {
             bool found;
             l->undo[i].slot = (size_t)(slot_find(l, old[l->undo[i].slot].a.id, &found) - l->slots);
         }
     }
+    for (size_t i = 0; i < old_cap; i++) /* buffers of slots not carried over */
+        if (!old[i].used)
+            free(old[i].hist);
     free(old);
     free(old_used);
     return 0;
@@ -654,6 +724,22 @@ static int cache_flush(vs_ledger_txn *t)
         rc = vs_lmdb_err(r);
     for (size_t i = 0; i < l->nused && rc == 0; i++) {
         struct acct_slot *sl = &l->slots[l->used[i]];
+        if (sl->nhist > 0) { /* the history chunk: account | first timestamp */
+            uint8_t hk[VS_LEDGER_ID_LEN + 8];
+            memcpy(hk, sl->a.id, VS_LEDGER_ID_LEN);
+            memcpy(hk + VS_LEDGER_ID_LEN, sl->hist, 8);
+            MDB_val key = vs_mval(hk, sizeof hk), val = vs_mval(sl->hist, sl->nhist * HIST_LEN);
+            unsigned append;
+            if ((rc = append_flag(t, LAST_BY_ACCOUNT, l->by_account, hk, sizeof hk, &append)))
+                break;
+            int pr = mdb_put(t->txn, l->by_account, &key, &val, append);
+            if (pr == MDB_KEYEXIST && append) /* the tracked last key was stale */
+                pr = mdb_put(t->txn, l->by_account, &key, &val, 0);
+            rc = vs_lmdb_err(pr);
+            sl->nhist = 0;
+            if (rc)
+                break;
+        }
         if (!sl->dirty)
             continue;
         bool append = memcmp(sl->a.id, last, VS_LEDGER_ID_LEN) > 0;
@@ -822,27 +908,14 @@ static int xfer_get(vs_ledger_txn *t, const uint8_t *id, struct xfer_rec *r)
 /* Store a transfer's record; an id above every stored one is appended. */
 static int xfer_put(vs_ledger_txn *t, const struct xfer_rec *r, bool is_new)
 {
-    unsigned flags = is_new ? PUT_NEW : 0;
-    if (is_new && !t->last_id_known) {
-        MDB_cursor *c;
-        MDB_val k, v;
-        int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->transfers, &c));
+    unsigned append = 0;
+    if (is_new) {
+        int rc = append_flag(t, LAST_TRANSFERS, t->l->transfers, r->x.id, VS_LEDGER_ID_LEN, &append);
         if (rc)
             return rc;
-        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-        memset(t->last_id, 0, VS_LEDGER_ID_LEN);
-        if (rc == 0 && k.mv_size == VS_LEDGER_ID_LEN)
-            memcpy(t->last_id, k.mv_data, VS_LEDGER_ID_LEN);
-        mdb_cursor_close(c);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            return vs_lmdb_err(rc);
-        t->last_id_known = true;
     }
-    if (is_new && memcmp(r->x.id, t->last_id, VS_LEDGER_ID_LEN) > 0) {
-        flags |= MDB_APPEND;
-        memcpy(t->last_id, r->x.id, VS_LEDGER_ID_LEN);
-    }
-    return put(t, t->l->transfers, r->x.id, VS_LEDGER_ID_LEN, r, sizeof *r, flags);
+    return put(t, t->l->transfers, r->x.id, VS_LEDGER_ID_LEN, r, sizeof *r,
+               (is_new ? PUT_NEW : 0) | append);
 }
 
 /* The body a record was created from (for idempotency). */
@@ -871,19 +944,47 @@ static void expiry_key(uint8_t k[8 + VS_LEDGER_ID_LEN], uint64_t deadline, const
     memcpy(k + 8, id, VS_LEDGER_ID_LEN);
 }
 
-/* by_account: account -> timestamp | id; by_task: task -> id (pending). */
-#define HIST_LEN (8 + VS_LEDGER_ID_LEN)
+/* Add timestamp | id to the history buffer of a cached account (stored as
+ * one chunk per account and commit by cache_flush). */
+static int hist_add(vs_ledger_txn *t, const uint8_t *account, const uint8_t entry[HIST_LEN])
+{
+    vs_ledger *l = t->l;
+    struct acct_slot *sl;
+    int rc = cache_get(t, account, &sl);
+    if (rc)
+        return rc == -ENOENT ? -EUCLEAN : rc;
+    if (sl->nhist == sl->hist_cap) {
+        size_t cap = sl->hist_cap ? sl->hist_cap * 2 : 16;
+        uint8_t *h = realloc(sl->hist, cap * HIST_LEN);
+        if (h == NULL)
+            return -ENOMEM;
+        sl->hist = h;
+        sl->hist_cap = cap;
+    }
+    if (l->in_chain) {
+        struct undo *u = undo_push(l);
+        if (u == NULL)
+            return -ENOMEM;
+        u->is_hist = true;
+        u->slot = (size_t)(sl - l->slots);
+    }
+    memcpy(sl->hist + sl->nhist++ * HIST_LEN, entry, HIST_LEN);
+    return 0;
+}
 
+/* by_account: account | first timestamp -> the chunk of one commit's
+ * entries (timestamp | id); by_task: task -> id (pending transfers). */
 static int index_transfer(vs_ledger_txn *t, const struct vs_transfer *x)
 {
     uint8_t v[HIST_LEN];
     vs_put_be64(v, x->timestamp);
     memcpy(v + 8, x->id, VS_LEDGER_ID_LEN);
-    int rc = put_dup(t, t->l->by_account, x->debit_account_id, VS_LEDGER_ID_LEN, v, sizeof v);
+    int rc = hist_add(t, x->debit_account_id, v);
     if (rc == 0)
-        rc = put_dup(t, t->l->by_account, x->credit_account_id, VS_LEDGER_ID_LEN, v, sizeof v);
+        rc = hist_add(t, x->credit_account_id, v);
     if (rc == 0 && (x->flags & VS_TRANSFER_PENDING) && !id_zero(x->user_data_128))
-        rc = put_dup(t, t->l->by_task, x->user_data_128, VS_LEDGER_ID_LEN, x->id, VS_LEDGER_ID_LEN);
+        rc = put_dup(t, LAST_BY_TASK, t->l->by_task, x->user_data_128, VS_LEDGER_ID_LEN, x->id,
+                     VS_LEDGER_ID_LEN);
     return rc;
 }
 
@@ -1018,7 +1119,9 @@ static int apply_new(vs_ledger_txn *t, const struct vs_transfer *x, struct xfer_
         if (deadline != 0) {
             uint8_t k[8 + VS_LEDGER_ID_LEN];
             expiry_key(k, deadline, x->id);
-            rc = put(t, t->l->expiry, k, sizeof k, "", 0, PUT_NEW);
+            unsigned append;
+            if ((rc = append_flag(t, LAST_EXPIRY, t->l->expiry, k, sizeof k, &append)) == 0)
+                rc = put(t, t->l->expiry, k, sizeof k, "", 0, PUT_NEW | append);
         }
     }
     return rc;
@@ -1460,6 +1563,82 @@ static int emit_transfer(vs_ledger_txn *t, const uint8_t *id, bool open_only, vs
     return 0;
 }
 
+/* Each history entry of an account with a timestamp above after_ts, in
+ * order, to fn until it returns nonzero (returned). Chunks are keyed by
+ * their first timestamp, so the walk starts at the chunk before. */
+typedef int (*hist_fn)(vs_ledger_txn *t, const uint8_t *entry, void *arg);
+
+static int hist_each(vs_ledger_txn *t, const uint8_t *account, uint64_t after_ts, hist_fn fn, void *arg)
+{
+    int rc = t->write ? cache_flush(t) : 0; /* this write's chunks too */
+    if (rc)
+        return rc;
+    uint8_t start[VS_LEDGER_ID_LEN + 8];
+    memcpy(start, account, VS_LEDGER_ID_LEN);
+    vs_put_be64(start + VS_LEDGER_ID_LEN, after_ts);
+    MDB_cursor *c;
+    if ((rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->by_account, &c))))
+        return rc;
+    MDB_val k = vs_mval(start, sizeof start), v;
+    int r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (r == MDB_NOTFOUND) {
+        r = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    } else if (r == 0) {
+        /* The chunk before may start earlier and still hold later entries. */
+        MDB_val pk, pv;
+        if (mdb_cursor_get(c, &pk, &pv, MDB_PREV) == 0) {
+            k = pk;
+            v = pv;
+        } else {
+            k = vs_mval(start, sizeof start);
+            r = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        }
+    }
+    for (; r == 0 && rc == 0; r = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        int order = k.mv_size == sizeof start ? memcmp(k.mv_data, account, VS_LEDGER_ID_LEN) : 1;
+        if (order < 0)
+            continue; /* the previous account's last chunk */
+        if (order > 0)
+            break;
+        if (v.mv_size % HIST_LEN != 0) {
+            rc = -EBADMSG;
+            break;
+        }
+        const uint8_t *e = v.mv_data;
+        for (size_t i = 0; i < v.mv_size / HIST_LEN && rc == 0; i++, e += HIST_LEN)
+            if (vs_get_be64(e) > after_ts)
+                rc = fn(t, e, arg);
+    }
+    mdb_cursor_close(c);
+    return rc ? rc : (r == 0 || r == MDB_NOTFOUND) ? 0 : vs_lmdb_err(r);
+}
+
+struct hist_query {
+    vs_transfer_fn cb;
+    void *arg;
+    size_t limit, n;
+    bool open_only;
+};
+
+static int hist_emit(vs_ledger_txn *t, const uint8_t *entry, void *arg)
+{
+    struct hist_query *q = arg;
+    if (q->limit != 0 && q->n == q->limit)
+        return INT32_MAX; /* done */
+    int stop = 0;
+    if (q->open_only) {
+        struct xfer_rec rec;
+        int rc = xfer_get(t, entry + 8, &rec);
+        if (rc)
+            return rc == -ENOENT ? -EUCLEAN : rc;
+        if (!(rec.x.flags & VS_TRANSFER_PENDING))
+            return 0;
+    }
+    int rc = emit_transfer(t, entry + 8, q->open_only, q->cb, q->arg, &stop);
+    q->n++;
+    return rc ? rc : stop;
+}
+
 int vs_ledger_history(vs_ledger_txn *t, const uint8_t account_id[VS_LEDGER_ID_LEN], uint64_t after_ts,
                       size_t limit, vs_transfer_fn cb, void *arg)
 {
@@ -1467,23 +1646,9 @@ int vs_ledger_history(vs_ledger_txn *t, const uint8_t account_id[VS_LEDGER_ID_LE
         return -EINVAL;
     if (after_ts == UINT64_MAX)
         return 0;
-    uint8_t start[HIST_LEN] = {0};
-    vs_put_be64(start, after_ts + 1);
-    MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->by_account, &c));
-    if (rc)
-        return rc;
-    MDB_val k = vs_mval(account_id, VS_LEDGER_ID_LEN), v = vs_mval(start, sizeof start);
-    size_t n = 0;
-    int stop = 0;
-    for (int r = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE); r == 0 && stop == 0 && rc == 0;
-         r = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
-        if (v.mv_size != HIST_LEN || (limit != 0 && n++ == limit))
-            break;
-        rc = emit_transfer(t, (const uint8_t *)v.mv_data + 8, false, cb, arg, &stop);
-    }
-    mdb_cursor_close(c);
-    return rc ? rc : stop;
+    struct hist_query q = {.cb = cb, .arg = arg, .limit = limit};
+    int rc = hist_each(t, account_id, after_ts, hist_emit, &q);
+    return rc == INT32_MAX ? 0 : rc;
 }
 
 int vs_ledger_pending(vs_ledger_txn *t, const uint8_t *account_id, const uint8_t *task_id,
@@ -1491,20 +1656,22 @@ int vs_ledger_pending(vs_ledger_txn *t, const uint8_t *account_id, const uint8_t
 {
     if (t == NULL || cb == NULL || (account_id == NULL) == (task_id == NULL))
         return -EINVAL;
-    const uint8_t *key = account_id != NULL ? account_id : task_id;
-    MDB_dbi db = account_id != NULL ? t->l->by_account : t->l->by_task;
-    size_t vlen = account_id != NULL ? HIST_LEN : VS_LEDGER_ID_LEN;
+    if (account_id != NULL) {
+        struct hist_query q = {.cb = cb, .arg = arg, .open_only = true};
+        int rc = hist_each(t, account_id, 0, hist_emit, &q);
+        return rc == INT32_MAX ? 0 : rc;
+    }
     MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, db, &c));
+    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->by_task, &c));
     if (rc)
         return rc;
-    MDB_val k = vs_mval(key, VS_LEDGER_ID_LEN), v;
+    MDB_val k = vs_mval(task_id, VS_LEDGER_ID_LEN), v;
     int stop = 0;
     for (int r = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); r == 0 && stop == 0 && rc == 0;
          r = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
-        if (v.mv_size != vlen)
+        if (v.mv_size != VS_LEDGER_ID_LEN)
             break;
-        const uint8_t *id = (const uint8_t *)v.mv_data + vlen - VS_LEDGER_ID_LEN;
+        const uint8_t *id = v.mv_data;
         struct xfer_rec rec;
         if ((rc = xfer_get(t, id, &rec)))
             break;

@@ -41,9 +41,10 @@
  *
  * LMDB layout (store.c; integers big-endian): accounts (id -> record),
  * names (name -> id), transfers (id -> record | outcome | pending state and
- * deadline), expiry (deadline | id -> ""), by_account (account -> sorted
- * duplicates timestamp | id), by_task (user_data_128 -> sorted duplicates id,
- * pending transfers only),
+ * deadline), expiry (deadline | id -> ""), by_account (account | first
+ * timestamp -> one commit's history entries of the account, timestamp |
+ * id each), by_task (user_data_128 -> sorted duplicates id, pending
+ * transfers only),
  * commands (id -> body hash | reply), meta ("applied:<stream>", "clock",
  * "map_size"), outbox (seq -> subject | msg id | payload), plus the tables
  * the escrow layer keeps through vs_ledger_kv_* (escrow.h).
