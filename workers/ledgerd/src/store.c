@@ -116,10 +116,10 @@ struct vs_ledger_txn {
         uint8_t k[8 + VS_LEDGER_ID_LEN];
         size_t n;
         bool known;
-    } last[4];
+    } last[5 + VS_LTABLE_COUNT];
 };
 
-enum { LAST_TRANSFERS, LAST_BY_ACCOUNT, LAST_BY_TASK, LAST_EXPIRY };
+enum { LAST_TRANSFERS, LAST_BY_ACCOUNT, LAST_BY_TASK, LAST_EXPIRY, LAST_COMMANDS, LAST_TABLES };
 
 /* A transfer id's record: the transfer as applied (OK) or as submitted
  * (a failure), what the submission left zero for a POST/VOID to fill in
@@ -1705,8 +1705,17 @@ int vs_ledger_command_put(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN],
 {
     if (!t->write)
         return -EROFS;
+    unsigned append;
+    int rc = append_flag(t, LAST_COMMANDS, t->l->commands, id, VS_LEDGER_ID_LEN, &append);
+    if (rc)
+        return rc;
     MDB_val key = vs_mval(id, VS_LEDGER_ID_LEN), val = {32 + len, NULL};
-    int rc = vs_lmdb_err(mdb_put(t->txn, t->l->commands, &key, &val, MDB_RESERVE));
+    int r = mdb_put(t->txn, t->l->commands, &key, &val, MDB_RESERVE | append);
+    if (r == MDB_KEYEXIST && append) { /* the tracked last key was stale */
+        val = (MDB_val){32 + len, NULL};
+        r = mdb_put(t->txn, t->l->commands, &key, &val, MDB_RESERVE);
+    }
+    rc = vs_lmdb_err(r);
     if (rc == 0) {
         memcpy(val.mv_data, body_hash, 32);
         if (len > 0)
@@ -1819,7 +1828,9 @@ int vs_ledger_kv_put(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key,
 {
     if (!table_ok(tb) || key == NULL || klen == 0)
         return -EINVAL;
-    return put(t, t->l->tables[tb], key, klen, val, vlen, 0);
+    unsigned append; /* a new key above the table's others: appended */
+    int rc = append_flag(t, LAST_TABLES + (int)tb, t->l->tables[tb], key, klen, &append);
+    return rc ? rc : put(t, t->l->tables[tb], key, klen, val, vlen, append);
 }
 
 int vs_ledger_kv_del(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key, size_t klen)
