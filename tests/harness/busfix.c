@@ -1,14 +1,18 @@
 /*
  * busfix.c - see busfix.h.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "busfix.h"
 #include "vs/js.h"
+#include "vs/v1/sys.pb-c.h"
 
 void vs_busfix_init(struct vs_busfix *f, size_t max_msg)
 {
@@ -28,7 +32,7 @@ void vs_busfix_fini(struct vs_busfix *f)
 void vs_test_idle(vs_bus *bus, uint64_t ms)
 {
     bool never = false;
-    vs_bus_run_until(bus, &never, ms);
+    vs_bus_run_until(bus, &never, ms > 0 ? ms : 1); /* 0 would mean forever */
 }
 
 static int count_one(vs_msg *m, void *arg)
@@ -46,4 +50,115 @@ int vs_test_stream_count(vs_bus *bus, const char *stream, const char *subject)
     vs_test_idle(bus, 700);
     vs_consumer_free(r);
     return n;
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+ProtobufCMessage *vs_test_copy(const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n + 1);
+    if (buf == NULL)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    return c;
+}
+
+void vs_test_on_reply(int status, const ProtobufCMessage *reply, void *arg)
+{
+    struct vs_test_reply *r = arg;
+    r->done = true;
+    r->status = status;
+    if (status == 0 && reply != NULL) {
+        r->msg = vs_test_copy(reply);
+        if (r->msg == NULL)
+            r->status = -ENOMEM;
+    }
+}
+
+/* Run the loop until r is answered; the copy or NULL with *status. */
+static ProtobufCMessage *await(vs_bus *bus, int rc, struct vs_test_reply *r, uint64_t timeout_ms,
+                              int *status)
+{
+    if (rc == 0 && vs_bus_run_until(bus, &r->done, timeout_ms + 5000) < 0)
+        rc = -ETIMEDOUT;
+    if (rc == 0)
+        rc = r->status;
+    if (status != NULL)
+        *status = rc;
+    return rc == 0 ? r->msg : NULL;
+}
+
+ProtobufCMessage *vs_test_request(vs_bus *bus, const char *subject, const ProtobufCMessage *req,
+                                  const ProtobufCMessageDescriptor *desc, uint64_t timeout_ms,
+                                  int *status)
+{
+    struct vs_test_reply r = {0};
+    int rc = vs_bus_request(bus, subject, req, desc, timeout_ms, vs_test_on_reply, &r);
+    return await(bus, rc, &r, timeout_ms, status);
+}
+
+ProtobufCMessage *vs_test_js_request(vs_bus *bus, const char *subject, const ProtobufCMessage *req,
+                                     const char *msg_id, const ProtobufCMessageDescriptor *desc,
+                                     uint64_t timeout_ms, int *status)
+{
+    struct vs_test_reply r = {0};
+    int rc = vs_js_request(bus, subject, req, msg_id, desc, timeout_ms, vs_test_on_reply, &r);
+    return await(bus, rc, &r, timeout_ms, status);
+}
+
+struct json_reply {
+    bool done;
+    int status;
+    json_t *j;
+};
+
+static void on_json(int status, vs_msg *m, void *arg)
+{
+    struct json_reply *w = arg;
+    w->done = true;
+    w->status = status;
+    if (status == 0) {
+        size_t len;
+        const uint8_t *data = vs_msg_data(m, &len);
+        w->j = json_loadb((const char *)data, len, 0, NULL);
+    }
+}
+
+json_t *vs_test_js_api(vs_bus *bus, const char *subject, const char *body)
+{
+    struct json_reply w = {0};
+    size_t len = body != NULL ? strlen(body) : 0;
+    assert_int_equal(vs_bus_request_raw(bus, subject, body, len, NULL, 0, 3000, on_json, &w), 0);
+    assert_int_equal(vs_bus_run_until(bus, &w.done, 5000), 0);
+    assert_int_equal(w.status, 0);
+    assert_non_null(w.j);
+    return w.j;
+}
+
+int vs_test_counters(vs_bus *bus, const char *component, const char *const *names,
+                     uint64_t *values, size_t n, uint64_t timeout_ms)
+{
+    char subject[128];
+    snprintf(subject, sizeof(subject), "vs.sys.stats.%s", component);
+    Vs__V1__SysRequest req = VS__V1__SYS_REQUEST__INIT;
+    int rc;
+    Vs__V1__StatsReply *r = (Vs__V1__StatsReply *)vs_test_request(
+        bus, subject, &req.base, &vs__v1__stats_reply__descriptor, timeout_ms, &rc);
+    if (r == NULL)
+        return rc;
+    int found = 0;
+    for (size_t k = 0; k < n; k++) {
+        values[k] = 0;
+        for (size_t i = 0; i < r->n_counters; i++)
+            if (strcmp(r->counters[i]->name, names[k]) == 0) {
+                values[k] = r->counters[i]->value;
+                found++;
+                break;
+            }
+    }
+    vs__v1__stats_reply__free_unpacked(r, NULL);
+    return found;
 }

@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,7 +21,7 @@
 #include "vs/js.h"
 #include "proc.h"
 
-static int free_port(void)
+int vs_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -85,7 +84,7 @@ int vs_natsd_start(struct vs_natsd *s)
     if (mkdtemp(s->dir) == NULL)
         return -errno;
     for (int attempt = 0; attempt < 5; attempt++) {
-        s->port = free_port();
+        s->port = vs_free_port();
         if (s->port < 0)
             return s->port;
         snprintf(s->url, sizeof(s->url), "nats://127.0.0.1:%d", s->port);
@@ -107,21 +106,6 @@ int vs_natsd_restart(struct vs_natsd *s)
 {
     vs_natsd_stop(s);
     return spawn(s);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-void vs_rmtree(const char *dir)
-{
-    if (dir != NULL && dir[0] != '\0')
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void vs_natsd_destroy(struct vs_natsd *s)

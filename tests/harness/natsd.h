@@ -12,12 +12,17 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "proc.h" /* vs_rmtree, for the many users of this header */
+
 struct vs_natsd {
     pid_t pid;
     int port;
     char dir[256];      /* mkdtemp'd: store/ and server.log inside */
     char url[64];
 };
+
+/* A TCP port on 127.0.0.1 that nobody listened on a moment ago, or -errno. */
+int vs_free_port(void);
 
 /* Start a server and wait (up to 10 s) until it accepts clients.
  * Returns 0 or -errno. */
@@ -36,8 +41,5 @@ struct vs_bus;
 struct uv_loop_s;
 int vs_natsd_bus(const struct vs_natsd *s, struct uv_loop_s *loop, size_t max_msg,
                  struct vs_bus **out);
-
-/* Remove a directory tree (test scratch directories). */
-void vs_rmtree(const char *dir);
 
 #endif

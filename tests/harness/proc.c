@@ -1,50 +1,82 @@
 /*
- * proc.c - see proc.h.
+ * proc.c - see proc.h: one fork/exec path for every program the tests and
+ * benchmarks start, one wait-with-deadline, and the scratch-file helpers.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "proc.h"
 
-pid_t vs_proc_spawn(const char *const *argv, const char *const *env, const char *stderr_path)
+/* ---- starting ------------------------------------------------------------------ */
+
+/* In the child: fd onto target, or exit. */
+static void child_dup(int fd, int target)
+{
+    if (fd < 0 || dup2(fd, target) < 0)
+        _exit(127);
+}
+
+static int child_open(const char *path, bool append)
+{
+    return open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0600);
+}
+
+static _Noreturn void child_exec(const struct vs_spawn *s, pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    child_dup(open("/dev/null", O_RDONLY), 0);
+    if (s->out != NULL)
+        child_dup(child_open(s->out, s->append), 1);
+    if (s->err != NULL && s->out != NULL && strcmp(s->err, s->out) == 0)
+        child_dup(1, 2);
+    else if (s->err != NULL)
+        child_dup(child_open(s->err, s->append), 2);
+    if (s->child != NULL && s->child(s->arg) < 0)
+        _exit(127);
+    /* Only stdio (and keep_fd) cross into the program. */
+    for (int fd = 3; fd < 1024; fd++)
+        if (fd != s->keep_fd)
+            close(fd);
+    if (s->env != NULL)
+        execve(s->argv[0], (char *const *)s->argv, (char *const *)s->env);
+    else
+        execv(s->argv[0], (char *const *)s->argv);
+    dprintf(2, "exec %s: %s\n", s->argv[0], strerror(errno));
+    _exit(127);
+}
+
+pid_t vs_proc_start(const struct vs_spawn *s)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return -errno;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if (stderr_path != NULL) {
-            int fd = open(stderr_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-            if (fd >= 0) {
-                dup2(fd, 1);
-                dup2(fd, 2);
-            }
-        }
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        /* Only stdio crosses into the child. */
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
-        if (env != NULL)
-            execve(argv[0], (char *const *)argv, (char *const *)env);
-        else
-            execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
+    if (pid == 0)
+        child_exec(s, parent);
     return pid;
 }
+
+pid_t vs_proc_spawn(const char *const *argv, const char *const *env, const char *stderr_path)
+{
+    struct vs_spawn s = {
+        .argv = argv, .env = env, .out = stderr_path, .err = stderr_path, .append = true};
+    return vs_proc_start(&s);
+}
+
+/* ---- waiting and stopping ------------------------------------------------------ */
 
 bool vs_proc_alive(pid_t pid)
 {
@@ -107,6 +139,40 @@ int vs_proc_status_field(pid_t pid, const char *name, char *out, size_t size)
     return rc;
 }
 
+void vs_run_finish(pid_t pid, int timeout_ms, void (*idle)(void *arg, int ms), void *arg,
+                   const char *out, const char *err, struct vs_run *r)
+{
+    int status = -1;
+    pid_t w = 0;
+    for (int waited = 0; pid > 0 && w == 0; waited += idle != NULL ? 20 : 10) {
+        w = waitpid(pid, &status, WNOHANG);
+        if (w != 0 || waited >= timeout_ms)
+            break;
+        if (idle != NULL)
+            idle(arg, 20);
+        else
+            usleep(10 * 1000);
+    }
+    if (w == pid) {
+        r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    } else {
+        if (pid > 0)
+            vs_proc_kill(pid);
+        r->status = -1;
+    }
+    r->out = vs_slurp(out);
+    r->err = vs_slurp(err);
+}
+
+void vs_run_free(struct vs_run *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+/* ---- files --------------------------------------------------------------------- */
+
 int vs_file_count(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
@@ -129,4 +195,87 @@ int vs_wait_file_contains(const char *path, const char *needle, int timeout_ms)
         usleep(20 * 1000);
     }
     return -ETIMEDOUT;
+}
+
+char *vs_slurp(const char *path)
+{
+    FILE *fp = path != NULL ? fopen(path, "r") : NULL;
+    size_t len = 0, cap = 4096;
+    char *buf = fp != NULL ? malloc(cap) : NULL;
+    while (buf != NULL) {
+        if (len + 1 == cap) {
+            char *bigger = realloc(buf, 2 * cap);
+            if (bigger == NULL)
+                break;
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, fp);
+        if (got == 0)
+            break;
+        len += got;
+    }
+    if (fp != NULL)
+        fclose(fp);
+    if (buf == NULL)
+        return strdup("");
+    buf[len] = '\0';
+    return buf;
+}
+
+int vs_write_file(const char *path, const char *fmt, ...)
+{
+    FILE *fp = fopen(path, "w");
+    if (fp == NULL)
+        return -errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vfprintf(fp, fmt, ap);
+    va_end(ap);
+    int rc = fclose(fp);
+    return n < 0 || rc != 0 ? -EIO : 0;
+}
+
+char *vs_scratch_dir(const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/%s.XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", name) < 0)
+        return NULL;
+    if (mkdtemp(dir) == NULL) {
+        int e = errno;
+        free(dir);
+        errno = e;
+        return NULL;
+    }
+    return dir;
+}
+
+void vs_scratch_free(char *dir)
+{
+    vs_rmtree(dir);
+    free(dir);
+}
+
+char *vs_path(const char *dir, const char *name)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/%s", dir, name) < 0)
+        abort();
+    return p;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void vs_rmtree(const char *dir)
+{
+    if (dir != NULL && dir[0] != '\0')
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -29,7 +29,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -47,6 +46,7 @@
 #include <lmdb.h>
 #include <sodium.h>
 
+#include "proc.h"
 #include "vs/audit_store.h"
 #include "vs/v1/audit.pb-c.h"
 
@@ -59,21 +59,6 @@ static char *g_orig;      /* the untouched log */
 static uint8_t g_root[H]; /* the "checkpoint": root at size N */
 
 /* ---- helpers -------------------------------------------------------------------- */
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static char *path_of(const char *dir, const char *name)
-{
-    char *p = NULL;
-    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-    return p;
-}
 
 static uint8_t *make_event(uint64_t i, size_t *len)
 {
@@ -146,9 +131,9 @@ static int copy_file(const char *from, const char *to)
 /* A fresh copy of the original log's files in g_dir/name. */
 static char *copy_log(const char *name)
 {
-    char *dir = path_of(g_dir, name);
+    char *dir = vs_path(g_dir, name);
     assert_int_equal(mkdir(dir, 0700), 0);
-    char *from = path_of(g_orig, "data.mdb"), *to = path_of(dir, "data.mdb");
+    char *from = vs_path(g_orig, "data.mdb"), *to = vs_path(dir, "data.mdb");
     assert_int_equal(copy_file(from, to), 0);
     free(from);
     free(to);
@@ -285,11 +270,10 @@ static int group_setup(void **state)
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    const char *t = getenv("TMPDIR");
-    if (asprintf(&g_dir, "%s/vs_atamper.XXXXXX", t && *t ? t : "/tmp") < 0 || !mkdtemp(g_dir))
+    g_dir = vs_scratch_dir("vs_atamper");
+    if (g_dir == NULL)
         return -1;
-    if (asprintf(&g_orig, "%s/orig", g_dir) < 0)
-        return -1;
+    g_orig = vs_path(g_dir, "orig");
     struct vs_audit_store_opts o = {.path = g_orig};
     vs_audit_store *s = NULL;
     if (vs_audit_store_open(&o, &s) != 0)
@@ -304,8 +288,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(g_dir);
+    vs_scratch_free(g_dir);
     free(g_orig);
     return 0;
 }
@@ -636,7 +619,7 @@ static void check_contiguous(vs_audit_store *s)
 static void test_crash_mid_append(void **state)
 {
     (void)state;
-    char *dir = path_of(g_dir, "crash");
+    char *dir = vs_path(g_dir, "crash");
     srand((unsigned)time(NULL));
     uint64_t last_acked = 0;
     for (int round = 0; round < 3; round++) {
@@ -696,7 +679,7 @@ static void test_crash_mid_append(void **state)
 static void test_live_read_only_backup(void **state)
 {
     (void)state;
-    char *dir = path_of(g_dir, "live");
+    char *dir = vs_path(g_dir, "live");
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
@@ -723,7 +706,7 @@ static void test_live_read_only_backup(void **state)
         assert_int_equal(vs_audit_store_verify(ro, size, root, &bad), 0);
         char name[32];
         snprintf(name, sizeof name, "live_copy%d", i);
-        copies[i] = path_of(g_dir, name);
+        copies[i] = vs_path(g_dir, name);
         assert_int_equal(vs_audit_store_backup(ro, copies[i]), 0);
         vs_audit_store *c = open_store(copies[i], true);
         sizes[i] = vs_audit_store_size(c);

@@ -22,14 +22,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,7 +37,7 @@
 #include <sodium.h>
 
 #include "busfix.h"
-#include "proc.h"
+#include "daemon.h"
 #include "vs/audit.h"
 #include "vs/audit_codec.h"
 #include "vs/audit_store.h"
@@ -50,20 +48,19 @@
 #include "vs/v1/audit.pb-c.h"
 #include "vs/v1/sys.pb-c.h"
 
-#define CLEAN_PATH "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #define MAX_CPS 256
 
 struct fixture {
     struct vs_busfix base;
-    char dir[128];
-    char store[256], key[256], key2[256], log[256];
+    char *dir;
+    char store[256], key[256], key2[256];
     char vkey[VS_VKEY_MAX], vkey2[VS_VKEY_MAX];
-    pid_t daemon;
+    struct vs_daemon auditd;
+    struct vs_vsctl vsctl;
     vs_sub *cp_sub;
     char *cps[MAX_CPS];           /* notes seen on vs.checkpoint.audit */
     uint64_t cp_sizes[MAX_CPS];
     size_t ncps;
-    int runs;
 };
 
 /* ---- fixture ------------------------------------------------------------------------ */
@@ -93,12 +90,14 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     vs_busfix_init(&f->base, 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/vs-auditd-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = vs_scratch_dir("vs-auditd");
+    assert_non_null(f->dir);
     snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
     snprintf(f->key, sizeof(f->key), "%s/audit.key", f->dir);
     snprintf(f->key2, sizeof(f->key2), "%s/audit2.key", f->dir);
-    snprintf(f->log, sizeof(f->log), "%s/auditd.log", f->dir);
+    vs_daemon_init(&f->auditd, VS_AUDITD_BIN, f->dir, "auditd");
+    f->vsctl = (struct vs_vsctl){.bin = VS_VSCTL_BIN, .state = f->dir, .url = f->base.nats.url,
+                                 .scratch = f->dir, .bus = f->base.bus};
     make_key(f->key, f->vkey);
     make_key(f->key2, f->vkey2);
     assert_int_equal(vs_bus_subscribe(f->base.bus, "vs.checkpoint.audit", NULL,
@@ -112,13 +111,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    if (f->daemon > 0)
-        vs_proc_kill(f->daemon);
+    vs_daemon_kill(&f->auditd);
     vs_sub_free(f->cp_sub);
     vs_busfix_fini(&f->base);
     for (size_t i = 0; i < f->ncps; i++)
         free(f->cps[i]);
     vs_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
@@ -128,59 +127,24 @@ static void idle(struct fixture *f, uint64_t ms)
     vs_test_idle(f->base.bus, ms);
 }
 
-static void write_file(const char *path, const char *text)
+/* The daemon's configuration with the auditd lines of `extra` (each
+ * indented by two spaces, newline-terminated). */
+static void config(struct fixture *f, const char *extra)
 {
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
-static const char *config(struct fixture *f, const char *extra)
-{
-    static char path[300];
-    char text[2048];
-    snprintf(path, sizeof(path), "%s/auditd.yaml", f->dir);
-    snprintf(text, sizeof(text),
-             "nats:\n  url: %s\nlog:\n  level: debug\nshutdown_timeout: 5s\n"
-             "auditd:\n  store: %s\n  key: %s\n  ack_wait: 2s\n%s",
-             f->base.nats.url, f->store, f->key, extra != NULL ? extra : "");
-    write_file(path, text);
-    return path;
+    assert_int_equal(vs_write_file(f->auditd.cfg,
+                                   "nats:\n  url: %s\nlog:\n  level: debug\nshutdown_timeout: 5s\n"
+                                   "auditd:\n  store: %s\n  key: %s\n  ack_wait: 2s\n%s",
+                                   f->base.nats.url, f->store, f->key, extra != NULL ? extra : ""),
+                     0);
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
-
-struct reply {
-    bool done;
-    int status;
-    ProtobufCMessage *msg;
-    const ProtobufCMessageDescriptor *desc;
-};
-
-static void on_reply(int status, const ProtobufCMessage *msg, void *arg)
-{
-    struct reply *r = arg;
-    r->done = true;
-    r->status = status;
-    if (status == 0) {
-        size_t n = protobuf_c_message_get_packed_size(msg);
-        uint8_t *buf = malloc(n + 1);
-        protobuf_c_message_pack(msg, buf);
-        r->msg = protobuf_c_message_unpack(r->desc, NULL, n, buf);
-        free(buf);
-    }
-}
 
 /* A request; the reply (owned by the caller) or NULL on error/timeout. */
 static ProtobufCMessage *ask(struct fixture *f, const char *subject, const ProtobufCMessage *req,
                              const ProtobufCMessageDescriptor *desc)
 {
-    struct reply r = {.desc = desc};
-    if (vs_bus_request(f->base.bus, subject, req, desc, 2000, on_reply, &r) < 0)
-        return NULL;
-    vs_bus_run_until(f->base.bus, &r.done, 5000);
-    return r.status == 0 ? r.msg : NULL;
+    return vs_test_request(f->base.bus, subject, req, desc, 2000, NULL);
 }
 
 static Vs__V1__AuditProofReply *prove(struct fixture *f, Vs__V1__AuditProofKind kind,
@@ -210,16 +174,8 @@ static int64_t log_size(struct fixture *f)
 
 static uint64_t counter(struct fixture *f, const char *name)
 {
-    Vs__V1__SysRequest req = VS__V1__SYS_REQUEST__INIT;
-    Vs__V1__StatsReply *r = (Vs__V1__StatsReply *)ask(f, "vs.sys.stats.auditd", &req.base,
-                                                      &vs__v1__stats_reply__descriptor);
-    assert_non_null(r);
-    uint64_t v = UINT64_MAX;
-    for (size_t i = 0; i < r->n_counters; i++)
-        if (strcmp(r->counters[i]->name, name) == 0)
-            v = r->counters[i]->value;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    assert_true(v != UINT64_MAX);
+    uint64_t v;
+    assert_int_equal(vs_test_counters(f->base.bus, "auditd", &name, &v, 1, 2000), 1);
     return v;
 }
 
@@ -231,119 +187,36 @@ static uint64_t stream_msgs(struct fixture *f)
 
 /* ---- processes -------------------------------------------------------------------------- */
 
-static pid_t start_auditd(struct fixture *f, const char *cfg)
+/* Ready: it answers the log's HEAD. */
+static bool auditd_ready(struct vs_daemon *d, void *arg)
 {
-    const char *argv[] = {VS_AUDITD_BIN, "-c", cfg, NULL};
-    pid_t pid = vs_proc_spawn(argv, NULL, f->log);
-    assert_true(pid > 0);
-    f->daemon = pid;
-    for (int i = 0; i < 100; i++) {
-        if (log_size(f) >= 0)
-            return pid;
-        if (!vs_proc_alive(pid))
-            fail_msg("vs-auditd exited at start (see %s)", f->log);
-        idle(f, 100);
-    }
-    fail_msg("vs-auditd did not answer");
-    return -1;
+    (void)d;
+    return log_size(arg) >= 0;
+}
+
+/* Write the configuration (with extra) and start vs-auditd. */
+static pid_t start_auditd(struct fixture *f, const char *extra)
+{
+    config(f, extra);
+    vs_daemon_start(&f->auditd, f->base.bus, auditd_ready, f, 10000, 100);
+    return f->auditd.pid;
 }
 
 static void stop_auditd(struct fixture *f)
 {
-    int st = vs_proc_stop(f->daemon, 8000);
-    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    f->daemon = 0;
+    vs_daemon_stop_clean(&f->auditd, 8000);
 }
 
-static void kill_auditd(struct fixture *f)
-{
-    vs_proc_kill(f->daemon);
-    f->daemon = 0;
-}
-
-struct run {
-    int status;
-    char *out, *err;
-};
-
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL)
-        return strdup("");
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    buf[got] = '\0';
-    fclose(fp);
-    return buf;
-}
-
-/* Run vsctl with the NULL-ended arguments (stdout to out_path when given). */
-static void vsctl_run(struct fixture *f, struct run *r, const char *out_path, ...)
-{
-    const char *argv[40] = {VS_VSCTL_BIN, "--url", f->base.nats.url, "--state", f->dir};
-    size_t n = 5;
-    va_list ap;
-    va_start(ap, out_path);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 38)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    char out[300], err[300];
-    int id = ++f->runs;
-    if (out_path != NULL)
-        snprintf(out, sizeof(out), "%s", out_path);
-    else
-        snprintf(out, sizeof(out), "%s/vsctl.%d.out", f->dir, id);
-    snprintf(err, sizeof(err), "%s/vsctl.%d.err", f->dir, id);
-    const char *env[] = {CLEAN_PATH, NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int z = open("/dev/null", O_RDONLY);
-        if (o < 0 || e < 0 || z < 0 || dup2(z, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
-            _exit(127);
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
-        execve(argv[0], (char *const *)argv, (char *const *)env);
-        _exit(127);
-    }
-    /* Keep our bus serviced while vsctl runs (it talks to auditd). */
-    int status = -1;
-    for (int waited = 0; waited < 30000; waited += 20) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            break;
-        idle(f, 20);
-    }
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        r->status = -1;
-    } else {
-        r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    r->out = slurp(out);
-    r->err = slurp(err);
-}
-
-#define VSCTL(f, r, ...) vsctl_run(f, r, NULL, __VA_ARGS__, (const char *)NULL)
+#define VSCTL_TIMEOUT_MS 30000
+/* Run vsctl (with the fixture's --url and --state) on the arguments. */
+#define VSCTL(f, r, ...)                                                                           \
+    vs_vsctl_run(&(f)->vsctl, (r), VSCTL_TIMEOUT_MS, NULL, VS_ARGS(__VA_ARGS__))
+/* The same with its stdout into out_path. */
+#define VSCTL_TO(f, r, out_path, ...)                                                              \
+    vs_vsctl_run(&(f)->vsctl, (r), VSCTL_TIMEOUT_MS, (out_path), VS_ARGS(__VA_ARGS__))
+/* Expecting exit status `status` and (when not NULL) `needle` in its stdout. */
+#define VSCTL_EXPECT(f, status, needle, ...)                                                       \
+    vs_vsctl_check(&(f)->vsctl, VSCTL_TIMEOUT_MS, (status), (needle), VS_ARGS(__VA_ARGS__))
 
 /* ---- events --------------------------------------------------------------------------- */
 
@@ -403,10 +276,7 @@ static void wait_size(struct fixture *f, int64_t want, int timeout_ms)
         idle(f, 100);
     }
     if (n != want) {
-        char *log = slurp(f->log);
-        size_t len = strlen(log);
-        fprintf(stderr, "--- auditd log (tail) ---\n%s\n", len > 6000 ? log + len - 6000 : log);
-        free(log);
+        vs_daemon_dump_log(&f->auditd);
         fail_msg("the log has %" PRId64 " entries, expected %" PRId64, n, want);
     }
 }
@@ -485,7 +355,7 @@ static void free_ids(char **ids, size_t n)
 static void test_exactly_once_across_sigkill(void **state)
 {
     struct fixture *f = *state;
-    pid_t pid = start_auditd(f, config(f, NULL));
+    pid_t pid = start_auditd(f, NULL);
     char v[64];
     assert_int_equal(vs_proc_status_field(pid, "Seccomp", v, sizeof(v)), 0);
     assert_string_equal(v, "2");
@@ -501,13 +371,13 @@ static void test_exactly_once_across_sigkill(void **state)
         emit_async(f, chunk, "load", "test", NULL, &a);
         idle(f, 2);
         if (!killed && c >= 5 && log_size(f) > 100) {
-            kill_auditd(f);
+            vs_daemon_kill(&f->auditd);
             killed = true;
         }
     }
     wait_acks(f, &a, chunk * chunks);
     assert_true(killed);
-    start_auditd(f, config(f, NULL));
+    start_auditd(f, NULL);
     uint64_t in_stream = stream_msgs(f);
     /* The stream holds our 4000 events plus the daemon's own (started...). */
     assert_true(in_stream >= chunk * chunks);
@@ -530,47 +400,16 @@ static void test_exactly_once_across_sigkill(void **state)
     free_ids(ids, n);
 }
 
-struct raw_wait {
-    bool done;
-    int status;
-    json_t *j;
-};
-
-static void on_raw(int status, vs_msg *m, void *arg)
-{
-    struct raw_wait *w = arg;
-    w->done = true;
-    w->status = status;
-    if (status == 0) {
-        size_t len;
-        const uint8_t *data = vs_msg_data(m, &len);
-        w->j = json_loadb((const char *)data, len, 0, NULL);
-    }
-}
-
-/* A JetStream API call; the JSON answer (caller decrefs). */
-static json_t *js_api(struct fixture *f, const char *subject, const char *body)
-{
-    struct raw_wait w = {0};
-    assert_int_equal(vs_bus_request_raw(f->base.bus, subject, body, body != NULL ? strlen(body) : 0,
-                                        NULL, 0, 3000, on_raw, &w),
-                     0);
-    assert_int_equal(vs_bus_run_until(f->base.bus, &w.done, 5000), 0);
-    assert_int_equal(w.status, 0);
-    assert_non_null(w.j);
-    return w.j;
-}
-
 static void test_deleted_stream_message_is_skipped(void **state)
 {
     struct fixture *f = *state;
     /* Events stored in the stream before auditd ever runs; one of them is
      * deleted (AUDIT allows it): auditd must not wait for it forever. */
     emit(f, 10, "gap", "test", NULL);
-    json_t *j = js_api(f, "$JS.API.STREAM.MSG.DELETE.AUDIT", "{\"seq\":5}");
+    json_t *j = vs_test_js_api(f->base.bus, "$JS.API.STREAM.MSG.DELETE.AUDIT", "{\"seq\":5}");
     assert_true(json_is_true(json_object_get(j, "success")));
     json_decref(j);
-    start_auditd(f, config(f, NULL));
+    start_auditd(f, NULL);
     /* 9 events, auditd's "started", and its "stream_gap" warning. */
     wait_size(f, 11, 15000);
     assert_int_equal(counter(f, "gaps_skipped"), 1);
@@ -609,7 +448,7 @@ static void copy_hashes(const Vs__V1__AuditProofReply *r, uint8_t out[][VS_HASH_
 static void test_checkpoints_and_proofs(void **state)
 {
     struct fixture *f = *state;
-    start_auditd(f, config(f, "  checkpoint_every: 10\n  checkpoint_interval: 1s\n"));
+    start_auditd(f, "  checkpoint_every: 10\n  checkpoint_interval: 1s\n");
     struct vs_vkey v, wrong;
     parse_vkey(f->vkey, &v);
     parse_vkey(f->vkey2, &wrong);
@@ -677,44 +516,22 @@ static void test_checkpoints_and_proofs(void **state)
     char size1[24], size2[24];
     snprintf(size1, sizeof(size1), "%" PRIu64, s1);
     snprintf(size2, sizeof(size2), "%" PRIu64, s2);
-    struct run run;
-    VSCTL(f, &run, "audit", "prove", "--index", "3", "--size", size2, "--vkey", f->vkey);
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, "ok: entry 3"));
-    run_free(&run);
-    VSCTL(f, &run, "audit", "prove", "--consistency", size1, size2, "--vkey", f->vkey);
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, "is a prefix of"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 0, "ok: entry 3", "audit", "prove", "--index", "3", "--size", size2, "--vkey",
+                 f->vkey);
+    VSCTL_EXPECT(f, 0, "is a prefix of", "audit", "prove", "--consistency", size1, size2, "--vkey",
+                 f->vkey);
     /* Trusting the wrong key: refused. */
-    VSCTL(f, &run, "audit", "prove", "--index", "3", "--vkey", f->vkey2);
-    assert_int_equal(run.status, 1);
-    run_free(&run);
+    VSCTL_EXPECT(f, 1, NULL, "audit", "prove", "--index", "3", "--vkey", f->vkey2);
     /* Online verify twice: the second proves consistency with the first. */
-    VSCTL(f, &run, "audit", "verify", "--vkey", f->vkey);
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, "first one seen"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 0, "first one seen", "audit", "verify", "--vkey", f->vkey);
     emit(f, 15, "prover", "test", NULL);
     uint64_t s3;
     wait_checkpoint(f, s2 + 15, &s3);
-    VSCTL(f, &run, "audit", "verify", "--vkey", f->vkey);
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, "consistent with the one at size"));
-    run_free(&run);
-    VSCTL(f, &run, "audit", "verify", "--vkey", f->vkey2);
-    assert_int_equal(run.status, 1);
-    assert_non_null(strstr(run.out, "not signed by any trusted key"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 0, "consistent with the one at size", "audit", "verify", "--vkey", f->vkey);
+    VSCTL_EXPECT(f, 1, "not signed by any trusted key", "audit", "verify", "--vkey", f->vkey2);
     /* `vsctl keys` shows what auditd published, and the key file's vkey. */
-    VSCTL(f, &run, "keys");
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, f->vkey));
-    run_free(&run);
-    VSCTL(f, &run, "keys", "--key", f->key);
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, f->vkey));
-    run_free(&run);
+    VSCTL_EXPECT(f, 0, f->vkey, "keys");
+    VSCTL_EXPECT(f, 0, f->vkey, "keys", "--key", f->key);
 }
 
 /* Find needle in the file and change its first byte in place. */
@@ -747,7 +564,7 @@ static void copy_file(const char *from, const char *to)
 static void test_backup_verify_tamper_wrong_key(void **state)
 {
     struct fixture *f = *state;
-    start_auditd(f, config(f, "  checkpoint_interval: 1s\n"));
+    start_auditd(f, "  checkpoint_interval: 1s\n");
     emit(f, 20, "bk", "test", NULL);
     emit(f, 1, "bk", "test", "tamper-me-7f3a9c");
     emit(f, 20, "bk", "test", NULL);
@@ -760,15 +577,9 @@ static void test_backup_verify_tamper_wrong_key(void **state)
     snprintf(bk, sizeof(bk), "%s/backup", f->dir);
     snprintf(tampered, sizeof(tampered), "%s/tampered", f->dir);
     snprintf(wrongkey, sizeof(wrongkey), "%s/wrongkey", f->dir);
-    struct run run;
-    VSCTL(f, &run, "audit", "backup", "--store", f->store, "--to", bk);
-    assert_int_equal(run.status, 0);
-    run_free(&run);
-    VSCTL(f, &run, "audit", "verify", "--store", bk, "--vkey", f->vkey);
-    if (run.status != 0)
-        fail_msg("verify of the backup: %s%s", run.out, run.err);
-    assert_non_null(strstr(run.out, "ok: "));
-    run_free(&run);
+    struct vs_run run;
+    VSCTL_EXPECT(f, 0, NULL, "audit", "backup", "--store", f->store, "--to", bk);
+    VSCTL_EXPECT(f, 0, "ok: ", "audit", "verify", "--store", bk, "--vkey", f->vkey);
 
     /* Which sequence holds the event to be tampered with. */
     Vs__V1__AuditQueryRequest req = VS__V1__AUDIT_QUERY_REQUEST__INIT;
@@ -797,7 +608,7 @@ static void test_backup_verify_tamper_wrong_key(void **state)
     snprintf(want, sizeof(want), "entry %" PRIu64 " does not check out", target);
     if (strstr(run.out, want) == NULL)
         fail_msg("expected '%s', got: %s%s", want, run.out, run.err);
-    run_free(&run);
+    vs_run_free(&run);
 
     /* A copy whose last checkpoint is replaced by one signed with another
      * key (same size, same root: only the signature is wrong). */
@@ -824,20 +635,16 @@ static void test_backup_verify_tamper_wrong_key(void **state)
     free(note);
     vs_signkey_free(k2);
     vs_audit_store_close(s);
-    VSCTL(f, &run, "audit", "verify", "--store", wrongkey, "--vkey", f->vkey);
-    assert_int_equal(run.status, 1);
-    assert_non_null(strstr(run.out, "not signed by any trusted key"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 1, "not signed by any trusted key", "audit", "verify", "--store", wrongkey,
+                 "--vkey", f->vkey);
     /* The live store still verifies. */
-    VSCTL(f, &run, "audit", "verify", "--store", f->store, "--vkey", f->vkey);
-    assert_int_equal(run.status, 0);
-    run_free(&run);
+    VSCTL_EXPECT(f, 0, NULL, "audit", "verify", "--store", f->store, "--vkey", f->vkey);
 }
 
 static void test_query_pagination(void **state)
 {
     struct fixture *f = *state;
-    start_auditd(f, config(f, NULL));
+    start_auditd(f, NULL);
     emit(f, 30, "pager", "test", NULL);
     emit(f, 10, "other", "misc", NULL);
     emit(f, 5, "pager", "misc", NULL);
@@ -870,7 +677,7 @@ static void test_query_pagination(void **state)
     protobuf_c_message_free_unpacked(&r->base, NULL);
 
     /* vsctl: a limit, and where to continue. */
-    struct run run;
+    struct vs_run run;
     VSCTL(f, &run, "audit", "query", "--agent", "pager", "--limit", "12");
     assert_int_equal(run.status, 0);
     int lines = 0;
@@ -878,28 +685,26 @@ static void test_query_pagination(void **state)
         lines++;
     assert_int_equal(lines, 12);
     assert_non_null(strstr(run.err, "--after"));
-    run_free(&run);
-    VSCTL(f, &run, "audit", "query", "--agent", "pager", "--category", "misc", "--json");
-    assert_int_equal(run.status, 0);
-    assert_non_null(strstr(run.out, "\"agent\":\"pager\""));
-    run_free(&run);
+    vs_run_free(&run);
+    VSCTL_EXPECT(f, 0, "\"agent\":\"pager\"", "audit", "query", "--agent", "pager", "--category",
+                 "misc", "--json");
 }
 
 /* Replace the first occurrence of from with to (same length) in a file. */
 static void edit_text(const char *path, const char *from, const char *to)
 {
-    char *text = slurp(path);
+    char *text = vs_slurp(path);
     char *hit = strstr(text, from);
     assert_non_null(hit);
     memcpy(hit, to, strlen(to));
-    write_file(path, text);
+    assert_int_equal(vs_write_file(path, "%s", text), 0);
     free(text);
 }
 
 static void test_export_import_check(void **state)
 {
     struct fixture *f = *state;
-    start_auditd(f, config(f, "  checkpoint_interval: 1s\n"));
+    start_auditd(f, "  checkpoint_interval: 1s\n");
     emit(f, 25, "exp", "test", "value-to-edit");
     int64_t size = log_size(f);
     uint64_t cps;
@@ -912,15 +717,15 @@ static void test_export_import_check(void **state)
     char path[300], online[300];
     snprintf(path, sizeof(path), "%s/export.jsonl", f->dir);
     snprintf(online, sizeof(online), "%s/online.jsonl", f->dir);
-    struct run run;
-    vsctl_run(f, &run, path, "audit", "export", "--jsonl", "--store", f->store, (const char *)NULL);
+    struct vs_run run;
+    VSCTL_TO(f, &run, path, "audit", "export", "--jsonl", "--store", f->store);
     assert_int_equal(run.status, 0);
-    run_free(&run);
-    vsctl_run(f, &run, online, "audit", "export", "--jsonl", (const char *)NULL);
+    vs_run_free(&run);
+    VSCTL_TO(f, &run, online, "audit", "export", "--jsonl");
     assert_int_equal(run.status, 0);
-    run_free(&run);
+    vs_run_free(&run);
     /* Online (over the bus) and offline exports agree up to the checkpoint. */
-    char *a = slurp(path), *b = slurp(online);
+    char *a = vs_slurp(path), *b = vs_slurp(online);
     assert_true(strlen(a) > 0);
     assert_int_equal(strncmp(a, b, strlen(a) < strlen(b) ? strlen(a) : strlen(b)), 0);
     free(a);
@@ -936,45 +741,36 @@ static void test_export_import_check(void **state)
     snprintf(want, sizeof(want), "Merkle root at size %" PRIu64 ": %s", c.size, b64);
     if ((int64_t)c.size == size && strstr(run.out, want) == NULL)
         fail_msg("expected '%s' in: %s", want, run.out);
-    run_free(&run);
+    vs_run_free(&run);
 
     /* A modified event (the JSON rendering) is named by line. */
     char edited[300];
     snprintf(edited, sizeof(edited), "%s/edited.jsonl", f->dir);
     copy_file(path, edited);
     edit_text(edited, "value-to-edit", "value-TO-edit");
-    VSCTL(f, &run, "audit", "import-check", edited);
-    assert_int_equal(run.status, 1);
-    assert_non_null(strstr(run.out, "FAIL: line 2 (seq 1)"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 1, "FAIL: line 2 (seq 1)", "audit", "import-check", edited);
 
     /* A deleted line breaks the sequence. */
     char cut[300];
     snprintf(cut, sizeof(cut), "%s/cut.jsonl", f->dir);
-    char *text = slurp(path);
+    char *text = vs_slurp(path);
     char *l3 = strchr(strchr(strchr(text, '\n') + 1, '\n') + 1, '\n') + 1; /* line 4 */
     char *l4end = strchr(l3, '\n') + 1;
     memmove(l3, l4end, strlen(l4end) + 1);
-    write_file(cut, text);
+    assert_int_equal(vs_write_file(cut, "%s", text), 0);
     free(text);
-    VSCTL(f, &run, "audit", "import-check", cut);
-    assert_int_equal(run.status, 1);
-    assert_non_null(strstr(run.out, "FAIL: line 4"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 1, "FAIL: line 4", "audit", "import-check", cut);
 
     /* Entry bytes changed (base64 still valid): the chain hash catches it. */
     char bytes[300];
     snprintf(bytes, sizeof(bytes), "%s/bytes.jsonl", f->dir);
     copy_file(path, bytes);
-    text = slurp(bytes);
+    text = vs_slurp(bytes);
     char *entry = strstr(strstr(strchr(text, '\n') + 1, "\"entry\":\"") + 9, "\"") - 8;
     *entry = *entry == 'A' ? 'B' : 'A';
-    write_file(bytes, text);
+    assert_int_equal(vs_write_file(bytes, "%s", text), 0);
     free(text);
-    VSCTL(f, &run, "audit", "import-check", bytes);
-    assert_int_equal(run.status, 1);
-    assert_non_null(strstr(run.out, "FAIL: line 2"));
-    run_free(&run);
+    VSCTL_EXPECT(f, 1, "FAIL: line 2", "audit", "import-check", bytes);
 }
 
 static void test_key_rotation(void **state)
@@ -983,7 +779,7 @@ static void test_key_rotation(void **state)
     struct vs_vkey old_key, new_key;
     parse_vkey(f->vkey, &old_key);
     parse_vkey(f->vkey2, &new_key);
-    start_auditd(f, config(f, "  checkpoint_interval: 1s\n"));
+    start_auditd(f, "  checkpoint_interval: 1s\n");
     emit(f, 5, "rot", "test", NULL);
     uint64_t s0;
     wait_checkpoint(f, 6, &s0);
@@ -991,7 +787,7 @@ static void test_key_rotation(void **state)
 
     char extra[400];
     snprintf(extra, sizeof(extra), "  checkpoint_interval: 1s\n  next_key: %s\n", f->key2);
-    start_auditd(f, config(f, extra));
+    start_auditd(f, extra);
     /* The rotation is an audited event naming both key hashes. */
     uint64_t s1;
     const char *co = wait_checkpoint(f, s0 + 2, &s1); /* "stopped", "started", "key_rotated" */
@@ -1027,7 +823,7 @@ static void test_key_rotation(void **state)
 
     /* A restart with the same configuration does not rotate again. */
     stop_auditd(f);
-    start_auditd(f, config(f, extra));
+    start_auditd(f, extra);
     emit(f, 3, "rot", "test", NULL);
     uint64_t s3;
     wait_checkpoint(f, s2 + 3, &s3);
@@ -1038,35 +834,31 @@ static void test_key_rotation(void **state)
     protobuf_c_message_free_unpacked(&r->base, NULL);
     /* Offline verification with the new key only: the chain of trust is
      * in the log's co-signed checkpoint. */
-    struct run run;
-    VSCTL(f, &run, "audit", "verify", "--store", f->store, "--vkey", f->vkey2);
-    assert_int_equal(run.status, 0);
-    run_free(&run);
+    VSCTL_EXPECT(f, 0, NULL, "audit", "verify", "--store", f->store, "--vkey", f->vkey2);
 }
 
 static void test_refuses_to_start_without_key(void **state)
 {
     struct fixture *f = *state;
-    char cfg[300], text[1024];
-    snprintf(cfg, sizeof(cfg), "%s/nokey.yaml", f->dir);
-    snprintf(text, sizeof(text), "nats:\n  url: %s\nauditd:\n  store: %s\n  key: %s/absent.key\n",
-             f->base.nats.url, f->store, f->dir);
-    write_file(cfg, text);
+    const char *cfg = f->auditd.cfg, *log = f->auditd.log;
+    assert_int_equal(vs_write_file(cfg,
+                                   "nats:\n  url: %s\nauditd:\n  store: %s\n  key: %s/absent.key\n",
+                                   f->base.nats.url, f->store, f->dir),
+                     0);
     const char *argv[] = {VS_AUDITD_BIN, "-c", cfg, NULL};
-    pid_t pid = vs_proc_spawn(argv, NULL, f->log);
+    pid_t pid = vs_proc_spawn(argv, NULL, log);
     int st = vs_proc_wait(pid, 10000);
     assert_true(st >= 0 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    assert_true(vs_file_count(f->log, "init-audit") >= 1);
+    assert_true(vs_file_count(log, "init-audit") >= 1);
     /* And the configuration check names the missing key. */
-    snprintf(text, sizeof(text), "auditd:\n  store: %s\n", f->store);
-    write_file(cfg, text);
+    assert_int_equal(vs_write_file(cfg, "auditd:\n  store: %s\n", f->store), 0);
     const char *check[] = {VS_AUDITD_BIN, "-n", "-c", cfg, NULL};
-    pid = vs_proc_spawn(check, NULL, f->log);
+    pid = vs_proc_spawn(check, NULL, log);
     st = vs_proc_wait(pid, 10000);
     assert_true(st >= 0 && WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    assert_true(vs_file_count(f->log, "auditd.key") >= 1);
+    assert_true(vs_file_count(log, "auditd.key") >= 1);
 }
 
 static int group_setup(void **state)

@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "busfix.h"
-#include "proc.h"
+#include "daemon.h"
 #include "vs/bus.h"
 #include "vs/ids.h"
 #include "vs/js.h"
@@ -32,11 +32,10 @@
 
 struct fixture {
     struct vs_busfix base;
-    char dir[128];
+    char *dir;
     char effects[256];
-    char log[256];
-    pid_t daemons[4];
-    int ndaemons;
+    struct vs_daemon testd[4];
+    int ntestd;
 };
 
 static int setup(void **state)
@@ -44,10 +43,9 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     vs_busfix_init(&f->base, 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/vs-testd-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = vs_scratch_dir("vs-testd");
+    assert_non_null(f->dir);
     snprintf(f->effects, sizeof(f->effects), "%s/effects", f->dir);
-    snprintf(f->log, sizeof(f->log), "%s/testd.log", f->dir);
     *state = f;
     return 0;
 }
@@ -55,11 +53,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    for (int i = 0; i < f->ndaemons; i++)
-        if (f->daemons[i] > 0)
-            vs_proc_kill(f->daemons[i]);
+    for (int i = 0; i < f->ntestd; i++)
+        vs_daemon_kill(&f->testd[i]);
     vs_busfix_fini(&f->base);
     vs_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
@@ -81,25 +79,17 @@ static int wait_effect(struct fixture *f, const char *needle, int timeout_ms)
     return -ETIMEDOUT;
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
 /* Write a config with the given extra testd lines and return its path. */
 static const char *config(struct fixture *f, const char *name, const char *extra)
 {
     static char path[256];
-    char text[2048];
     snprintf(path, sizeof(path), "%s/%s.yaml", f->dir, name);
-    snprintf(text, sizeof(text),
-             "nats:\n  url: %s\n  max_msg: 16KiB\nlog:\n  level: debug\nshutdown_timeout: 8s\n"
-             "testd:\n  effects: %s\n  ack_wait: 1s\n%s",
-             f->base.nats.url, f->effects, extra != NULL ? extra : "");
-    write_file(path, text);
+    assert_int_equal(vs_write_file(path,
+                                   "nats:\n  url: %s\n  max_msg: 16KiB\nlog:\n  level: debug\n"
+                                   "shutdown_timeout: 8s\n"
+                                   "testd:\n  effects: %s\n  ack_wait: 1s\n%s",
+                                   f->base.nats.url, f->effects, extra != NULL ? extra : ""),
+                     0);
     return path;
 }
 
@@ -132,29 +122,30 @@ static struct health ask_health(struct fixture *f)
     return h;
 }
 
+/* Ready: this instance answers the health subject. */
+static bool testd_ready(struct vs_daemon *d, void *arg)
+{
+    struct health h = ask_health(arg);
+    return h.status == 0 && h.pid == d->pid;
+}
+
 /* Start vs-testd and wait until it answers its health subject. */
 static pid_t start_testd(struct fixture *f, const char *cfg)
 {
-    const char *argv[] = {VS_TESTD_BIN, "-c", cfg, NULL};
-    pid_t pid = vs_proc_spawn(argv, NULL, f->log);
-    assert_true(pid > 0);
-    f->daemons[f->ndaemons++] = pid;
-    for (int i = 0; i < 100; i++) {
-        struct health h = ask_health(f);
-        if (h.status == 0 && h.pid == pid)
-            return pid;
-        assert_true(vs_proc_alive(pid));
-        idle(f, 100);
-    }
-    fail_msg("vs-testd did not come up");
-    return -1;
+    assert_true(f->ntestd < (int)(sizeof(f->testd) / sizeof(f->testd[0])));
+    struct vs_daemon *d = &f->testd[f->ntestd++];
+    vs_daemon_init(d, VS_TESTD_BIN, f->dir, "testd"); /* every instance logs to testd.log */
+    snprintf(d->cfg, sizeof(d->cfg), "%s", cfg);
+    vs_daemon_start(d, f->base.bus, testd_ready, f, 10000, 100);
+    return d->pid;
 }
 
+/* pid is gone (reaped here): nothing to kill at teardown. */
 static void forget(struct fixture *f, pid_t pid)
 {
-    for (int i = 0; i < f->ndaemons; i++)
-        if (f->daemons[i] == pid)
-            f->daemons[i] = 0;
+    for (int i = 0; i < f->ntestd; i++)
+        if (f->testd[i].pid == pid)
+            f->testd[i].pid = 0;
 }
 
 static int run_check(const char *cfg, const char *out)
@@ -166,33 +157,36 @@ static int run_check(const char *cfg, const char *out)
     return WEXITSTATUS(status);
 }
 
+/* vs-testd -n on a configuration file with exactly `text`. */
+static int check_text(struct fixture *f, const char *name, const char *text, const char *out)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s.yaml", f->dir, name);
+    assert_int_equal(vs_write_file(path, "%s", text), 0);
+    return run_check(path, out);
+}
+
 static void test_config_check(void **state)
 {
     struct fixture *f = *state;
-    char out[256], path[256];
+    char out[256];
     snprintf(out, sizeof(out), "%s/check.out", f->dir);
     assert_int_equal(run_check(config(f, "good", "  work: 250ms\n"), out), 0);
     assert_int_equal(vs_file_count(out, "configuration OK"), 1);
 
-    snprintf(path, sizeof(path), "%s/typo.yaml", f->dir);
-    write_file(path, "nats:\n  url: nats://127.0.0.1:1\n  urll: x\ntestd:\n  effects: /tmp/x\n");
-    assert_int_equal(run_check(path, out), 1);
+    assert_int_equal(check_text(f, "typo",
+                                "nats:\n  url: nats://127.0.0.1:1\n  urll: x\n"
+                                "testd:\n  effects: /tmp/x\n",
+                                out),
+                     1);
     assert_int_equal(vs_file_count(out, "nats.urll"), 1);
     assert_int_equal(vs_file_count(out, ":3:"), 1); /* the line is named */
-
-    snprintf(path, sizeof(path), "%s/type.yaml", f->dir);
-    write_file(path, "testd:\n  effects: /tmp/x\n  work: soon\n");
-    assert_int_equal(run_check(path, out), 1);
+    assert_int_equal(check_text(f, "type", "testd:\n  effects: /tmp/x\n  work: soon\n", out), 1);
     assert_true(vs_file_count(out, "testd.work") >= 1);
-
-    snprintf(path, sizeof(path), "%s/missing.yaml", f->dir);
-    write_file(path, "log:\n  level: info\n");
-    assert_int_equal(run_check(path, out), 1);
+    assert_int_equal(check_text(f, "missing", "log:\n  level: info\n", out), 1);
     assert_true(vs_file_count(out, "testd.effects") >= 1);
-
-    snprintf(path, sizeof(path), "%s/level.yaml", f->dir);
-    write_file(path, "log:\n  level: loud\ntestd:\n  effects: /tmp/x\n");
-    assert_int_equal(run_check(path, out), 1);
+    assert_int_equal(
+        check_text(f, "level", "log:\n  level: loud\ntestd:\n  effects: /tmp/x\n", out), 1);
     assert_true(vs_file_count(out, "log.level") >= 1);
 }
 

@@ -56,6 +56,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "proc.h"
+
 #ifndef VS_SANDBOX_BIN
 #define VS_SANDBOX_BIN ""
 #endif
@@ -126,21 +128,6 @@ static void sb_free(struct sb *r)
     free(r->err);
     json_decref(r->json);
     memset(r, 0, sizeof(*r));
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = calloc(1, 1 << 20);
-    if (f == NULL || buf == NULL) {
-        if (f != NULL)
-            fclose(f);
-        return buf != NULL ? buf : strdup("");
-    }
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
 }
 
 static int copy_file(const char *src, const char *dst, mode_t mode)
@@ -271,6 +258,22 @@ static void host_view_of(const char *token, pid_t skip, struct sb *r)
         closedir(d);
 }
 
+/* In vs-sandbox's child (stdio set up): the secret file open as fd 7
+ * without close-on-exec, and for a rootless run uid/gid nobody. */
+static int sandbox_child(void *arg)
+{
+    bool rootless = *(const bool *)arg;
+    int leak = open(fx.hostfile, O_RDONLY); /* no O_CLOEXEC: a leaked descriptor */
+    if (leak < 0 || dup2(leak, LEAKED_FD) < 0)
+        return -1;
+    if (rootless && (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                     setresuid(NOBODY, NOBODY, NOBODY) < 0)) {
+        dprintf(2, "test_hostile: cannot become nobody: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Run vs-sandbox run --json --time-limit T [opts] -- argv, as root or as
  * nobody, with fd 7 (the secret file) open and SECRET_TOKEN set. */
 static void run_sandbox(bool rootless, const char *time_limit, const char *const *opts,
@@ -305,32 +308,10 @@ static void run_sandbox(bool rootless, const char *time_limit, const char *const
     snprintf(err, sizeof(err), "%s/err.%d", fx.scratch, id);
     static const char *const env[] = {"PATH=/usr/local/bin:/usr/bin:/bin",
                                       "SECRET_TOKEN=xyz", "HOME=/nonexistent", NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    struct vs_spawn sp = {.argv = av, .env = env, .out = out, .err = err,
+                          .child = sandbox_child, .arg = &rootless, .keep_fd = LEAKED_FD};
+    pid_t pid = vs_proc_start(&sp);
     assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int z = open("/dev/null", O_RDONLY);
-        int leak = open(fx.hostfile, O_RDONLY); /* no O_CLOEXEC: a leaked descriptor */
-        if (o < 0 || e < 0 || z < 0 || leak < 0 || dup2(z, 0) < 0 || dup2(o, 1) < 0 ||
-            dup2(e, 2) < 0 || dup2(leak, LEAKED_FD) < 0)
-            _exit(127);
-        for (int fd = 3; fd < 1024; fd++)
-            if (fd != LEAKED_FD)
-                close(fd);
-        if (rootless && (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
-                         setresuid(NOBODY, NOBODY, NOBODY) < 0)) {
-            dprintf(2, "test_hostile: cannot become nobody: %s\n", strerror(errno));
-            _exit(127);
-        }
-        execve(av[0], (char *const *)av, (char *const *)env);
-        dprintf(2, "test_hostile: exec %s: %s\n", av[0], strerror(errno));
-        _exit(127);
-    }
     int st = 0;
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -360,8 +341,8 @@ static void run_sandbox(bool rootless, const char *time_limit, const char *const
         }
         usleep(5000);
     }
-    r->out = slurp(out);
-    r->err = slurp(err);
+    r->out = vs_slurp(out);
+    r->err = vs_slurp(err);
     parse_json(r);
 }
 

@@ -29,13 +29,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +41,7 @@
 #include <jansson.h>
 
 #include "busfix.h"
-#include "proc.h"
+#include "daemon.h"
 #include "vs/escrow.h"
 #include "vs/ids.h"
 #include "vs/js.h"
@@ -106,10 +104,9 @@ struct resend {
 
 struct fixture {
     struct vs_busfix base;
-    char dir[128], store[256], cfg[256], log[256];
+    char *dir, store[256];
     vs_signkey *gov;
-    pid_t daemon;
-    unsigned starts;
+    struct vs_daemon ledgerd;
     struct cmd *cmds;          /* the burst, in publication order */
     size_t sent, replies, reply_errors;
     size_t outcomes_sent, outcome_acks, outcome_errors;
@@ -126,10 +123,9 @@ static uint64_t rnd(struct fixture *f)
     return f->rng;
 }
 
-/* Run the loop for ms (at least 1: vs_bus_run_until's 0 means forever). */
 static void idle(struct fixture *f, uint64_t ms)
 {
-    vs_test_idle(f->base.bus, ms > 0 ? ms : 1);
+    vs_test_idle(f->base.bus, ms);
 }
 
 static uint64_t fee_of(uint64_t amount)
@@ -147,27 +143,9 @@ static void agent_name(unsigned i, char *out, size_t n)
     snprintf(out, n, "agent-%u", i);
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
 static void dump_log(struct fixture *f)
 {
-    FILE *fp = fopen(f->log, "r");
-    if (fp == NULL)
-        return;
-    static char buf[8192];
-    fseek(fp, 0, SEEK_END);
-    long size = ftell(fp);
-    fseek(fp, size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0, SEEK_SET);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-    buf[n] = '\0';
-    fclose(fp);
-    fprintf(stderr, "--- vs-ledgerd log (tail) ---\n%s\n", buf);
+    vs_daemon_dump_log(&f->ledgerd);
 }
 
 /* ---- fixture ------------------------------------------------------------------------------ */
@@ -177,23 +155,27 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     vs_busfix_init(&f->base, 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/vs-ledger-crash-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = vs_scratch_dir("vs-ledger-crash");
+    assert_non_null(f->dir);
     snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
-    snprintf(f->cfg, sizeof(f->cfg), "%s/ledgerd.yaml", f->dir);
-    snprintf(f->log, sizeof(f->log), "%s/ledgerd.log", f->dir);
+    /* VS_TEST_LEDGERD names another build's vs-ledgerd (e.g. this test built
+     * with sanitizers against an optimized daemon); default: this build's. */
+    const char *bin = getenv("VS_TEST_LEDGERD");
+    vs_daemon_init(&f->ledgerd, bin != NULL && bin[0] == '/' ? bin : VS_LEDGERD_BIN, f->dir,
+                   "ledgerd");
     assert_int_equal(vs_signkey_new(&f->gov), 0);
     char hex[2 * VS_SIGN_PUBLICKEY_LEN + 1];
     vs_hex(vs_signkey_public(f->gov), VS_SIGN_PUBLICKEY_LEN, hex);
-    char text[2048];
     /* ack_wait 1s: what a killed daemon held comes back quickly; a small
      * batch makes many commits, so kills land inside them. */
-    snprintf(text, sizeof(text),
-             "nats:\n  url: %s\nlog:\n  level: info\nshutdown_timeout: 5s\n"
-             "ledgerd:\n  store: %s\n  batch: 50\n  ack_wait: 1s\n  fee_bps: %d\n"
-             "  dispute_window: 0s\n  governance_threshold: 1\n  governance_keys:\n    - %s\n",
-             f->base.nats.url, f->store, FEE_BPS, hex);
-    write_file(f->cfg, text);
+    assert_int_equal(
+        vs_write_file(f->ledgerd.cfg,
+                      "nats:\n  url: %s\nlog:\n  level: info\nshutdown_timeout: 5s\n"
+                      "ledgerd:\n  store: %s\n  batch: 50\n  ack_wait: 1s\n  fee_bps: %d\n"
+                      "  dispute_window: 0s\n  governance_threshold: 1\n  governance_keys:\n"
+                      "    - %s\n",
+                      f->base.nats.url, f->store, FEE_BPS, hex),
+        0);
     const char *seed = getenv("VS_TEST_SEED");
     f->rng = seed != NULL ? strtoull(seed, NULL, 0) : ((uint64_t)time(NULL) << 16) ^ (uint64_t)getpid();
     if (f->rng == 0)
@@ -206,8 +188,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    if (f->daemon > 0)
-        vs_proc_kill(f->daemon);
+    vs_daemon_kill(&f->ledgerd);
     /* Pending requests hold pointers into cmds: the bus goes first. */
     vs_busfix_fini(&f->base);
     if (f->cmds != NULL)
@@ -219,41 +200,19 @@ static int teardown(void **state)
         fprintf(stderr, "kept %s (VS_TEST_KEEP)\n", f->dir);
     else
         vs_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
-struct wait_reply {
-    bool done;
-    int status;
-    Vs__V1__LedgerReply *r;
-};
-
-static void on_sync_reply(int status, const ProtobufCMessage *msg, void *arg)
-{
-    struct wait_reply *w = arg;
-    w->done = true;
-    w->status = status;
-    if (status == 0) {
-        size_t n = protobuf_c_message_get_packed_size(msg);
-        uint8_t *buf = malloc(n + 1);
-        protobuf_c_message_pack(msg, buf);
-        w->r = vs__v1__ledger_reply__unpack(NULL, n, buf);
-        free(buf);
-    }
-}
-
 /* A read on vs.ledger.query; the reply (caller frees) or NULL. */
 static Vs__V1__LedgerReply *query(struct fixture *f, Vs__V1__LedgerCommand *cmd, uint64_t timeout_ms)
 {
-    struct wait_reply w = {0};
-    if (vs_bus_request(f->base.bus, "vs.ledger.query", &cmd->base, &vs__v1__ledger_reply__descriptor,
-                       timeout_ms, on_sync_reply, &w) < 0)
-        return NULL;
-    vs_bus_run_until(f->base.bus, &w.done, timeout_ms + 3000);
-    return w.status == 0 ? w.r : NULL;
+    return (Vs__V1__LedgerReply *)vs_test_request(f->base.bus, "vs.ledger.query", &cmd->base,
+                                                  &vs__v1__ledger_reply__descriptor, timeout_ms,
+                                                  NULL);
 }
 
 /* A write through JetStream, waiting for its reply; Nats-Msg-Id is
@@ -264,16 +223,15 @@ static Vs__V1__LedgerReply *command_sync(struct fixture *f, Vs__V1__LedgerComman
     char hex[VS_ID_HEX_LEN], msg_id[64];
     vs_hex(cmd->command_id.data, VS_ID_LEN, hex);
     snprintf(msg_id, sizeof(msg_id), "%s%s", prefix, hex);
-    struct wait_reply w = {0};
-    assert_int_equal(vs_js_request(f->base.bus, "vs.ledger.command", &cmd->base, msg_id,
-                                   &vs__v1__ledger_reply__descriptor, 10000, on_sync_reply, &w),
-                     0);
-    vs_bus_run_until(f->base.bus, &w.done, 13000);
-    if (w.status != 0) {
+    int status;
+    Vs__V1__LedgerReply *r = (Vs__V1__LedgerReply *)vs_test_js_request(
+        f->base.bus, "vs.ledger.command", &cmd->base, msg_id, &vs__v1__ledger_reply__descriptor,
+        10000, &status);
+    if (r == NULL) {
         dump_log(f);
-        fail_msg("ledger command: no reply (%s)", strerror(-w.status));
+        fail_msg("ledger command: no reply (%s)", strerror(-status));
     }
-    return w.r;
+    return r;
 }
 
 static bool balance(struct fixture *f, const char *account, int64_t *bal, uint64_t *pending)
@@ -312,37 +270,6 @@ static bool check_daemon(struct fixture *f, char *detail, size_t size, uint64_t 
     return ok;
 }
 
-struct raw_wait {
-    bool done;
-    int status;
-    json_t *j;
-};
-
-static void on_raw(int status, vs_msg *m, void *arg)
-{
-    struct raw_wait *w = arg;
-    w->done = true;
-    w->status = status;
-    if (status == 0) {
-        size_t len;
-        const uint8_t *data = vs_msg_data(m, &len);
-        w->j = json_loadb((const char *)data, len, 0, NULL);
-    }
-}
-
-/* A JetStream API call; the JSON answer (caller decrefs). */
-static json_t *js_api(struct fixture *f, const char *subject, const char *body)
-{
-    struct raw_wait w = {0};
-    assert_int_equal(vs_bus_request_raw(f->base.bus, subject, body, body != NULL ? strlen(body) : 0,
-                                        NULL, 0, 3000, on_raw, &w),
-                     0);
-    vs_bus_run_until(f->base.bus, &w.done, 5000);
-    assert_int_equal(w.status, 0);
-    assert_non_null(w.j);
-    return w.j;
-}
-
 static uint64_t json_u64(json_t *o, const char *key)
 {
     json_t *v = json_object_get(o, key);
@@ -354,7 +281,7 @@ static bool consumer_drained(struct fixture *f, const char *stream, const char *
 {
     char api[128];
     snprintf(api, sizeof(api), "$JS.API.CONSUMER.INFO.%s.%s", stream, durable);
-    json_t *j = js_api(f, api, NULL);
+    json_t *j = vs_test_js_api(f->base.bus, api, NULL);
     bool drained = json_u64(j, "num_pending") == 0 && json_u64(j, "num_ack_pending") == 0;
     json_decref(j);
     return drained;
@@ -363,7 +290,8 @@ static bool consumer_drained(struct fixture *f, const char *stream, const char *
 /* Messages the TASKS stream holds on vs.task.settled. */
 static uint64_t settled_in_stream(struct fixture *f)
 {
-    json_t *j = js_api(f, "$JS.API.STREAM.INFO.TASKS", "{\"subjects_filter\":\"vs.task.settled\"}");
+    json_t *j = vs_test_js_api(f->base.bus, "$JS.API.STREAM.INFO.TASKS",
+                               "{\"subjects_filter\":\"vs.task.settled\"}");
     json_t *subjects = json_object_get(json_object_get(j, "state"), "subjects");
     uint64_t n = json_u64(subjects, "vs.task.settled");
     json_decref(j);
@@ -372,45 +300,32 @@ static uint64_t settled_in_stream(struct fixture *f)
 
 /* ---- the daemon ------------------------------------------------------------------------- */
 
-/* VS_TEST_LEDGERD names another build's vs-ledgerd (e.g. this test built
- * with sanitizers against an optimized daemon); default: this build's. */
 static void spawn_ledgerd(struct fixture *f)
 {
-    const char *bin = getenv("VS_TEST_LEDGERD");
-    const char *argv[] = {bin != NULL && bin[0] == '/' ? bin : VS_LEDGERD_BIN, "-c", f->cfg, NULL};
-    pid_t pid = vs_proc_spawn(argv, NULL, f->log);
-    assert_true(pid > 0);
-    f->daemon = pid;
-    f->starts++;
+    assert_int_equal(vs_daemon_spawn(&f->ledgerd), 0);
 }
 
-/* Wait until the running daemon answers queries (its consumers are live). */
+/* Ready: it answers queries (its consumers are live). */
+static bool ledgerd_ready(struct vs_daemon *d, void *arg)
+{
+    (void)d;
+    char detail[320];
+    return check_daemon(arg, detail, sizeof(detail), 500);
+}
+
 static void wait_ledgerd(struct fixture *f)
 {
-    char detail[320];
-    for (int waited = 0; waited < 15000; waited += 50) {
-        if (check_daemon(f, detail, sizeof(detail), 500))
-            return;
-        if (!vs_proc_alive(f->daemon)) {
-            f->daemon = 0;
-            dump_log(f);
-            fail_msg("vs-ledgerd exited at start");
-        }
-        idle(f, 50);
-    }
-    dump_log(f);
-    fail_msg("vs-ledgerd did not answer");
+    vs_daemon_ready(&f->ledgerd, f->base.bus, ledgerd_ready, f, 15000, 50);
 }
 
 static void kill_ledgerd(struct fixture *f)
 {
-    if (!vs_proc_alive(f->daemon)) {
-        f->daemon = 0;
+    if (!vs_proc_alive(f->ledgerd.pid)) {
+        f->ledgerd.pid = 0;
         dump_log(f);
-        fail_msg("vs-ledgerd exited by itself (start %u)", f->starts);
+        fail_msg("vs-ledgerd exited by itself (start %u)", f->ledgerd.starts);
     }
-    vs_proc_kill(f->daemon);
-    f->daemon = 0;
+    vs_daemon_kill(&f->ledgerd);
 }
 
 /* ---- commands -------------------------------------------------------------------------------- */
@@ -1068,7 +983,7 @@ static void test_exactly_once_across_many_sigkills(void **state)
     }
     print_message("[ INFO     ] %u daemon starts; %zu first replies were replays of an earlier "
                   "commit (the reply was lost with the process)\n",
-                  f->starts, replayed);
+                  f->ledgerd.starts, replayed);
 
     check_balances(f, &e);
     check_invariant_online(f, &e);
@@ -1084,15 +999,14 @@ static void test_exactly_once_across_many_sigkills(void **state)
     assert_int_equal(settled_in_stream(f), e.settled);
 
     /* Nothing was terminated as poison, no batch refused by the store. */
-    assert_int_equal(vs_file_count(f->log, "cannot be applied"), 0);
-    assert_int_equal(vs_file_count(f->log, "refused by the store"), 0);
+    assert_int_equal(vs_file_count(f->ledgerd.log, "cannot be applied"), 0);
+    assert_int_equal(vs_file_count(f->ledgerd.log, "refused by the store"), 0);
 
     /* A clean stop, then the store itself, read-only. */
-    int st = vs_proc_stop(f->daemon, 10000);
-    f->daemon = 0;
-    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    vs_daemon_stop_clean(&f->ledgerd, 10000);
     /* Sanitizer builds of the daemon: nothing reported by any of its runs. */
-    if (vs_file_count(f->log, "runtime error") > 0 || vs_file_count(f->log, "Sanitizer") > 0) {
+    const char *log = f->ledgerd.log;
+    if (vs_file_count(log, "runtime error") > 0 || vs_file_count(log, "Sanitizer") > 0) {
         dump_log(f);
         fail_msg("a sanitizer reported an error in vs-ledgerd (see the log above)");
     }

@@ -27,25 +27,19 @@
  * exit cleanly at the end of each test.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
 
 #include "busfix.h"
-#include "proc.h"
+#include "daemon.h"
 #include "vs/escrow.h"
 #include "vs/ids.h"
 #include "vs/js.h"
@@ -54,7 +48,6 @@
 #include "vs/v1/ledger.pb-c.h"
 #include "vs/v1/task.pb-c.h"
 
-#define CLEAN_PATH "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 #define WAIT_MS 20000          /* any single wait: generous, never asserted on */
 #define REQUEST_TIMEOUT_MS 10000
 #define SIG_TTL_MS 600000
@@ -85,9 +78,10 @@ struct msgs {
 
 struct fixture {
     struct vs_busfix base;
-    char dir[128];
-    char store[256], log[256], cfg[300];
-    pid_t daemon;
+    char *dir;
+    char store[256];
+    struct vs_daemon ledgerd;
+    struct vs_vsctl vsctl;
     vs_signkey *gov[NGOV];
     vs_signkey *outsider;
     vs_signkey *keys[32];   /* agents' keys, freed at teardown */
@@ -96,7 +90,6 @@ struct fixture {
     vs_sub *garbage_sub;
     struct msgs settled, audits, garbage;
     bool marker_live;
-    int runs;
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -105,18 +98,6 @@ static bool near(double a, double b)
 {
     double d = a - b;
     return d < 1e-9 && d > -1e-9;
-}
-
-static void *copy_msg(const ProtobufCMessage *m)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n + 1);
-    if (buf == NULL)
-        return NULL;
-    protobuf_c_message_pack(m, buf);
-    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
-    free(buf);
-    return c;
 }
 
 static void msgs_add(struct msgs *s, ProtobufCMessage *m)
@@ -149,35 +130,9 @@ static bool same_id(const ProtobufCBinaryData *b, const uint8_t id[VS_ID_LEN])
     return b->len == VS_ID_LEN && memcmp(b->data, id, VS_ID_LEN) == 0;
 }
 
-static void write_file(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL)
-        return strdup("");
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    buf[got] = '\0';
-    fclose(fp);
-    return buf;
-}
-
 static void dump_log(struct fixture *f)
 {
-    char *log = slurp(f->log);
-    size_t len = strlen(log);
-    fprintf(stderr, "--- vs-ledgerd log (tail) ---\n%s\n", len > 8000 ? log + len - 8000 : log);
-    free(log);
+    vs_daemon_dump_log(&f->ledgerd);
 }
 
 static void idle(struct fixture *f, uint64_t ms)
@@ -199,7 +154,7 @@ static int on_settled(vs_msg *m, void *arg)
 {
     struct fixture *f = arg;
     if (vs_msg_body(m) != NULL)
-        msgs_add(&f->settled, copy_msg(vs_msg_body(m)));
+        msgs_add(&f->settled, vs_test_copy(vs_msg_body(m)));
     return 0;
 }
 
@@ -207,7 +162,7 @@ static int on_audit(vs_msg *m, void *arg)
 {
     struct fixture *f = arg;
     if (vs_msg_body(m) != NULL)
-        msgs_add(&f->audits, copy_msg(vs_msg_body(m)));
+        msgs_add(&f->audits, vs_test_copy(vs_msg_body(m)));
     return 0;
 }
 
@@ -227,10 +182,12 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     vs_busfix_init(&f->base, 0);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/vs-ledgerd-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    f->dir = vs_scratch_dir("vs-ledgerd");
+    assert_non_null(f->dir);
     snprintf(f->store, sizeof(f->store), "%s/store", f->dir);
-    snprintf(f->log, sizeof(f->log), "%s/ledgerd.log", f->dir);
+    vs_daemon_init(&f->ledgerd, VS_LEDGERD_BIN, f->dir, "ledgerd");
+    f->vsctl = (struct vs_vsctl){.bin = VS_VSCTL_BIN, .state = f->dir, .url = f->base.nats.url,
+                                 .scratch = f->dir, .bus = f->base.bus};
     for (int i = 0; i < NGOV; i++)
         assert_int_equal(vs_signkey_new(&f->gov[i]), 0);
     assert_int_equal(vs_signkey_new(&f->outsider), 0);
@@ -252,8 +209,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    if (f->daemon > 0)
-        vs_proc_kill(f->daemon);
+    vs_daemon_kill(&f->ledgerd);
     vs_consumer_free(f->settled_reader);
     vs_consumer_free(f->audit_reader);
     vs_sub_free(f->garbage_sub);
@@ -267,6 +223,7 @@ static int teardown(void **state)
     msgs_free(&f->audits);
     msgs_free(&f->garbage);
     vs_rmtree(f->dir);
+    free(f->dir);
     free(f);
     return 0;
 }
@@ -285,31 +242,15 @@ static void config(struct fixture *f, size_t ngov, int threshold, const char *ex
             off += (size_t)snprintf(keys + off, sizeof(keys) - off, "    - \"%s\"\n", hex);
         }
     }
-    char text[4096];
-    snprintf(f->cfg, sizeof(f->cfg), "%s/ledgerd.yaml", f->dir);
-    snprintf(text, sizeof(text),
-             "nats:\n  url: %s\nlog:\n  level: debug\nshutdown_timeout: 5s\n"
-             "ledgerd:\n  store: %s\n  governance_threshold: %d\n%s%s",
-             f->base.nats.url, f->store, threshold, keys, extra != NULL ? extra : "");
-    write_file(f->cfg, text);
+    assert_int_equal(vs_write_file(f->ledgerd.cfg,
+                                   "nats:\n  url: %s\nlog:\n  level: debug\nshutdown_timeout: 5s\n"
+                                   "ledgerd:\n  store: %s\n  governance_threshold: %d\n%s%s",
+                                   f->base.nats.url, f->store, threshold, keys,
+                                   extra != NULL ? extra : ""),
+                     0);
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
-
-struct reply {
-    bool done;
-    int status;
-    Vs__V1__LedgerReply *msg;
-};
-
-static void on_reply(int status, const ProtobufCMessage *msg, void *arg)
-{
-    struct reply *r = arg;
-    r->done = true;
-    r->status = status;
-    if (status == 0 && msg != NULL)
-        r->msg = copy_msg(msg);
-}
 
 /* A command through JetStream + reply; returns the reply or NULL, and the
  * request's status in *status. msg_id NULL: no Nats-Msg-Id. */
@@ -317,15 +258,9 @@ static Vs__V1__LedgerReply *send_raw(struct fixture *f, const char *subject,
                                      const Vs__V1__LedgerCommand *cmd, const char *msg_id,
                                      int *status)
 {
-    struct reply r = {0};
-    int rc = vs_js_request(f->base.bus, subject, &cmd->base, msg_id, &vs__v1__ledger_reply__descriptor,
-                           REQUEST_TIMEOUT_MS, on_reply, &r);
-    if (rc == 0 && vs_bus_run_until(f->base.bus, &r.done, REQUEST_TIMEOUT_MS + 5000) < 0)
-        rc = -ETIMEDOUT;
-    if (rc == 0)
-        rc = r.status;
-    *status = rc;
-    return rc == 0 ? r.msg : NULL;
+    return (Vs__V1__LedgerReply *)vs_test_js_request(f->base.bus, subject, &cmd->base, msg_id,
+                                                     &vs__v1__ledger_reply__descriptor,
+                                                     REQUEST_TIMEOUT_MS, status);
 }
 
 /* A command with its command id as Nats-Msg-Id (as vsctl sends them). */
@@ -358,12 +293,9 @@ static Vs__V1__LedgerReply *send_signed(struct fixture *f, const char *subject,
 static Vs__V1__LedgerReply *query_raw(struct fixture *f, const Vs__V1__LedgerCommand *cmd,
                                       uint64_t timeout_ms)
 {
-    struct reply r = {0};
-    if (vs_bus_request(f->base.bus, SUBJ_QUERY, &cmd->base, &vs__v1__ledger_reply__descriptor,
-                       timeout_ms, on_reply, &r) < 0)
-        return NULL;
-    vs_bus_run_until(f->base.bus, &r.done, timeout_ms + 5000);
-    return r.status == 0 ? r.msg : NULL;
+    return (Vs__V1__LedgerReply *)vs_test_request(f->base.bus, SUBJ_QUERY, &cmd->base,
+                                                  &vs__v1__ledger_reply__descriptor, timeout_ms,
+                                                  NULL);
 }
 
 static void cmd_init(Vs__V1__LedgerCommand *c, uint8_t id[VS_ID_LEN], Vs__V1__LedgerOp op)
@@ -373,6 +305,43 @@ static void cmd_init(Vs__V1__LedgerCommand *c, uint8_t id[VS_ID_LEN], Vs__V1__Le
     c->command_id = (ProtobufCBinaryData){VS_ID_LEN, id};
     c->op = op;
     c->issued_at_ns = vs_now_ns();
+}
+
+/* CREATE_ACCOUNT of a wallet (key NULL: without a public key). */
+static void account_init(Vs__V1__LedgerCommand *c, uint8_t id[VS_ID_LEN], const char *name,
+                         const char *owner, vs_signkey *key)
+{
+    cmd_init(c, id, VS__V1__LEDGER_OP__LEDGER_OP_CREATE_ACCOUNT);
+    c->account = (char *)name;
+    c->owner = (char *)(owner != NULL ? owner : "");
+    if (key != NULL)
+        c->public_key = (ProtobufCBinaryData){32, (uint8_t *)vs_signkey_public(key)};
+}
+
+/* A HOLD of amount from requester's wallet for the task, to be paid to agent. */
+static void hold_init(Vs__V1__LedgerCommand *c, uint8_t id[VS_ID_LEN],
+                      const uint8_t task[VS_ID_LEN], const char *requester, const char *agent,
+                      uint64_t amount)
+{
+    cmd_init(c, id, VS__V1__LEDGER_OP__LEDGER_OP_HOLD);
+    c->task_id = (ProtobufCBinaryData){VS_ID_LEN, (uint8_t *)task};
+    c->account = (char *)requester;
+    c->counterparty = (char *)agent;
+    c->amount = amount;
+}
+
+/* An agent's command about a task (release, dispute, vote), to be signed. */
+static void agent_init(Vs__V1__LedgerCommand *c, uint8_t id[VS_ID_LEN], Vs__V1__LedgerOp op,
+                       const uint8_t task[VS_ID_LEN], const char *account,
+                       Vs__V1__DisputeDecision decision, const char *rationale)
+{
+    cmd_init(c, id, op);
+    c->task_id = (ProtobufCBinaryData){VS_ID_LEN, (uint8_t *)task};
+    if (account != NULL)
+        c->account = (char *)account;
+    c->decision = decision;
+    if (rationale != NULL)
+        c->rationale = (char *)rationale;
 }
 
 static Vs__V1__LedgerReply *query(struct fixture *f, Vs__V1__LedgerOp op, const char *account,
@@ -425,41 +394,29 @@ static void expect_status(const Vs__V1__LedgerReply *r, Vs__V1__StatusCode code,
 
 /* ---- the daemon ------------------------------------------------------------------------- */
 
+/* Ready: CHECK answered OK. */
+static bool ledgerd_ready(struct vs_daemon *d, void *arg)
+{
+    (void)d;
+    uint8_t id[VS_ID_LEN];
+    Vs__V1__LedgerCommand c;
+    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_CHECK);
+    Vs__V1__LedgerReply *r = query_raw(arg, &c, 1000);
+    bool ok = r != NULL && code_of(r) == OK;
+    if (r != NULL)
+        vs__v1__ledger_reply__free_unpacked(r, NULL);
+    return ok;
+}
+
 static void start_ledgerd(struct fixture *f)
 {
-    const char *argv[] = {VS_LEDGERD_BIN, "-c", f->cfg, NULL};
-    pid_t pid = vs_proc_spawn(argv, NULL, f->log);
-    assert_true(pid > 0);
-    f->daemon = pid;
-    for (int i = 0; i < 200; i++) {
-        uint8_t id[VS_ID_LEN];
-        Vs__V1__LedgerCommand c;
-        cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_CHECK);
-        Vs__V1__LedgerReply *r = query_raw(f, &c, 1000);
-        bool ok = r != NULL && code_of(r) == OK;
-        if (r != NULL)
-            vs__v1__ledger_reply__free_unpacked(r, NULL);
-        if (ok)
-            return;
-        if (!vs_proc_alive(pid)) {
-            dump_log(f);
-            fail_msg("vs-ledgerd exited at start (see %s)", f->log);
-        }
-        idle(f, 100);
-    }
-    dump_log(f);
-    fail_msg("vs-ledgerd did not answer");
+    vs_daemon_start(&f->ledgerd, f->base.bus, ledgerd_ready, f, WAIT_MS, 100);
 }
 
 /* A clean stop: exit status 0 (under ASan: no leak, no error report). */
 static void stop_ledgerd(struct fixture *f)
 {
-    int st = vs_proc_stop(f->daemon, 10000);
-    f->daemon = 0;
-    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-        dump_log(f);
-        fail_msg("vs-ledgerd did not exit cleanly (wait status %d)", st);
-    }
+    vs_daemon_stop_clean(&f->ledgerd, 10000);
 }
 
 /* ---- ledger operations ------------------------------------------------------------------ */
@@ -468,11 +425,7 @@ static void create_account(struct fixture *f, const char *name, const char *owne
 {
     uint8_t id[VS_ID_LEN];
     Vs__V1__LedgerCommand c;
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_CREATE_ACCOUNT);
-    c.account = (char *)name;
-    c.owner = (char *)(owner != NULL ? owner : "");
-    if (key != NULL)
-        c.public_key = (ProtobufCBinaryData){32, (uint8_t *)vs_signkey_public(key)};
+    account_init(&c, id, name, owner, key);
     EXPECT_FREE(send_cmd(f, SUBJ_COMMAND, &c), OK, NULL);
 }
 
@@ -502,11 +455,7 @@ static Vs__V1__LedgerReply *hold(struct fixture *f, const uint8_t task[VS_ID_LEN
 {
     uint8_t id[VS_ID_LEN];
     Vs__V1__LedgerCommand c;
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_HOLD);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, (uint8_t *)task};
-    c.account = (char *)requester;
-    c.counterparty = (char *)agent;
-    c.amount = amount;
+    hold_init(&c, id, task, requester, agent, amount);
     c.timeout_ms = timeout_ms;
     return send_cmd(f, SUBJ_COMMAND, &c);
 }
@@ -529,13 +478,7 @@ static Vs__V1__LedgerReply *agent_cmd(struct fixture *f, const char *subject, Vs
 {
     uint8_t id[VS_ID_LEN];
     Vs__V1__LedgerCommand c;
-    cmd_init(&c, id, op);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, (uint8_t *)task};
-    if (account != NULL)
-        c.account = (char *)account;
-    c.decision = decision;
-    if (rationale != NULL)
-        c.rationale = (char *)rationale;
+    agent_init(&c, id, op, task, account, decision, rationale);
     return send_signed(f, subject, &c, &key, 1);
 }
 
@@ -622,6 +565,24 @@ static void check_invariant(struct fixture *f)
     vs__v1__ledger_reply__free_unpacked(r, NULL);
 }
 
+#define ANY_REP -1.0
+/* CLAIM_CHECK of account: the status (reason containing `part`), allowed
+ * exactly when the status is OK, and the reputation (ANY_REP: not looked
+ * at). */
+#define EXPECT_CLAIM(f, account, code, part, rep)                                                  \
+    expect_claim((f), (account), (code), (part), (rep), __LINE__)
+static void expect_claim(struct fixture *f, const char *account, Vs__V1__StatusCode code,
+                         const char *part, double rep, int line)
+{
+    Vs__V1__LedgerReply *r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, account, NULL);
+    expect_status(r, code, part, line);
+    if (r->allowed != (code == OK))
+        fail_msg("line %d: %s: allowed %d", line, account, r->allowed);
+    if (rep != ANY_REP && !near(r->reputation, rep))
+        fail_msg("line %d: %s: reputation %.9f, expected %.9f", line, account, r->reputation, rep);
+    vs__v1__ledger_reply__free_unpacked(r, NULL);
+}
+
 static size_t open_holds(struct fixture *f, const uint8_t task[VS_ID_LEN])
 {
     Vs__V1__LedgerReply *r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_HOLDS, NULL, task);
@@ -667,6 +628,16 @@ static void cleared(struct fixture *f, const uint8_t task[VS_ID_LEN])
 static void quarantined(struct fixture *f, const uint8_t task[VS_ID_LEN])
 {
     publish_verdict(f, task, false);
+}
+
+/* A new task held and cleared inside a dispute window: its bounty now sits
+ * in the task's escrow account. */
+static void hold_cleared(struct fixture *f, uint8_t task[VS_ID_LEN], const char *requester,
+                         const char *agent, uint64_t amount)
+{
+    hold_ok(f, task, requester, agent, amount);
+    cleared(f, task);
+    wait_in_escrow(f, task, (int64_t)amount);
 }
 
 static void rejected(struct fixture *f, const uint8_t task[VS_ID_LEN], const char *stage)
@@ -815,75 +786,16 @@ static void tasks_barrier(struct fixture *f)
 
 /* ---- vsctl ------------------------------------------------------------------------------ */
 
-struct run {
-    int status;
-    char *out, *err;
-};
+#define VSCTL_TIMEOUT_MS 30000
 
-static void run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
-}
+/* Run vsctl (with the fixture's --url and --state) on the arguments. */
+#define VSCTL(f, r, ...)                                                                           \
+    vs_vsctl_run(&(f)->vsctl, (r), VSCTL_TIMEOUT_MS, NULL, VS_ARGS(__VA_ARGS__))
 
-static void vsctl_run(struct fixture *f, struct run *r, ...)
-{
-    const char *argv[40] = {VS_VSCTL_BIN, "--url", f->base.nats.url, "--state", f->dir};
-    size_t n = 5;
-    va_list ap;
-    va_start(ap, r);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 38)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    char out[300], err[300];
-    int id = ++f->runs;
-    snprintf(out, sizeof(out), "%s/vsctl.%d.out", f->dir, id);
-    snprintf(err, sizeof(err), "%s/vsctl.%d.err", f->dir, id);
-    const char *env[] = {CLEAN_PATH, NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int z = open("/dev/null", O_RDONLY);
-        if (o < 0 || e < 0 || z < 0 || dup2(z, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
-            _exit(127);
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
-        execve(argv[0], (char *const *)argv, (char *const *)env);
-        _exit(127);
-    }
-    int status = -1;
-    for (int waited = 0; waited < 30000; waited += 20) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        idle(f, 20);
-    }
-    if (waitpid(pid, &status, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        r->status = -1;
-    } else {
-        r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    r->out = slurp(out);
-    r->err = slurp(err);
-}
-
-#define VSCTL(f, r, ...) vsctl_run(f, r, __VA_ARGS__, (const char *)NULL)
-
-static void expect_run(const struct run *r, int status, const char *needle)
-{
-    if (r->status != status || (needle != NULL && strstr(r->out, needle) == NULL))
-        fail_msg("vsctl exited %d (expected %d); stdout:\n%s\nstderr:\n%s\n(looked for \"%s\")",
-                 r->status, status, r->out, r->err, needle != NULL ? needle : "");
-}
+/* The same, expecting exit status `status` and (when not NULL) `needle` in
+ * its stdout, and nothing else of its output. */
+#define VSCTL_EXPECT(f, status, needle, ...)                                                       \
+    vs_vsctl_check(&(f)->vsctl, VSCTL_TIMEOUT_MS, (status), (needle), VS_ARGS(__VA_ARGS__))
 
 /* ---- configurations ---------------------------------------------------------------------- */
 
@@ -1003,11 +915,7 @@ static void test_escrow_happy_path(void **state)
     assert_true(deposit_seen && hold_seen);
     vs__v1__ledger_reply__free_unpacked(r, NULL);
 
-    r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "bob", NULL);
-    EXPECT(r, OK, NULL);
-    assert_true(r->allowed);
-    assert_true(near(r->reputation, 1.0));
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
+    EXPECT_CLAIM(f, "bob", OK, NULL, 1.0);
 
     /* Without a dispute window there is nothing left to dispute or release. */
     EXPECT_FREE(dispute(f, task, bob_key), DENIED, "window is closed");
@@ -1138,6 +1046,32 @@ static void test_refunds_and_expiry(void **state)
                  rq, rf);
 }
 
+/* The same command sent twice without a Nats-Msg-Id (the stream keeps
+ * both): both answered `code` (reason containing `part`), the first
+ * applied, the second a replay of it; with_transfer: both name the same
+ * transfer (VS_ID_LEN bytes). Returns the second reply (the caller frees
+ * it). */
+static Vs__V1__LedgerReply *send_twice(struct fixture *f, const Vs__V1__LedgerCommand *cmd,
+                                       Vs__V1__StatusCode code, const char *part,
+                                       bool with_transfer)
+{
+    int st;
+    Vs__V1__LedgerReply *r1 = send_raw(f, SUBJ_COMMAND, cmd, NULL, &st);
+    assert_non_null(r1);
+    Vs__V1__LedgerReply *r2 = send_raw(f, SUBJ_COMMAND, cmd, NULL, &st);
+    assert_non_null(r2);
+    EXPECT(r1, code, part);
+    EXPECT(r2, code, part);
+    assert_false(r1->replayed);
+    assert_true(r2->replayed);
+    if (with_transfer) {
+        assert_int_equal(r2->transfer_id.len, VS_ID_LEN);
+        assert_memory_equal(r1->transfer_id.data, r2->transfer_id.data, VS_ID_LEN);
+    }
+    vs__v1__ledger_reply__free_unpacked(r1, NULL);
+    return r2;
+}
+
 static void test_idempotency(void **state)
 {
     struct fixture *f = *state;
@@ -1152,19 +1086,8 @@ static void test_idempotency(void **state)
     d.account = "alice";
     d.amount = 5000;
     assert_int_equal(vs_escrow_sign(&d, f->gov, 1, SIG_TTL_MS, &outer), 0);
-    int st;
-    Vs__V1__LedgerReply *r1 = send_raw(f, SUBJ_COMMAND, &outer, NULL, &st);
-    assert_non_null(r1);
-    Vs__V1__LedgerReply *r2 = send_raw(f, SUBJ_COMMAND, &outer, NULL, &st);
-    assert_non_null(r2);
-    EXPECT(r1, OK, NULL);
-    EXPECT(r2, OK, NULL);
-    assert_false(r1->replayed);
-    assert_true(r2->replayed);
-    assert_int_equal(r2->transfer_id.len, VS_ID_LEN);
-    assert_memory_equal(r1->transfer_id.data, r2->transfer_id.data, VS_ID_LEN);
+    Vs__V1__LedgerReply *r2 = send_twice(f, &outer, OK, NULL, true);
     assert_true(same_id(&r2->command_id, did));
-    vs__v1__ledger_reply__free_unpacked(r1, NULL);
     vs__v1__ledger_reply__free_unpacked(r2, NULL);
     ASSERT_BALANCE(f, "alice", 5000, 0);
 
@@ -1172,7 +1095,8 @@ static void test_idempotency(void **state)
      * the second caller learns the command was accepted before. */
     char msg_id[VS_ID_HEX_LEN];
     vs_hex(did, VS_ID_LEN, msg_id);
-    r1 = send_raw(f, SUBJ_COMMAND, &outer, msg_id, &st);
+    int st;
+    Vs__V1__LedgerReply *r1 = send_raw(f, SUBJ_COMMAND, &outer, msg_id, &st);
     assert_non_null(r1);
     EXPECT(r1, OK, NULL);
     assert_true(r1->replayed);
@@ -1186,23 +1110,9 @@ static void test_idempotency(void **state)
     /* A hold twice: one hold. */
     uint8_t hid[VS_ID_LEN], task[VS_ID_LEN];
     Vs__V1__LedgerCommand h;
-    cmd_init(&h, hid, VS__V1__LEDGER_OP__LEDGER_OP_HOLD);
     vs_id_new(task);
-    h.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
-    h.account = "alice";
-    h.counterparty = "bob";
-    h.amount = 1000;
-    r1 = send_raw(f, SUBJ_COMMAND, &h, NULL, &st);
-    r2 = send_raw(f, SUBJ_COMMAND, &h, NULL, &st);
-    assert_non_null(r1);
-    assert_non_null(r2);
-    EXPECT(r1, OK, NULL);
-    EXPECT(r2, OK, NULL);
-    assert_false(r1->replayed);
-    assert_true(r2->replayed);
-    assert_memory_equal(r1->transfer_id.data, r2->transfer_id.data, VS_ID_LEN);
-    vs__v1__ledger_reply__free_unpacked(r1, NULL);
-    vs__v1__ledger_reply__free_unpacked(r2, NULL);
+    hold_init(&h, hid, task, "alice", "bob", 1000);
+    vs__v1__ledger_reply__free_unpacked(send_twice(f, &h, OK, NULL, true), NULL);
     ASSERT_BALANCE(f, "alice", 5000, 1000);
     assert_int_equal(open_holds(f, task), 1);
 
@@ -1217,26 +1127,13 @@ static void test_idempotency(void **state)
     /* A refused command is replayed as refused. */
     uint8_t nid[VS_ID_LEN], task2[VS_ID_LEN];
     Vs__V1__LedgerCommand n;
-    cmd_init(&n, nid, VS__V1__LEDGER_OP__LEDGER_OP_HOLD);
     vs_id_new(task2);
-    n.task_id = (ProtobufCBinaryData){VS_ID_LEN, task2};
-    n.account = "alice";
-    n.counterparty = "bob";
-    n.amount = 1000000;
-    r1 = send_raw(f, SUBJ_COMMAND, &n, NULL, &st);
-    r2 = send_raw(f, SUBJ_COMMAND, &n, NULL, &st);
-    assert_non_null(r1);
-    assert_non_null(r2);
-    EXPECT(r1, DENIED, "insufficient funds");
-    EXPECT(r2, DENIED, "insufficient funds");
-    assert_false(r1->replayed);
-    assert_true(r2->replayed);
-    vs__v1__ledger_reply__free_unpacked(r1, NULL);
-    vs__v1__ledger_reply__free_unpacked(r2, NULL);
+    hold_init(&n, nid, task2, "alice", "bob", 1000000);
+    vs__v1__ledger_reply__free_unpacked(send_twice(f, &n, DENIED, "insufficient funds", false),
+                                        NULL);
 
     /* Across a SIGKILL: the stored outcome is still the answer. */
-    vs_proc_kill(f->daemon);
-    f->daemon = 0;
+    vs_daemon_kill(&f->ledgerd);
     start_ledgerd(f);
     h.amount = 1000;
     r1 = send_raw(f, SUBJ_COMMAND, &h, NULL, &st);
@@ -1325,11 +1222,7 @@ static void test_denials_and_garbage(void **state)
      * (even signed by a registered key), not an unsigned command. */
     uint8_t t2[VS_ID_LEN];
     vs_id_new(t2);
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_HOLD);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, t2};
-    c.account = "alice";
-    c.counterparty = "bob";
-    c.amount = 100;
+    hold_init(&c, id, t2, "alice", "bob", 100);
     EXPECT_FREE(send_cmd(f, SUBJ_RELEASE, &c), DENIED, "signature");
     vs_id_new(id); /* a new command (and Nats-Msg-Id) */
     EXPECT_FREE(send_signed(f, SUBJ_RELEASE, &c, &alice_key, 1), INVALID, "not an agent operation");
@@ -1368,7 +1261,7 @@ static void test_denials_and_garbage(void **state)
     assert_int_equal(f->garbage.n, 3);
     for (size_t i = 0; i < f->garbage.n; i++)
         EXPECT((const Vs__V1__LedgerReply *)f->garbage.v[i], INVALID, NULL);
-    assert_true(vs_proc_alive(f->daemon));
+    assert_true(vs_proc_alive(f->ledgerd.pid));
     check_invariant(f);
     vs_id_new(t2);
     EXPECT_FREE(hold(f, t2, "alice", "bob", 100, 0), OK, NULL);
@@ -1513,9 +1406,7 @@ static void test_disputes(void **state)
      * party or have no key): the dispute is refused and the original
      * outcome stands at the end of the window. */
     uint8_t t0[VS_ID_LEN];
-    hold_ok(f, t0, "a-req", "a-worker", 1000);
-    cleared(f, t0);
-    wait_in_escrow(f, t0, 1000);
+    hold_cleared(f, t0, "a-req", "a-worker", 1000);
     EXPECT_FREE(dispute(f, t0, req), DENIED, "fewer than 3");
     const Vs__V1__AuditEvent *ev = wait_audit(f, "dispute", "refused", t0, NULL);
     assert_string_equal(detail(ev, "opener"), "a-req");
@@ -1736,9 +1627,7 @@ static void test_late_vote_after_deadline(void **state)
     }
     deposit(f, "req", 10000);
     uint8_t task[VS_ID_LEN];
-    hold_ok(f, task, "req", "worker", 1000);
-    cleared(f, task);
-    wait_in_escrow(f, task, 1000);
+    hold_cleared(f, task, "req", "worker", 1000);
     Vs__V1__LedgerReply *r = dispute(f, task, as[0].key);
     EXPECT(r, OK, NULL);
     assert_int_equal(r->n_panel, 3);
@@ -1750,20 +1639,17 @@ static void test_late_vote_after_deadline(void **state)
     EXPECT_FREE(vote(f, task, "p1", D_REQUESTER, "nothing delivered", as[2].key), OK, NULL);
 
     /* The daemon dies; the deadline passes; the second vote is queued. */
-    vs_proc_kill(f->daemon);
-    f->daemon = 0;
+    vs_daemon_kill(&f->ledgerd);
     idle(f, 2000);
     uint8_t id[VS_ID_LEN];
     Vs__V1__LedgerCommand c, outer;
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_VOTE);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
-    c.account = "p2";
-    c.decision = D_REQUESTER;
-    c.rationale = "agreed, but late";
+    agent_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_VOTE, task, "p2", D_REQUESTER,
+               "agreed, but late");
     assert_int_equal(vs_escrow_sign(&c, &as[3].key, 1, SIG_TTL_MS, &outer), 0);
-    struct reply late = {0};
+    struct vs_test_reply late = {0};
     assert_int_equal(vs_js_request(f->base.bus, SUBJ_DISPUTE, &outer.base, NULL,
-                                   &vs__v1__ledger_reply__descriptor, 30000, on_reply, &late),
+                                   &vs__v1__ledger_reply__descriptor, 30000, vs_test_on_reply,
+                                   &late),
                      0);
     vs_escrow_signed_clear(&outer);
     idle(f, 200); /* stored in the LEDGER stream */
@@ -1772,10 +1658,11 @@ static void test_late_vote_after_deadline(void **state)
     assert_true(late.done);
     assert_int_equal(late.status, 0);
     assert_non_null(late.msg);
-    Vs__V1__StatusCode late_code = code_of(late.msg);
+    Vs__V1__LedgerReply *late_reply = (Vs__V1__LedgerReply *)late.msg;
+    Vs__V1__StatusCode late_code = code_of(late_reply);
     char late_reason[200];
-    snprintf(late_reason, sizeof(late_reason), "%s", reason_of(late.msg));
-    vs__v1__ledger_reply__free_unpacked(late.msg, NULL);
+    snprintf(late_reason, sizeof(late_reason), "%s", reason_of(late_reply));
+    vs__v1__ledger_reply__free_unpacked(late_reply, NULL);
     const Vs__V1__Settlement *s = wait_settlement(f, task);
     if (s->outcome != POSTED)
         fail_msg("a vote cast after the deadline decided the dispute (settlement outcome %d, "
@@ -1829,6 +1716,19 @@ static Vs__V1__StatusCode step_at(vs_ledger *l, vs_escrow *e, uint64_t at_ns,
     return code;
 }
 
+/* The same with cmd signed by key. */
+static Vs__V1__StatusCode signed_step_at(vs_ledger *l, vs_escrow *e, uint64_t at_ns,
+                                         enum vs_escrow_origin origin,
+                                         const Vs__V1__LedgerCommand *cmd, vs_signkey *key,
+                                         bool tick)
+{
+    Vs__V1__LedgerCommand outer;
+    assert_int_equal(vs_escrow_sign(cmd, &key, 1, SIG_TTL_MS, &outer), 0);
+    Vs__V1__StatusCode code = step_at(l, e, at_ns, origin, &outer, NULL, tick);
+    vs_escrow_signed_clear(&outer);
+    return code;
+}
+
 static int read_balance(vs_ledger_txn *t, void *arg)
 {
     struct vs_account a;
@@ -1858,61 +1758,36 @@ static void test_late_vote_in_process(void **state)
     vs_escrow *e = NULL;
     assert_int_equal(vs_escrow_new(l, &cfg, &e), 0);
     const uint64_t ms = 1000000, t0 = vs_now_ns() + 1000 * ms;
-    const enum vs_escrow_origin P = VS_ORIGIN_PLATFORM, A = VS_ORIGIN_AGENT;
+    const enum vs_escrow_origin P = VS_ORIGIN_PLATFORM;
     const char *names[] = {"req", "worker", "p1", "p2", "p3"};
     vs_signkey *k[5];
     uint8_t id[VS_ID_LEN], task[VS_ID_LEN];
-    Vs__V1__LedgerCommand c, outer;
+    Vs__V1__LedgerCommand c;
     for (int i = 0; i < 5; i++) {
         k[i] = new_key(f);
-        cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_CREATE_ACCOUNT);
-        c.account = (char *)names[i];
-        c.owner = (char *)names[i];
-        c.public_key = (ProtobufCBinaryData){32, (uint8_t *)vs_signkey_public(k[i])};
+        account_init(&c, id, names[i], names[i], k[i]);
         assert_int_equal(step_at(l, e, t0, P, &c, NULL, false), OK);
     }
     cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DEPOSIT);
     c.account = "req";
     c.amount = 10000;
-    assert_int_equal(vs_escrow_sign(&c, f->gov, 1, SIG_TTL_MS, &outer), 0);
-    Vs__V1__StatusCode code = step_at(l, e, t0 + ms, P, &outer, NULL, false);
-    vs_escrow_signed_clear(&outer);
-    assert_int_equal(code, OK);
+    assert_int_equal(signed_step_at(l, e, t0 + ms, P, &c, f->gov[0], false), OK);
     vs_id_new(task);
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_HOLD);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
-    c.account = "req";
-    c.counterparty = "worker";
-    c.amount = 1000;
+    hold_init(&c, id, task, "req", "worker", 1000);
     assert_int_equal(step_at(l, e, t0 + 2 * ms, P, &c, NULL, false), OK);
     step_at(l, e, t0 + 3 * ms, P, NULL, task, true); /* cleared: the window opens */
     /* dispute at +1 s: vote deadline at +11 s */
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_OPEN);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
-    c.rationale = "wrong output";
-    assert_int_equal(vs_escrow_sign(&c, &k[0], 1, SIG_TTL_MS, &outer), 0);
-    code = step_at(l, e, t0 + 1000 * ms, A, &outer, NULL, true);
-    vs_escrow_signed_clear(&outer);
-    assert_int_equal(code, OK);
+    agent_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_OPEN, task, NULL, 0, "wrong output");
+    assert_int_equal(signed_step_at(l, e, t0 + 1000 * ms, VS_ORIGIN_AGENT, &c, k[0], true), OK);
     /* p1 votes in time */
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_VOTE);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
-    c.account = "p1";
-    c.decision = D_REQUESTER;
-    c.rationale = "refund";
-    assert_int_equal(vs_escrow_sign(&c, &k[2], 1, SIG_TTL_MS, &outer), 0);
-    code = step_at(l, e, t0 + 2000 * ms, A, &outer, NULL, true);
-    vs_escrow_signed_clear(&outer);
-    assert_int_equal(code, OK);
+    agent_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_VOTE, task, "p1", D_REQUESTER,
+               "refund");
+    assert_int_equal(signed_step_at(l, e, t0 + 2000 * ms, VS_ORIGIN_AGENT, &c, k[2], true), OK);
     /* p2's vote is applied at +20 s, in the batch that also runs the tick */
-    cmd_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_VOTE);
-    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
-    c.account = "p2";
-    c.decision = D_REQUESTER;
-    c.rationale = "refund, but late";
-    assert_int_equal(vs_escrow_sign(&c, &k[3], 1, SIG_TTL_MS, &outer), 0);
-    Vs__V1__StatusCode late = step_at(l, e, t0 + 20000 * ms, A, &outer, NULL, true);
-    vs_escrow_signed_clear(&outer);
+    agent_init(&c, id, VS__V1__LEDGER_OP__LEDGER_OP_DISPUTE_VOTE, task, "p2", D_REQUESTER,
+               "refund, but late");
+    Vs__V1__StatusCode late =
+        signed_step_at(l, e, t0 + 20000 * ms, VS_ORIGIN_AGENT, &c, k[3], true);
     int64_t worker = -1;
     assert_int_equal(vs_ledger_read(l, read_balance, &worker), 0);
     vs_escrow_free(e);
@@ -1949,26 +1824,10 @@ static void test_claim_check_and_reputation(void **state)
     quarantined(f, t[3]);
     wait_settlement(f, t[3]);
 
-    Vs__V1__LedgerReply *r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "fresh", NULL);
-    EXPECT(r, OK, NULL);
-    assert_true(r->allowed);
-    assert_true(near(r->reputation, 0.5));
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
-    r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "bad", NULL);
-    EXPECT(r, DENIED, "below the minimum");
-    assert_false(r->allowed);
-    assert_true(near(r->reputation, 0.0));
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
-    r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "mixed", NULL);
-    EXPECT(r, OK, NULL);
-    assert_true(r->allowed);
-    if (!near(r->reputation, 0.95 / 1.95))
-        fail_msg("mixed: reputation %.9f, expected %.9f", r->reputation, 0.95 / 1.95);
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
-    r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "nobody", NULL);
-    EXPECT(r, INVALID, "unknown account");
-    assert_false(r->allowed);
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
+    EXPECT_CLAIM(f, "fresh", OK, NULL, 0.5);
+    EXPECT_CLAIM(f, "bad", DENIED, "below the minimum", 0.0);
+    EXPECT_CLAIM(f, "mixed", OK, NULL, 0.95 / 1.95);
+    EXPECT_CLAIM(f, "nobody", INVALID, "unknown account", ANY_REP);
 
     /* Live Verified: x1.05, capped at 1; cleared again by a later result. */
     verify_result(f, "fresh", true);
@@ -1978,14 +1837,8 @@ static void test_claim_check_and_reputation(void **state)
     ASSERT_REP(f, "fresh", 0.525);
     ASSERT_REP(f, "good", 1.0);
     ASSERT_REP(f, "bad", 0.0);
-    r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "fresh", NULL);
-    EXPECT(r, OK, NULL);
-    assert_true(near(r->reputation, 0.525));
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
-    r = query(f, VS__V1__LEDGER_OP__LEDGER_OP_CLAIM_CHECK, "bad", NULL);
-    EXPECT(r, DENIED, NULL);
-    assert_false(r->allowed);
-    vs__v1__ledger_reply__free_unpacked(r, NULL);
+    EXPECT_CLAIM(f, "fresh", OK, NULL, 0.525);
+    EXPECT_CLAIM(f, "bad", DENIED, NULL, ANY_REP);
     const Vs__V1__AuditEvent *ev = wait_audit(f, "reputation", "live_verified", NULL, "fresh");
     assert_string_equal(detail(ev, "live_verified"), "true");
     /* verified but not live: the flag is cleared. */
@@ -2010,9 +1863,7 @@ static void test_escrow_accounts_are_not_wallets(void **state)
     create_account(f, "bob", "bob-co", NULL);
     deposit(f, "alice", 10000);
     uint8_t task[VS_ID_LEN];
-    hold_ok(f, task, "alice", "bob", 1000);
-    cleared(f, task);
-    wait_in_escrow(f, task, 1000);
+    hold_cleared(f, task, "alice", "bob", 1000);
     char escrow[VS_LEDGER_NAME_MAX];
     escrow_account(task, escrow);
     ASSERT_BALANCE(f, escrow, 1000, 0);
@@ -2081,10 +1932,9 @@ static void test_vsctl_ledger(void **state)
     create_account(f, "alice", "alice-co", NULL);
     create_account(f, "bob", "bob-co", NULL);
 
-    struct run r;
-    VSCTL(f, &r, "ledger", "deposit", "alice", "10000", "--key", govkey);
-    expect_run(&r, 0, "deposited transfer ");
-    run_free(&r);
+    struct vs_run r;
+    VSCTL_EXPECT(f, 0, "deposited transfer ", "ledger", "deposit", "alice", "10000", "--key",
+                 govkey);
     ASSERT_BALANCE(f, "alice", 10000, 0);
     uint8_t task[VS_ID_LEN];
     hold_ok(f, task, "alice", "bob", 1000);
@@ -2092,41 +1942,32 @@ static void test_vsctl_ledger(void **state)
     vs_hex(task, VS_ID_LEN, hex);
     escrow_account(task, escrow);
 
-    VSCTL(f, &r, "ledger", "balance", "alice");
-    expect_run(&r, 0, "alice balance 10000 held 1000 reputation 0.500");
-    run_free(&r);
+    VSCTL_EXPECT(f, 0, "alice balance 10000 held 1000 reputation 0.500", "ledger", "balance",
+                 "alice");
     VSCTL(f, &r, "ledger", "holds", "alice");
-    expect_run(&r, 0, "open task ");
+    vs_vsctl_expect(&r, 0, "open task ");
     assert_non_null(strstr(r.out, escrow));
     assert_non_null(strstr(r.out, " 1000 open"));
-    run_free(&r);
-    VSCTL(f, &r, "ledger", "holds", "--task", hex);
-    expect_run(&r, 0, hex);
-    run_free(&r);
+    vs_run_free(&r);
+    VSCTL_EXPECT(f, 0, hex, "ledger", "holds", "--task", hex);
 
     cleared(f, task);
     wait_settlement(f, task);
-    VSCTL(f, &r, "ledger", "balance", "bob");
-    expect_run(&r, 0, "bob balance 950 held 0 reputation 1.000");
-    run_free(&r);
-    VSCTL(f, &r, "ledger", "history", "bob");
-    expect_run(&r, 0, "-> bob 950");
-    run_free(&r);
+    VSCTL_EXPECT(f, 0, "bob balance 950 held 0 reputation 1.000", "ledger", "balance", "bob");
+    VSCTL_EXPECT(f, 0, "-> bob 950", "ledger", "history", "bob");
     VSCTL(f, &r, "ledger", "history", "alice", "--limit", "1");
-    expect_run(&r, 0, "operator -> alice 10000");
+    vs_vsctl_expect(&r, 0, "operator -> alice 10000");
     assert_null(strstr(r.out, "hold "));
-    run_free(&r);
+    vs_run_free(&r);
     VSCTL(f, &r, "ledger", "holds", "alice");
-    expect_run(&r, 0, NULL);
+    vs_vsctl_expect(&r, 0, NULL);
     assert_null(strstr(r.out, "open"));
-    run_free(&r);
-    VSCTL(f, &r, "ledger", "check");
-    expect_run(&r, 0, "the invariant holds");
-    run_free(&r);
+    vs_run_free(&r);
+    VSCTL_EXPECT(f, 0, "the invariant holds", "ledger", "check");
     VSCTL(f, &r, "ledger", "balance", "alice", "--json");
-    expect_run(&r, 0, "\"balance\"");
+    vs_vsctl_expect(&r, 0, "\"balance\"");
     assert_non_null(strstr(r.out, "9000"));
-    run_free(&r);
+    vs_run_free(&r);
 
     /* A deposit with a key that is not a governor's is refused. */
     char badkey[300];
@@ -2135,25 +1976,21 @@ static void test_vsctl_ledger(void **state)
     VSCTL(f, &r, "ledger", "deposit", "alice", "5", "--key", badkey);
     assert_int_not_equal(r.status, 0);
     assert_non_null(strstr(r.err, "approvals"));
-    run_free(&r);
+    vs_run_free(&r);
     VSCTL(f, &r, "ledger", "balance", "nobody");
     assert_int_not_equal(r.status, 0);
     assert_non_null(strstr(r.err, "unknown account"));
-    run_free(&r);
+    vs_run_free(&r);
 
     /* A backup of the live store, checked. */
     char to[300];
     snprintf(to, sizeof(to), "%s/backup", f->dir);
     VSCTL(f, &r, "ledger", "backup", "--store", f->store, "--to", to);
-    expect_run(&r, 0, "the invariant holds");
+    vs_vsctl_expect(&r, 0, "the invariant holds");
     assert_non_null(strstr(r.out, "backup written to"));
-    run_free(&r);
-    VSCTL(f, &r, "ledger", "check", "--store", to);
-    expect_run(&r, 0, "the invariant holds");
-    run_free(&r);
-    VSCTL(f, &r, "ledger", "check", "--store", f->store);
-    expect_run(&r, 0, "the invariant holds");
-    run_free(&r);
+    vs_run_free(&r);
+    VSCTL_EXPECT(f, 0, "the invariant holds", "ledger", "check", "--store", to);
+    VSCTL_EXPECT(f, 0, "the invariant holds", "ledger", "check", "--store", f->store);
     /* The daemon is untouched by all this. */
     ASSERT_BALANCE(f, "alice", 9000, 0);
     check_invariant(f);

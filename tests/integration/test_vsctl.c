@@ -14,9 +14,7 @@
  * supervisor (orphaned when `vsctl up` exits) is reaped here and "gone"
  * means really gone. Every wait is bounded.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,9 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,107 +30,21 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "daemon.h"
 #include "natsd.h"
-#include "proc.h"
 
-#define CLEAN_PATH "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-#define MAX_ARGS 32
-
-static char scratch[256];   /* captured output files */
-static char state[256];     /* the shared stack's state directory */
+static char *state;         /* the shared stack's state directory */
 static char up_output[4096];
-static int outputs;
+static struct vs_vsctl cli = {.bin = VS_VSCTL_BIN}; /* scratch: the captured outputs */
 
-struct run {
-    int status;             /* exit status, -1 when killed on timeout */
-    char *out, *err;
-};
-
-static void run_free(struct run *r)
+/* Run vsctl --state dir on the NULL-ended arguments, bounded by timeout_ms. */
+static void vsctl_in(const char *dir, int timeout_ms, struct vs_run *r, const char *const *args)
 {
-    free(r->out);
-    free(r->err);
-    r->out = r->err = NULL;
+    cli.state = dir;
+    vs_vsctl_run(&cli, r, timeout_ms, NULL, args);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return strdup("");
-    char *buf = calloc(1, 1 << 20);
-    size_t n = buf != NULL ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    if (buf != NULL)
-        buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-/* Start vsctl --state DIR ARGS... with stdout/stderr into files. */
-static pid_t start_vsctl(const char *dir, const char *const *args, char *out, char *err,
-                         size_t size)
-{
-    int id = ++outputs;
-    snprintf(out, size, "%s/out.%d", scratch, id);
-    snprintf(err, size, "%s/err.%d", scratch, id);
-    const char *argv[MAX_ARGS + 4] = {VS_VSCTL_BIN, "--state", dir};
-    size_t n = 3;
-    for (size_t i = 0; args[i] != NULL && n < MAX_ARGS; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    const char *env[] = {CLEAN_PATH, NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int z = open("/dev/null", O_RDONLY);
-        if (o < 0 || e < 0 || z < 0 || dup2(z, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
-            _exit(127);
-        for (int fd = 3; fd < 1024; fd++)
-            close(fd);
-        execve(argv[0], (char *const *)argv, (char *const *)env);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void finish_vsctl(pid_t pid, int timeout_ms, const char *out, const char *err,
-                         struct run *r)
-{
-    int status = vs_proc_wait(pid, timeout_ms);
-    if (status < 0) {
-        vs_proc_kill(pid);
-        r->status = -1;
-    } else {
-        r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    r->out = slurp(out);
-    r->err = slurp(err);
-}
-
-/* Run vsctl in dir with the NULL-ended arguments, bounded by timeout_ms. */
-static void vsctl_in(const char *dir, int timeout_ms, struct run *r, ...)
-{
-    const char *args[MAX_ARGS + 1];
-    size_t n = 0;
-    va_list ap;
-    va_start(ap, r);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < MAX_ARGS)
-        args[n++] = a;
-    va_end(ap);
-    args[n] = NULL;
-    char out[300], err[300];
-    pid_t pid = start_vsctl(dir, args, out, err, sizeof(out));
-    assert_true(pid > 0);
-    finish_vsctl(pid, timeout_ms, out, err, r);
-}
-
-#define vsctl(r, timeout_ms, ...) vsctl_in(state, timeout_ms, r, __VA_ARGS__, (const char *)NULL)
+#define vsctl(r, timeout_ms, ...) vsctl_in(state, timeout_ms, r, VS_ARGS(__VA_ARGS__))
 
 static void state_path(char *out, size_t size, const char *name)
 {
@@ -145,7 +55,7 @@ static pid_t state_pid(const char *name)
 {
     char path[400];
     state_path(path, sizeof(path), name);
-    char *text = slurp(path);
+    char *text = vs_slurp(path);
     pid_t pid = text != NULL ? (pid_t)atoi(text) : 0;
     free(text);
     return pid;
@@ -157,20 +67,6 @@ static bool file_exists(const char *name)
     state_path(path, sizeof(path), name);
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int port = 1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
 }
 
 /* Gone: no such process, or a zombie (reaped here when it is ours). */
@@ -213,7 +109,7 @@ struct testd_row {
 
 static void status_testd(struct testd_row *row)
 {
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "status", "--json");
     memset(row, 0, sizeof(*row));
     row->exit = r.status;
@@ -230,22 +126,22 @@ static void status_testd(struct testd_row *row)
                  json_string_value(json_object_get(d, "state")));
     }
     json_decref(doc);
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 /* ---- the stack, shared by the group ----------------------------------------------- */
 
 static void stack_cleanup(void)
 {
-    if (state[0] == '\0')
+    if (state == NULL)
         return;
     pid_t sup = state_pid("supervisor.pid");
     pid_t nats = state_pid("run/nats-server.pid");
     pid_t testd = state_pid("run/testd.pid");
     if (sup > 0 && !gone(sup)) {
-        struct run r;
+        struct vs_run r;
         vsctl(&r, 35000, "down");
-        run_free(&r);
+        vs_run_free(&r);
     }
     pid_t pids[] = {testd, nats, sup};
     for (size_t i = 0; i < sizeof(pids) / sizeof(pids[0]); i++) {
@@ -256,35 +152,32 @@ static void stack_cleanup(void)
     }
     reap_orphans();
     vs_rmtree(state);
-    state[0] = '\0';
+    free(state);
+    state = NULL;
 }
 
 static int stack_setup(void **unused)
 {
     (void)unused;
-    snprintf(state, sizeof(state), "/tmp/vs-vsctl-state-XXXXXX");
-    if (mkdtemp(state) == NULL)
+    state = vs_scratch_dir("vs-vsctl-state");
+    if (state == NULL)
         return -1;
-    char etc[400], extra[400], text[600];
+    char etc[400], extra[400];
     state_path(etc, sizeof(etc), "etc");
     mkdir(etc, 0700);
     state_path(extra, sizeof(extra), "etc/testd.extra.yaml");
-    snprintf(text, sizeof(text), "testd:\n  effects: %s/testd.effects\n", state);
-    FILE *f = fopen(extra, "w");
-    if (f == NULL)
+    if (vs_write_file(extra, "testd:\n  effects: %s/testd.effects\n", state) < 0)
         return -1;
-    fputs(text, f);
-    fclose(f);
 
     char daemon[400];
     snprintf(daemon, sizeof(daemon), "testd=%s", VS_TESTD_BIN);
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 40000, "up", "--port", "0", "--daemon", daemon);
     snprintf(up_output, sizeof(up_output), "%s", r.out);
     int ok = r.status == 0;
     if (!ok)
         fprintf(stderr, "vsctl up failed (%d): %s%s\n", r.status, r.out, r.err);
-    run_free(&r);
+    vs_run_free(&r);
     if (!ok) {
         stack_cleanup();
         return -1;
@@ -304,54 +197,56 @@ static int stack_teardown(void **unused)
 static void test_help_and_usage(void **unused)
 {
     (void)unused;
-    static const char *const cmds[][3] = {
+    static const char *const cmds[][4] = {
         {"up", "--help", NULL},         {"down", "--help", NULL},
         {"status", "--help", NULL},     {"pub", "--help", NULL},
         {"sub", "--help", NULL},        {"audit", "tail", "--help"},
         {"audit", "emit", "--help"},    {"subjects", "--help", NULL},
     };
-    char dir[] = "/tmp/vs-vsctl-help-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = vs_scratch_dir("vs-vsctl-help");
+    assert_non_null(dir);
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        struct run r;
-        vsctl_in(dir, 5000, &r, cmds[i][0], cmds[i][1], cmds[i][2], (const char *)NULL);
+        struct vs_run r;
+        vsctl_in(dir, 5000, &r, cmds[i]);
         assert_int_equal(r.status, 0);
         assert_non_null(strstr(r.out, "usage: vsctl"));
-        run_free(&r);
+        vs_run_free(&r);
     }
-    struct run r;
-    vsctl_in(dir, 5000, &r, "status", "--bogus", (const char *)NULL);
+    struct vs_run r;
+    vsctl_in(dir, 5000, &r, VS_ARGS("status", "--bogus"));
     assert_int_equal(r.status, 2);
-    run_free(&r);
-    vsctl_in(dir, 5000, &r, "frobnicate", (const char *)NULL);
+    vs_run_free(&r);
+    vsctl_in(dir, 5000, &r, VS_ARGS("frobnicate"));
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "unknown command"));
-    run_free(&r);
+    vs_run_free(&r);
     vs_rmtree(dir);
+    free(dir);
 }
 
 static void test_nothing_up(void **unused)
 {
     (void)unused;
-    char dir[] = "/tmp/vs-vsctl-empty-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char *dir = vs_scratch_dir("vs-vsctl-empty");
+    assert_non_null(dir);
     /* A port nobody listens on, so a server on 4222 cannot interfere. */
     char url[64];
-    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", free_port());
-    struct run r;
-    vsctl_in(dir, 10000, &r, "status", "--url", url, (const char *)NULL);
+    snprintf(url, sizeof(url), "nats://127.0.0.1:%d", vs_free_port());
+    struct vs_run r;
+    vsctl_in(dir, 10000, &r, VS_ARGS("status", "--url", url));
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "cannot reach the bus"));
     int lines = 0;
     for (const char *p = r.err; *p != '\0'; p++)
         lines += *p == '\n';
     assert_int_equal(lines, 1); /* one clear line */
-    run_free(&r);
-    vsctl_in(dir, 10000, &r, "down", (const char *)NULL);
+    vs_run_free(&r);
+    vsctl_in(dir, 10000, &r, VS_ARGS("down"));
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "not running"));
-    run_free(&r);
+    vs_run_free(&r);
     vs_rmtree(dir);
+    free(dir);
 }
 
 /* ---- with the stack ----------------------------------------------------------------- */
@@ -365,11 +260,11 @@ static void test_up_summary_and_already_up(void **unused)
     assert_true(file_exists("nats.url"));
     assert_true(file_exists("etc/testd.yaml"));
     assert_true(state_pid("supervisor.pid") > 0);
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "up", "--port", "0");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "already up"));
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_status_running(void **unused)
@@ -382,13 +277,13 @@ static void test_status_running(void **unused)
     assert_true(row.narrowed);
     assert_string_equal(row.state, "running");
     assert_int_equal(row.pid, state_pid("run/testd.pid"));
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "status");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "testd"));
     assert_non_null(strstr(r.out, "running"));
     assert_non_null(strstr(r.out, "reachable"));
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_restart_after_kill(void **unused)
@@ -416,14 +311,14 @@ static void test_restart_after_kill(void **unused)
 static void test_audit_emit_then_tail(void **unused)
 {
     (void)unused;
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 15000, "audit", "emit", "--category", "vsctltest", "--severity", "notice", "--event",
           "probe", "--agent", "a1", "k1=v1", "k2=two words");
     assert_int_equal(r.status, 0);
     char id[64] = "";
     sscanf(r.out, "%63s", id);
     assert_int_equal(strlen(id), 32);
-    run_free(&r);
+    vs_run_free(&r);
 
     vsctl(&r, 15000, "audit", "tail", "--category", "vsctltest", "--last", "5", "--count", "1",
           "--timeout", "5");
@@ -432,7 +327,7 @@ static void test_audit_emit_then_tail(void **unused)
     assert_non_null(strstr(r.out, "comp=vsctl"));
     assert_non_null(strstr(r.out, "agent=a1"));
     assert_non_null(strstr(r.out, "k2=\"two words\""));
-    run_free(&r);
+    vs_run_free(&r);
 
     vsctl(&r, 15000, "audit", "tail", "--category", "vsctltest", "--last", "5", "--count", "1",
           "--timeout", "5", "--json", "--min-severity", "notice");
@@ -442,14 +337,14 @@ static void test_audit_emit_then_tail(void **unused)
     assert_string_equal(json_string_value(json_object_get(ev, "event")), "probe");
     assert_string_equal(json_string_value(json_object_get(ev, "severity")), "SEVERITY_NOTICE");
     json_decref(ev);
-    run_free(&r);
+    vs_run_free(&r);
 
     /* Filtered out by severity: nothing within the timeout. */
     vsctl(&r, 15000, "audit", "tail", "--category", "vsctltest", "--last", "5", "--count", "1",
           "--timeout", "1", "--min-severity", "error");
     assert_int_equal(r.status, 1);
     assert_string_equal(r.out, "");
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_pub_sub_heartbeat(void **unused)
@@ -457,18 +352,19 @@ static void test_pub_sub_heartbeat(void **unused)
     (void)unused;
     const char *args[] = {"sub", "vs.agent.a1.heartbeat", "--count", "1", "--timeout", "10",
                           "--json", NULL};
-    char out[300], err[300];
-    pid_t sub = start_vsctl(state, args, out, err, sizeof(out));
+    char out[VS_TEST_PATH_MAX], err[VS_TEST_PATH_MAX];
+    cli.state = state;
+    pid_t sub = vs_vsctl_start(&cli, args, NULL, out, err);
     assert_true(sub > 0);
     /* Publish only once the subscription is live. */
     assert_int_equal(vs_wait_file_contains(err, "listening on", 5000), 0);
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "pub", "vs.agent.a1.heartbeat",
           "{\"type\":\"COMMAND_HEARTBEAT\",\"agent\":\"a1\",\"heartbeat\":{\"sequence\":5}}");
     assert_int_equal(r.status, 0);
-    run_free(&r);
-    struct run s;
-    finish_vsctl(sub, 12000, out, err, &s);
+    vs_run_free(&r);
+    struct vs_run s;
+    vs_vsctl_finish(&cli, sub, 12000, out, err, &s);
     assert_int_equal(s.status, 0);
     json_t *line = json_loads(s.out, 0, NULL);
     assert_non_null(line);
@@ -477,70 +373,70 @@ static void test_pub_sub_heartbeat(void **unused)
     assert_string_equal(json_string_value(json_object_get(msg, "agent")), "a1");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(msg, "heartbeat"), "sequence")), 5);
     json_decref(line);
-    run_free(&s);
+    vs_run_free(&s);
 }
 
 static void test_pub_jetstream(void **unused)
 {
     (void)unused;
     const char *body = "{\"stage\":\"vsctl-test\",\"status\":{\"code\":\"STATUS_DENIED\"}}";
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "pub", "vs.task.rejected", body, "--msg-id", "vsctl-test-1");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "stored in TASKS seq "));
     assert_null(strstr(r.out, "duplicate"));
-    run_free(&r);
+    vs_run_free(&r);
     vsctl(&r, 10000, "pub", "vs.task.rejected", body, "--msg-id", "vsctl-test-1");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "stored in TASKS seq "));
     assert_non_null(strstr(r.out, "(duplicate)"));
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_pub_refusals(void **unused)
 {
     (void)unused;
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "pub", "vs.task.rejected", "{\"stage\":\"x\",\"stagez\":\"typo\"}");
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "stagez"));
     assert_string_equal(r.out, "");
-    run_free(&r);
+    vs_run_free(&r);
     vsctl(&r, 10000, "pub", "vs.not.a.subject", "{}");
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "vsctl subjects"));
-    run_free(&r);
+    vs_run_free(&r);
     vsctl(&r, 10000, "pub", "vs.agent.*.heartbeat", "{}");
     assert_int_equal(r.status, 1);
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_request_reply(void **unused)
 {
     (void)unused;
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 10000, "pub", "vs.sys.health.testd", "{}");
     assert_int_equal(r.status, 0);
     json_t *reply = json_loads(r.out, 0, NULL);
     assert_non_null(reply);
     assert_string_equal(json_string_value(json_object_get(reply, "component")), "testd");
     json_decref(reply);
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_subjects(void **unused)
 {
     (void)unused;
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 5000, "subjects");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "vs.task.submit"));
     assert_non_null(strstr(r.out, "jetstream"));
-    run_free(&r);
+    vs_run_free(&r);
     vsctl(&r, 5000, "subjects", "--markdown");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "| `vs.task.submit` |"));
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 static void test_down_stops_everything(void **unused)
@@ -556,16 +452,16 @@ static void test_down_stops_everything(void **unused)
     char url[128];
     char path[400];
     state_path(path, sizeof(path), "nats.url");
-    char *text = slurp(path);
+    char *text = vs_slurp(path);
     snprintf(url, sizeof(url), "%.*s", (int)strcspn(text, "\n"), text);
     free(text);
 
-    struct run r;
+    struct vs_run r;
     vsctl(&r, 35000, "down");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "stopped"));
     assert_non_null(strstr(r.out, "testd"));
-    run_free(&r);
+    vs_run_free(&r);
     assert_true(wait_gone(sup, 5000));
     assert_true(wait_gone(nats, 5000));
     assert_true(wait_gone((pid_t)row.pid, 5000));
@@ -575,13 +471,13 @@ static void test_down_stops_everything(void **unused)
     vsctl(&r, 10000, "down");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "not running"));
-    run_free(&r);
+    vs_run_free(&r);
 
     /* The stack's own URL no longer answers. */
     vsctl(&r, 10000, "status", "--url", url);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "cannot reach the bus"));
-    run_free(&r);
+    vs_run_free(&r);
 }
 
 int main(void)
@@ -589,9 +485,10 @@ int main(void)
     /* The supervisor is orphaned when `vsctl up` exits: adopt it, so that
      * it is reaped here and a test can tell it is gone. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    snprintf(scratch, sizeof(scratch), "/tmp/vs-vsctl-out-XXXXXX");
-    if (mkdtemp(scratch) == NULL)
+    char *scratch = vs_scratch_dir("vs-vsctl-out");
+    if (scratch == NULL)
         return 1;
+    cli.scratch = scratch;
     const struct CMUnitTest alone[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test(test_nothing_up),
@@ -611,5 +508,6 @@ int main(void)
     int failed = cmocka_run_group_tests_name("vsctl without a stack", alone, NULL, NULL);
     failed += cmocka_run_group_tests_name("vsctl with a stack", stack, stack_setup, stack_teardown);
     vs_rmtree(scratch);
+    free(scratch);
     return failed != 0;
 }

@@ -12,7 +12,6 @@
  * pagination. Each test works in its own mkdtemp directory.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +27,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "proc.h"
 #include "vs/audit_store.h"
 #include "vs/v1/audit.pb-c.h"
 
@@ -35,36 +35,6 @@
 #define BASE_NS 1700000000000000000ull
 
 /* ---- fixtures and helpers ---------------------------------------------------- */
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static char *make_tmpdir(void)
-{
-    const char *t = getenv("TMPDIR");
-    char *dir = NULL;
-    assert_true(asprintf(&dir, "%s/vs_astore.XXXXXX", t && *t ? t : "/tmp") > 0);
-    assert_non_null(mkdtemp(dir));
-    return dir;
-}
-
-static void rm_tree(char *dir)
-{
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
-
-static char *subdir(const char *dir, const char *name)
-{
-    char *p = NULL;
-    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-    return p;
-}
 
 static vs_audit_store *open_store(const char *path, uint64_t map_size, bool ro)
 {
@@ -350,8 +320,9 @@ static void test_open_errors(void **state)
     struct vs_audit_store_opts o = {.path = NULL};
     assert_int_equal(vs_audit_store_open(&o, &s), -EINVAL);
     assert_int_equal(vs_audit_store_open(NULL, &s), -EINVAL);
-    char *dir = make_tmpdir();
-    char *missing = subdir(dir, "missing");
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
+    char *missing = vs_path(dir, "missing");
     o.path = missing;
     o.read_only = true;
     assert_int_equal(vs_audit_store_open(&o, &s), -ENOENT);
@@ -385,13 +356,14 @@ static void test_open_errors(void **state)
     assert_int_equal(vs_audit_store_put_checkpoint(s, 0, "n", 1), -EROFS);
     vs_audit_store_close(s);
     free(missing);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 static void test_append_get_round_trip(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     append_range(s, 0, 10, 4);
     /* An undecodable event is stored and chained too, and an item from
@@ -460,13 +432,14 @@ static void test_append_get_round_trip(void **state)
     assert_int_equal(vs_audit_store_applied(s), 10);
     assert_int_equal(vs_audit_store_verify(s, 12, root, &bad), 0);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 static void test_exactly_once(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     append_range(s, 0, 10, 10);
     assert_int_equal(vs_audit_store_size(s), 10);
@@ -519,7 +492,7 @@ static void test_exactly_once(void **state)
     vs_audit_store_close(s);
     for (int i = 0; i < 15; i++)
         free(evs[i]);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 /* ---- roots and proofs ------------------------------------------------------------ */
@@ -527,7 +500,8 @@ static void test_exactly_once(void **state)
 static void test_roots_vs_naive(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     uint8_t root[H], want[H];
     for (uint64_t n = 1; n <= 100; n++) {
@@ -547,14 +521,15 @@ static void test_roots_vs_naive(void **state)
     assert_int_equal(vs_audit_store_root(s, 101, root), -ERANGE);
     free(d);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 static void test_store_proofs_all_pairs(void **state)
 {
     (void)state;
     enum { N = 64 };
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     append_range(s, 0, N, 7);
     uint8_t (*d)[H] = leaves_of(s, N);
@@ -586,14 +561,15 @@ static void test_store_proofs_all_pairs(void **state)
     assert_int_equal(vs_audit_store_consistency(s, 5, N + 1, p, &len), -ERANGE);
     free(d);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 static void test_proofs_10k(void **state)
 {
     (void)state;
     enum { N = 10000 };
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     append_range(s, 0, N, 500);
     uint8_t (*d)[H] = leaves_of(s, N);
@@ -627,7 +603,7 @@ static void test_proofs_10k(void **state)
     assert_int_equal(bad, 0);
     free(d);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 /* ---- queries --------------------------------------------------------------------- */
@@ -727,7 +703,8 @@ static void test_query(void **state)
 {
     (void)state;
     enum { N = 5000 }; /* 20 index epochs: estimates are sampled */
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     append_range(s, 0, N, 37);
     const uint64_t all = N - 1;
@@ -786,7 +763,7 @@ static void test_query(void **state)
     assert_int_equal(vs_audit_store_query(s, &f, collect_cb, &got), 0);
     free(got.seqs);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 /* ---- map growth, checkpoints, backup ------------------------------------------ */
@@ -795,7 +772,8 @@ static void test_map_full_growth(void **state)
 {
     (void)state;
     enum { N = 50000 };
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 64 * 1024, false); /* 16 pages */
     append_range(s, 0, N, 1000);
     assert_int_equal(vs_audit_store_size(s), N);
@@ -811,13 +789,14 @@ static void test_map_full_growth(void **state)
     assert_int_equal(vs_audit_store_size(s), N + 100);
     assert_int_equal(vs_audit_store_verify(s, N, root, &bad), 0);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 static void test_checkpoints(void **state)
 {
     (void)state;
-    char *dir = make_tmpdir();
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
     vs_audit_store *s = open_store(dir, 0, false);
     char *note = (char *)1;
     uint64_t size = 99;
@@ -842,7 +821,7 @@ static void test_checkpoints(void **state)
     assert_int_equal(size, 20);
     free(note);
     vs_audit_store_close(s);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 struct appender {
@@ -861,8 +840,10 @@ static void test_backup_while_appending(void **state)
 {
     (void)state;
     enum { N = 30000 };
-    char *dir = make_tmpdir();
-    char *live = subdir(dir, "live"), *copy = subdir(dir, "copy"), *lock = subdir(copy, "lock.mdb");
+    char *dir = vs_scratch_dir("vs_astore");
+    assert_non_null(dir);
+    char *live = vs_path(dir, "live"), *copy = vs_path(dir, "copy");
+    char *lock = vs_path(copy, "lock.mdb");
     /* A small map, so that it grows while the backup reads. */
     vs_audit_store *s = open_store(live, 256 * 1024, false);
     struct appender a = {s, N};
@@ -909,7 +890,7 @@ static void test_backup_while_appending(void **state)
     free(lock);
     free(live);
     free(copy);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 int main(void)

@@ -25,7 +25,6 @@
  * VS_MODEL_OPS=<n> changes its length (default 15000 transfers).
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +39,7 @@
 
 #include <cmocka.h>
 
+#include "proc.h"
 #include "vs/ledger_store.h"
 
 #define BASE_NS 1700000000000000000ull
@@ -51,14 +51,6 @@ enum { K_ACCT = 0xac, K_XFER = 0x7f, K_TASK = 0x7a, K_GHOST = 0x55 };
 enum { NA = 400, NX = 40000, NTASK = 8, MAXB = 64 };
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static uint64_t rng;
 
@@ -1489,9 +1481,8 @@ static void test_model(void **state)
     for (int i = 0; i < 4; i++)
         rnd();
 
-    const char *t = getenv("TMPDIR");
-    assert_true(asprintf(&g_dir, "%s/vs_lmodel.XXXXXX", t && *t ? t : "/tmp") > 0);
-    assert_non_null(mkdtemp(g_dir));
+    g_dir = vs_scratch_dir("vs_lmodel");
+    assert_non_null(g_dir);
     vs_ledger *l = open_ledger(g_dir);
     struct model *m = calloc(1, sizeof *m);
     assert_non_null(m);
@@ -1631,8 +1622,7 @@ static void test_model(void **state)
                 c != VS_XFER_OVERFLOWS_CREDITS)
                 fail_msg("seed %" PRIu64 ": the run never produced %s", g_seed, xname(c));
     vs_ledger_free(l);
-    nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(g_dir);
+    vs_scratch_free(g_dir);
     free(b);
     free(m->holds);
     free(m->x);

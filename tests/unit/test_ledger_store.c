@@ -21,7 +21,6 @@
  * clock aside); nothing depends on timing.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +35,7 @@
 
 #include <cmocka.h>
 
+#include "proc.h"
 #include "vs/ledger_store.h"
 
 #define BASE_NS 1700000000000000000ull
@@ -46,36 +46,6 @@
 enum { K_ACCT = 0xac, K_XFER = 0x7f, K_TASK = 0x7a, K_GHOST = 0x55 };
 
 /* ---- fixtures and helpers ---------------------------------------------------- */
-
-static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static char *make_tmpdir(void)
-{
-    const char *t = getenv("TMPDIR");
-    char *dir = NULL;
-    assert_true(asprintf(&dir, "%s/vs_lstore.XXXXXX", t && *t ? t : "/tmp") > 0);
-    assert_non_null(mkdtemp(dir));
-    return dir;
-}
-
-static void rm_tree(char *dir)
-{
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
-}
-
-static char *subdir(const char *dir, const char *name)
-{
-    char *p = NULL;
-    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
-    return p;
-}
 
 static void mkid(uint8_t id[ID], uint8_t kind, uint64_t n)
 {
@@ -643,7 +613,8 @@ static void check_invariant(vs_ledger *l, struct vs_ledger_totals *out)
 static void fx_open(struct fx *f, uint64_t map_size)
 {
     memset(f, 0, sizeof *f);
-    f->dir = make_tmpdir();
+    f->dir = vs_scratch_dir("vs_lstore");
+    assert_non_null(f->dir);
     f->l = open_ledger(f->dir, map_size, false);
     f->now = BASE_NS;
 }
@@ -652,7 +623,7 @@ static void fx_close(struct fx *f)
 {
     check_invariant(f->l, NULL);
     vs_ledger_free(f->l);
-    rm_tree(f->dir);
+    vs_scratch_free(f->dir);
 }
 
 /* ---- basics ---------------------------------------------------------------------- */
@@ -664,8 +635,9 @@ static void test_open_and_names(void **state)
     struct vs_ledger_opts o = {.path = NULL};
     assert_true(vs_ledger_open(&o, &l) < 0);
     assert_null(l);
-    char *dir = make_tmpdir();
-    char *missing = subdir(dir, "missing");
+    char *dir = vs_scratch_dir("vs_lstore");
+    assert_non_null(dir);
+    char *missing = vs_path(dir, "missing");
     o.path = missing;
     o.read_only = true;
     assert_true(vs_ledger_open(&o, &l) < 0);
@@ -701,7 +673,7 @@ static void test_open_and_names(void **state)
     assert_true(dead >= 0);
     vs_ledger_free(l);
     free(missing);
-    rm_tree(dir);
+    vs_scratch_free(dir);
 }
 
 struct now_q {
@@ -811,34 +783,24 @@ static void test_accounts(void **state)
     assert_true(rep);
 
     /* A different body under the same id, field by field. */
-    struct vs_account b = body;
-    b.code = 4;
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.ledger = 2;
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.flags = VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.user_data_64 = 78;
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.user_data_128[0] = 1;
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    memcpy(b.name, "alicf", 6);
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.owner[0] = 'O';
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.public_key[31] ^= 1;
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
-    b = body;
-    b.has_public_key = false;
-    memset(b.public_key, 0, sizeof b.public_key);
-    assert_acct(new_acct(&f, &b, NULL), VS_ACCT_EXISTS_WITH_DIFFERENT_BODY);
+    struct vs_account diff[9];
+    for (size_t i = 0; i < 9; i++)
+        diff[i] = body;
+    diff[0].code = 4;
+    diff[1].ledger = 2;
+    diff[2].flags = VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+    diff[3].user_data_64 = 78;
+    diff[4].user_data_128[0] = 1;
+    memcpy(diff[5].name, "alicf", 6);
+    diff[6].owner[0] = 'O';
+    diff[7].public_key[31] ^= 1;
+    diff[8].has_public_key = false;
+    memset(diff[8].public_key, 0, sizeof diff[8].public_key);
+    for (size_t i = 0; i < 9; i++) {
+        int r = new_acct(&f, &diff[i], NULL);
+        if (r != VS_ACCT_EXISTS_WITH_DIFFERENT_BODY)
+            fail_msg("account body change %zu: %s, want exists_with_different_body", i, aname(r));
+    }
     got = get_acct(&f, 1);
     assert_int_equal(got.code, 3);
     assert_int_equal(got.ledger, 1);
@@ -974,6 +936,16 @@ static void test_account_refusal_binds_nothing(void **state)
 /* ---- transfer rules ------------------------------------------------------------------ */
 
 enum { A = 1, B, C, W, R, D, E };
+
+/* A fresh store with the accounts a and b and, for n = 3, the wallet w
+ * (debits must not exceed credits), all on ledger 1. */
+static void fx_open_abw(struct fx *f, size_t n)
+{
+    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b"),
+                                    mkacct(W, 1, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, "w")};
+    fx_open(f, 0);
+    new_accts(f, as, n);
+}
 
 struct xcase {
     struct vs_transfer x;
@@ -1188,9 +1160,7 @@ static void test_resolve_code_must_match(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f, 0);
-    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b")};
-    new_accts(&f, as, 2);
+    fx_open_abw(&f, 2);
     struct vs_transfer x = pend(1, A, B, 100, 0);
     x.code = 5;
     ok(&f, &x);
@@ -1294,10 +1264,7 @@ static void test_two_phase(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f, 0);
-    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b"),
-                                    mkacct(W, 1, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, "w")};
-    new_accts(&f, as, 3);
+    fx_open_abw(&f, 3);
 
     /* A hold reserves. */
     struct vs_transfer x = pend(1, A, B, 100, 0);
@@ -1468,12 +1435,9 @@ static void test_expiry(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f, 0);
+    fx_open_abw(&f, 3); /* creating accounts expires nothing */
     struct exp_log log = {0};
     vs_ledger_on_expired(f.l, on_expired, &log);
-    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b"),
-                                    mkacct(W, 1, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, "w")};
-    new_accts(&f, as, 3);
     struct vs_transfer x = xfer(1, A, W, 100, 0);
     ok(&f, &x);
     assert_int_equal(next_deadline(&f), 0);
@@ -1590,10 +1554,7 @@ static void test_linked(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f, 0);
-    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b"),
-                                    mkacct(W, 1, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, "w")};
-    new_accts(&f, as, 3);
+    fx_open_abw(&f, 3);
     const uint16_t L = VS_TRANSFER_LINKED;
     int res[8];
     bool rep[8];
@@ -1806,10 +1767,7 @@ static void test_idempotency(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f, 0);
-    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b"),
-                                    mkacct(W, 1, VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, "w")};
-    new_accts(&f, as, 3);
+    fx_open_abw(&f, 3);
     bool rep = true;
 
     /* Success, replayed. */
@@ -1819,18 +1777,16 @@ static void test_idempotency(void **state)
     assert_xfer(one(&f, &x1, &rep), VS_XFER_OK);
     assert_true(rep);
     expect_bal(&f, A, 0, 10, 0, 0);
-    struct vs_transfer y = x1;
-    y.amount = 11;
-    assert_xfer(one(&f, &y, NULL), VS_XFER_EXISTS_WITH_DIFFERENT_BODY);
-    y = x1;
-    y.user_data_64 = 6;
-    assert_xfer(one(&f, &y, NULL), VS_XFER_EXISTS_WITH_DIFFERENT_BODY);
-    y = x1;
-    y.flags = VS_TRANSFER_PENDING;
-    assert_xfer(one(&f, &y, NULL), VS_XFER_EXISTS_WITH_DIFFERENT_BODY);
-    y = x1;
-    mkid(y.credit_account_id, K_ACCT, W);
-    assert_xfer(one(&f, &y, NULL), VS_XFER_EXISTS_WITH_DIFFERENT_BODY);
+    struct vs_transfer diff[4] = {x1, x1, x1, x1};
+    diff[0].amount = 11;
+    diff[1].user_data_64 = 6;
+    diff[2].flags = VS_TRANSFER_PENDING;
+    mkid(diff[3].credit_account_id, K_ACCT, W);
+    for (size_t i = 0; i < 4; i++) {
+        int r = one(&f, &diff[i], NULL);
+        if (r != VS_XFER_EXISTS_WITH_DIFFERENT_BODY)
+            fail_msg("transfer body change %zu: %s, want exists_with_different_body", i, xname(r));
+    }
     expect_bal(&f, A, 0, 10, 0, 0);
     expect_bal(&f, W, 0, 0, 0, 0);
     struct vs_transfer got;
@@ -1847,7 +1803,7 @@ static void test_idempotency(void **state)
     assert_xfer(one(&f, &x2, &rep), VS_XFER_EXCEEDS_CREDITS);
     assert_true(rep);
     expect_bal(&f, W, 0, 0, 0, 100);
-    y = x2;
+    struct vs_transfer y = x2;
     y.amount = 4;
     assert_xfer(one(&f, &y, NULL), VS_XFER_EXISTS_WITH_DIFFERENT_BODY);
     expect_bal(&f, W, 0, 0, 0, 100);
@@ -1912,9 +1868,7 @@ static void test_validation_failure_is_bound(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f, 0);
-    const struct vs_account as[] = {mkacct(A, 1, 0, "a"), mkacct(B, 1, 0, "b")};
-    new_accts(&f, as, 2);
+    fx_open_abw(&f, 2);
     bool rep = true;
     struct vs_transfer x = xfer(4, A, B, 0, 0);
     assert_xfer(one(&f, &x, &rep), VS_XFER_AMOUNT_MUST_NOT_BE_ZERO);
@@ -2435,17 +2389,30 @@ static int obox_apply(vs_ledger_txn *t, void *arg)
     return 0;
 }
 
+/* One outbox operation (obox_apply) in a write at at_ns. */
+static void obox_write(struct fx *f, struct obox *o, int op, uint64_t at_ns)
+{
+    o->op = op;
+    assert_int_equal(vs_ledger_write(f->l, at_ns, obox_apply, o), 0);
+    assert_int_equal(o->rc, 0);
+}
+
+/* The outbox read into o: it holds n messages. */
+static void obox_read(struct fx *f, struct obox *o, size_t n)
+{
+    o->op = 1;
+    assert_int_equal(vs_ledger_read(f->l, obox_apply, o), 0);
+    assert_int_equal(o->n, n);
+}
+
 static void test_outbox(void **state)
 {
     (void)state;
     struct fx f;
     fx_open(&f, 0);
     struct obox o = {.op = 0};
-    assert_int_equal(vs_ledger_write(f.l, BASE_NS + MS, obox_apply, &o), 0);
-    assert_int_equal(o.rc, 0);
-    o.op = 1;
-    assert_int_equal(vs_ledger_read(f.l, obox_apply, &o), 0);
-    assert_int_equal(o.n, 3);
+    obox_write(&f, &o, 0, BASE_NS + MS);
+    obox_read(&f, &o, 3);
     assert_string_equal(o.subj[0], "vs.task.settled");
     assert_string_equal(o.mid[0], "m-1");
     assert_int_equal(o.len[0], 3);
@@ -2458,25 +2425,17 @@ static void test_outbox(void **state)
     assert_int_equal(o.len[2], 0);
     assert_true(o.seq[0] < o.seq[1] && o.seq[1] < o.seq[2]);
     uint64_t s0 = o.seq[0], s2 = o.seq[2];
-    o.op = 2;
     o.del = o.seq[1];
-    assert_int_equal(vs_ledger_write(f.l, BASE_NS + 2 * MS, obox_apply, &o), 0);
-    assert_int_equal(o.rc, 0);
-    o.op = 1;
-    assert_int_equal(vs_ledger_read(f.l, obox_apply, &o), 0);
-    assert_int_equal(o.n, 2);
+    obox_write(&f, &o, 2, BASE_NS + 2 * MS);
+    obox_read(&f, &o, 2);
     assert_int_equal(o.seq[0], s0);
     assert_int_equal(o.seq[1], s2);
     assert_string_equal(o.mid[1], "m-3");
     /* After a reopen it is all there, and a new message comes last. */
     vs_ledger_free(f.l);
     f.l = open_ledger(f.dir, 0, false);
-    o.op = 3;
-    assert_int_equal(vs_ledger_write(f.l, BASE_NS + 3 * MS, obox_apply, &o), 0);
-    assert_int_equal(o.rc, 0);
-    o.op = 1;
-    assert_int_equal(vs_ledger_read(f.l, obox_apply, &o), 0);
-    assert_int_equal(o.n, 3);
+    obox_write(&f, &o, 3, BASE_NS + 3 * MS);
+    obox_read(&f, &o, 3);
     assert_int_equal(o.seq[0], s0);
     assert_int_equal(o.seq[1], s2);
     assert_true(o.seq[2] > s2);
@@ -2484,14 +2443,10 @@ static void test_outbox(void **state)
     assert_memory_equal(o.data[2], "four", 4);
     /* Emptied in order. */
     for (int i = 0; i < 3; i++) {
-        struct obox d = {.op = 2, .del = o.seq[i]};
-        assert_int_equal(vs_ledger_write(f.l, BASE_NS + (uint64_t)(4 + i) * MS, obox_apply, &d),
-                         0);
-        assert_int_equal(d.rc, 0);
+        struct obox d = {.del = o.seq[i]};
+        obox_write(&f, &d, 2, BASE_NS + (uint64_t)(4 + i) * MS);
     }
-    o.op = 1;
-    assert_int_equal(vs_ledger_read(f.l, obox_apply, &o), 0);
-    assert_int_equal(o.n, 0);
+    obox_read(&f, &o, 0);
     fx_close(&f);
 }
 
@@ -2624,6 +2579,16 @@ static struct vs_transfer grow_xfer(uint64_t i)
     return x;
 }
 
+/* The workload's accounts 1..GROW_ACCTS, in two writes. */
+static void grow_accounts(struct fx *f)
+{
+    struct vs_account as[GROW_ACCTS];
+    for (uint64_t a = 1; a <= GROW_ACCTS; a++)
+        as[a - 1] = mkacct(a, 1, 0, "");
+    new_accts(f, as, 10);
+    new_accts(f, as + 10, 10);
+}
+
 static void grow_write(struct fx *f, uint64_t first, size_t n)
 {
     struct vs_transfer *xs = calloc(n, sizeof *xs);
@@ -2691,11 +2656,7 @@ static void test_map_growth(void **state)
     const uint64_t small = 256 * 1024;
     fx_open(&f, small);
     assert_int_equal(vs_ledger_map_size(f.l), small);
-    struct vs_account as[GROW_ACCTS];
-    for (uint64_t a = 1; a <= GROW_ACCTS; a++)
-        as[a - 1] = mkacct(a, 1, 0, "");
-    new_accts(&f, as, 10);
-    new_accts(&f, as + 10, 10);
+    grow_accounts(&f);
     /* 3000 in writes of 200, then 2000 in a single call. */
     uint64_t n = 0;
     for (; n < 3000; n += 200)
@@ -2797,32 +2758,43 @@ static void totals_equal(const struct vs_ledger_totals *a, const struct vs_ledge
     assert_int_equal(a->credits_pending, b->credits_pending);
 }
 
+/* A new empty directory dir/name for a backup (the caller frees the path). */
+static char *copy_dir(const char *dir, const char *name)
+{
+    char *c = vs_path(dir, name);
+    assert_int_equal(mkdir(c, 0700), 0);
+    return c;
+}
+
+/* The copy in dir, read-only: its invariant holds and its totals are live's. */
+static vs_ledger *open_copy(const char *dir, const struct vs_ledger_totals *live)
+{
+    struct vs_ledger_totals copy;
+    vs_ledger *c = open_ledger(dir, 0, true);
+    check_invariant(c, &copy);
+    totals_equal(live, &copy);
+    return c;
+}
+
 static void test_backup(void **state)
 {
     (void)state;
     struct fx f;
     fx_open(&f, 256 * 1024);
-    struct vs_account as[GROW_ACCTS];
-    for (uint64_t a = 1; a <= GROW_ACCTS; a++)
-        as[a - 1] = mkacct(a, 1, 0, "");
-    new_accts(&f, as, 10);
-    new_accts(&f, as + 10, 10);
+    grow_accounts(&f);
     grow_write(&f, 100000, 300);
     struct vs_transfer xs[3] = {pend(1, 1, 2, 5, 0), pend(2, 3, 4, 6, 0), post(3, 1, 2)};
     int res[3];
     many(&f, xs, 3, res, NULL);
     for (int i = 0; i < 3; i++)
         assert_xfer(res[i], VS_XFER_OK);
-    struct vs_ledger_totals live, copy;
+    struct vs_ledger_totals live;
     check_invariant(f.l, &live);
 
     /* A quiet backup: the copy has the same totals. */
-    char *c1 = subdir(f.dir, "copy1"), *lock = subdir(c1, "lock.mdb");
-    assert_int_equal(mkdir(c1, 0700), 0);
+    char *c1 = copy_dir(f.dir, "copy1"), *lock = vs_path(c1, "lock.mdb");
     assert_int_equal(vs_ledger_backup(f.l, c1), 0);
-    vs_ledger *c = open_ledger(c1, 0, true);
-    check_invariant(c, &copy);
-    totals_equal(&live, &copy);
+    vs_ledger *c = open_copy(c1, &live);
     struct snap *sl = snapshot(f.l), *sc = snapshot(c);
     assert_same_accounts(sl, sc, "backup");
     free(sl);
@@ -2834,10 +2806,7 @@ static void test_backup(void **state)
     assert_int_not_equal(access(lock, F_OK), 0);
     /* Later writes to the live store do not reach the copy. */
     grow_write(&f, 200000, 10);
-    c = open_ledger(c1, 0, true);
-    check_invariant(c, &copy);
-    totals_equal(&live, &copy);
-    vs_ledger_free(c);
+    vs_ledger_free(open_copy(c1, &live));
 
     free(lock);
     free(c1);
@@ -2851,16 +2820,11 @@ static void test_backup_during_writes(void **state)
     (void)state;
     struct fx f;
     fx_open(&f, 0);
-    struct vs_account as[GROW_ACCTS];
-    for (uint64_t a = 1; a <= GROW_ACCTS; a++)
-        as[a - 1] = mkacct(a, 1, 0, "");
-    new_accts(&f, as, 10);
-    new_accts(&f, as + 10, 10);
+    grow_accounts(&f);
     grow_write(&f, 0, 100);
     struct vs_ledger_totals before, copy, end;
     check_invariant(f.l, &before);
-    char *c2 = subdir(f.dir, "copy2");
-    assert_int_equal(mkdir(c2, 0700), 0);
+    char *c2 = copy_dir(f.dir, "copy2");
     struct child ch = backup_child(f.dir, c2);
     for (uint64_t r = 1; r <= 40; r++) {
         grow_write(&f, r * 100, 100);
@@ -2889,29 +2853,22 @@ static void test_backup_after_growth(void **state)
     (void)state;
     struct fx f;
     fx_open(&f, 256 * 1024);
-    struct vs_account as[GROW_ACCTS];
-    for (uint64_t a = 1; a <= GROW_ACCTS; a++)
-        as[a - 1] = mkacct(a, 1, 0, "");
-    new_accts(&f, as, 10);
-    new_accts(&f, as + 10, 10);
+    grow_accounts(&f);
     grow_write(&f, 0, 100);
     uint64_t small = vs_ledger_map_size(f.l);
-    char *c3 = subdir(f.dir, "copy3");
-    assert_int_equal(mkdir(c3, 0700), 0);
+    char *c3 = copy_dir(f.dir, "copy3");
     struct child ch = backup_child(f.dir, c3);
     for (uint64_t r = 1; r < 30; r++)
         grow_write(&f, r * 100, 100);
     assert_true(vs_ledger_map_size(f.l) > small);
-    struct vs_ledger_totals live, copy;
+    struct vs_ledger_totals live;
     check_invariant(f.l, &live);
     child_go(&ch);
     int code = child_wait(&ch);
     if (code)
         fail_msg("backup from a read-only handle opened before the map grew failed: %s",
                  code < 120 ? strerror(code - 1) : "pipe");
-    vs_ledger *c = open_ledger(c3, 0, true);
-    check_invariant(c, &copy);
-    totals_equal(&live, &copy);
+    vs_ledger *c = open_copy(c3, &live);
     grow_verify(c, 3000);
     vs_ledger_free(c);
     free(c3);

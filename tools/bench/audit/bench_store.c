@@ -12,24 +12,20 @@
  * much the store adds. The appends are real durable commits (LMDB without
  * MDB_NOSYNC) on the file system of the chosen directory, which the bench
  * names. Every phase has a time bound; the whole run stays under a minute.
- * --quick shrinks everything for the ctest smoke run.
+ * --quick shrinks everything for the ctest smoke run. The clock, the
+ * scratch directory and the options come from tools/bench/common.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/vfs.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
+#include "bench_common.h"
 #include "vs/audit_codec.h"
 #include "vs/audit_store.h"
 #include "vs/v1/audit.pb-c.h"
-
-#define TMPFS_MAGIC_ 0x01021994
 
 static volatile uint8_t g_sink; /* keeps the raw hashing from being optimized out */
 
@@ -40,13 +36,6 @@ struct cfg {
     uint64_t n1;        /* single appends */
     double phase_secs;  /* time bound of each append phase */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* A realistic serialized AuditEvent of about 200 bytes. *len gets its size. */
 static uint8_t *make_event(uint64_t i, size_t *len)
@@ -86,16 +75,6 @@ static uint8_t *make_event(uint64_t i, size_t *len)
     return buf;
 }
 
-static void rm_store(const char *dir)
-{
-    char p[4200]; /* dir is at most 4096 bytes */
-    snprintf(p, sizeof p, "%s/data.mdb", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/lock.mdb", dir);
-    unlink(p);
-    rmdir(dir);
-}
-
 /* Append up to total entries in batches of batch within secs; returns the
  * entries appended and *secs_used. */
 static uint64_t run_appends(vs_audit_store *s, uint8_t **events, size_t *lens, size_t nev,
@@ -104,7 +83,7 @@ static uint64_t run_appends(vs_audit_store *s, uint8_t **events, size_t *lens, s
 {
     struct vs_audit_append *items = calloc(batch, sizeof *items);
     uint64_t done = 0;
-    double t0 = now_s(), t = t0;
+    double t0 = bench_now_s(), t = t0;
     while (done < total && t - t0 < secs) {
         for (size_t i = 0; i < batch; i++) {
             size_t e = (size_t)((*stream) % nev);
@@ -120,7 +99,7 @@ static uint64_t run_appends(vs_audit_store *s, uint8_t **events, size_t *lens, s
             exit(1);
         }
         done += got;
-        t = now_s();
+        t = bench_now_s();
     }
     free(items);
     *secs_used = t - t0;
@@ -138,18 +117,9 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     struct cfg c = {.parent = getenv("TMPDIR"), .n256 = 1000000, .n1 = 3000, .phase_secs = 12.0};
-    static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
-                                         {"dir", required_argument, NULL, 'd'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'q': c.quick = true; break;
-        case 'd': c.parent = optarg; break;
-        default: usage(); return ch == 'h' ? 0 : 2;
-        }
-    }
+    int rc = bench_store_args(argc, argv, usage, &c.quick, &c.parent);
+    if (rc >= 0)
+        return rc;
     if (c.quick) {
         c.n256 = 20000;
         c.n1 = 100;
@@ -163,13 +133,9 @@ int main(int argc, char **argv)
     }
 
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/bench_store.XXXXXX", c.parent);
-    if (mkdtemp(dir) == NULL) {
-        fprintf(stderr, "bench_store: mkdtemp %s: %s\n", dir, strerror(errno));
+    if (bench_scratch_dir(dir, sizeof dir, c.parent, "bench_store", "bench_store") < 0)
         return 1;
-    }
-    struct statfs sf;
-    bool tmpfs = statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC_;
+    bool tmpfs = bench_on_tmpfs(dir);
 
     enum { NEV = 4096 };
     uint8_t *events[NEV];
@@ -183,7 +149,7 @@ int main(int argc, char **argv)
 
     vs_audit_store *s = NULL;
     struct vs_audit_store_opts o = {.path = dir};
-    int rc = vs_audit_store_open(&o, &s);
+    rc = vs_audit_store_open(&o, &s);
     if (rc) {
         fprintf(stderr, "bench_store: open %s: %s\n", dir, strerror(-rc));
         return 1;
@@ -214,9 +180,9 @@ int main(int argc, char **argv)
     int rounds = c.quick ? 1 : 3;
     for (int r = 0; r < rounds; r++) {
         uint64_t bad = 0;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         rc = vs_audit_store_verify(s, size, root, &bad);
-        double dt = now_s() - t0;
+        double dt = bench_now_s() - t0;
         if (rc) {
             fprintf(stderr, "bench_store: verify: %s at %llu\n", strerror(-rc),
                     (unsigned long long)bad);
@@ -260,10 +226,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    double raw_secs = c.quick ? 0.3 : 2.0, t0 = now_s(), dt = 0;
+    double raw_secs = c.quick ? 0.3 : 2.0, t0 = bench_now_s(), dt = 0;
     uint64_t hashed = 0;
     uint8_t h1[32], h2[32];
-    while ((dt = now_s() - t0) < raw_secs) {
+    while ((dt = bench_now_s() - t0) < raw_secs) {
         for (size_t i = 0; i < nsample; i++) {
             vs_audit_codec_chain_hash(ent[i], elen[i], h1);
             vs_merkle_leaf(ent[i], elen[i], h2);
@@ -283,6 +249,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < NEV; i++)
         free(events[i]);
     vs_audit_store_close(s);
-    rm_store(dir);
+    bench_rmtree(dir);
     return 0;
 }

@@ -18,28 +18,26 @@
  * result must be OK (the bench aborts loudly otherwise) and the store's
  * invariant must hold after the run (vs_ledger_check): the exit code says
  * that, never whether a target was met. --quick shrinks the run to a few
- * seconds for the ctest smoke run bench.ledger_store_smoke.
+ * seconds for the ctest smoke run bench.ledger_store_smoke. The clock, the
+ * scratch directory and the options come from tools/bench/common.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "bench_common.h"
 #include "sqlite_baseline.h"
 #include "vs/ledger_store.h"
 
 #define ID VS_LEDGER_ID_LEN
-#define TMPFS_MAGIC_ 0x01021994
 #define NREQ 64                     /* requester wallets */
 #define LEDGER 1
 #define BOUNTY 1000
@@ -67,24 +65,9 @@ static const struct phase {
 
 static char g_top[4096]; /* the temporary directory, removed at exit */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st, (void)type, (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void cleanup(void)
 {
-    if (g_top[0])
-        nftw(g_top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bench_rmtree(g_top);
     g_top[0] = '\0';
 }
 
@@ -293,9 +276,9 @@ static struct result run_phase(struct driver *d, struct batch *b, size_t k, uint
     struct result r = {0};
     uint64_t held = 0;
     size_t nprev = 0, cur = 0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (;;) {
-        size_t nnew = held < max_pairs && now_s() - t0 < max_secs ? k : 0;
+        size_t nnew = held < max_pairs && bench_now_s() - t0 < max_secs ? k : 0;
         if (nnew == 0 && nprev == 0)
             break;
         gen_batch(&d->gen, b, tasks[cur ^ 1], nprev, tasks[cur], nnew);
@@ -306,7 +289,7 @@ static struct result run_phase(struct driver *d, struct batch *b, size_t k, uint
         nprev = nnew;
         cur ^= 1;
     }
-    r.secs = now_s() - t0;
+    r.secs = bench_now_s() - t0;
     return r;
 }
 
@@ -328,11 +311,11 @@ static double fsync_rate(const char *dir, double secs)
         if (pwrite(fd, page, sizeof page, 0) != (ssize_t)sizeof page || fdatasync(fd) != 0)
             die("fsync probe %s: %s", path, strerror(errno));
         if (i == 0) {
-            t0 = now_s();
+            t0 = bench_now_s();
             continue;
         }
         n++;
-        if ((dt = now_s() - t0) >= secs)
+        if ((dt = bench_now_s() - t0) >= secs)
             break;
     }
     close(fd);
@@ -360,26 +343,14 @@ int main(int argc, char **argv)
 {
     bool quick = false;
     const char *parent = "/var/tmp";
-    static const struct option opts[] = {{"quick", no_argument, NULL, 'q'},
-                                         {"dir", required_argument, NULL, 'd'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'q': quick = true; break;
-        case 'd': parent = optarg; break;
-        default: usage(); return ch == 'h' ? 0 : 2;
-        }
-    }
+    int rc = bench_store_args(argc, argv, usage, &quick, &parent);
+    if (rc >= 0)
+        return rc;
     if (sodium_init() < 0)
         die("sodium_init failed");
 
-    snprintf(g_top, sizeof g_top, "%s/bench_ledger.XXXXXX", parent);
-    if (mkdtemp(g_top) == NULL) {
-        fprintf(stderr, "bench_ledger_store: mkdtemp %s: %s\n", g_top, strerror(errno));
+    if (bench_scratch_dir(g_top, sizeof g_top, parent, "bench_ledger", "bench_ledger_store") < 0)
         return 1;
-    }
     atexit(cleanup);
     char store_dir[4200], sqlite_dir[4200], sqlite_file[4300];
     snprintf(store_dir, sizeof store_dir, "%s/store", g_top);
@@ -387,8 +358,7 @@ int main(int argc, char **argv)
     snprintf(sqlite_file, sizeof sqlite_file, "%s/ledger.db", sqlite_dir);
     if (mkdir(store_dir, 0700) != 0 || mkdir(sqlite_dir, 0700) != 0)
         die("mkdir in %s: %s", g_top, strerror(errno));
-    struct statfs sf;
-    bool tmpfs = statfs(g_top, &sf) == 0 && sf.f_type == TMPFS_MAGIC_;
+    bool tmpfs = bench_on_tmpfs(g_top);
     printf("# ledger store bench in %s%s; pair = hold + release (1 account, 4 transfers),"
            " bounty %d, fee %d, %d requesters\n",
            g_top, tmpfs ? " (tmpfs: commits are not really durable)" : "", BOUNTY, FEE, NREQ);
@@ -399,7 +369,7 @@ int main(int argc, char **argv)
 
     vs_ledger *l = NULL;
     struct vs_ledger_opts o = {.path = store_dir};
-    int rc = vs_ledger_open(&o, &l);
+    rc = vs_ledger_open(&o, &l);
     if (rc < 0)
         die("open store %s: %s", store_dir, strerror(-rc));
     sqlb *sq = NULL;

@@ -356,20 +356,22 @@ int vs_escrow_verified(vs_escrow *e, vs_ledger_txn *t, const char *agent, bool l
     return rc;
 }
 
+/* A name from a table indexed by value ("none" outside it or for gaps). */
+static const char *name_in(const char *const *names, size_t n, uint32_t v)
+{
+    return v < n && names[v] != NULL ? names[v] : "none";
+}
+
+static const char *const outcome_names[] = {
+    [VS_OUTCOME_CLEARED] = "cleared",
+    [VS_OUTCOME_QUARANTINED] = "quarantined",
+    [VS_OUTCOME_FAILED] = "failed",
+    [VS_OUTCOME_REJECTED] = "rejected",
+};
+
 static const char *outcome_name(uint32_t o)
 {
-    switch (o) {
-    case VS_OUTCOME_CLEARED:
-        return "cleared";
-    case VS_OUTCOME_QUARANTINED:
-        return "quarantined";
-    case VS_OUTCOME_FAILED:
-        return "failed";
-    case VS_OUTCOME_REJECTED:
-        return "rejected";
-    default:
-        return "none";
-    }
+    return name_in(outcome_names, sizeof outcome_names / sizeof outcome_names[0], o);
 }
 
 /* ---- money movements ------------------------------------------------------------------------- */
@@ -1095,18 +1097,15 @@ static int dispute_open(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerComm
     return vs_escrow_audit(e, t, "dispute", VS__V1__SEVERITY__SEVERITY_NOTICE, tr.agent, task, "opened", kv, 5);
 }
 
+static const char *const decision_names[] = {
+    [VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_AGENT] = "agent",
+    [VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_REQUESTER] = "requester",
+    [VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_SPLIT] = "split",
+};
+
 static const char *decision_name(uint32_t d)
 {
-    switch (d) {
-    case VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_AGENT:
-        return "agent";
-    case VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_REQUESTER:
-        return "requester";
-    case VS__V1__DISPUTE_DECISION__DISPUTE_DECISION_SPLIT:
-        return "split";
-    default:
-        return "none";
-    }
+    return name_in(decision_names, sizeof decision_names / sizeof decision_names[0], d);
 }
 
 /* Settle a dispute by decision (0: the original outcome stands). */
