@@ -25,9 +25,11 @@
  *  - Every transfer id is recorded with the body first submitted and its
  *    outcome (failures included), which gives "a retry returns the first
  *    outcome" and "a different body is an error" with one lookup.
- *  - Records are the public structs stored as they are (zeroed first, so
+ *  - Transfers are the public struct stored as it is (zeroed first, so
  *    padding is deterministic): the store is read only by this code on the
- *    machine that wrote it, and backups are LMDB copies.
+ *    machine that wrote it, and backups are LMDB copies. Accounts have a
+ *    compact encoding (account_encode): escrow accounts, one per task,
+ *    would otherwise be mostly empty name fields.
  *  - One writing thread (vs_ledger_write) and any number of reading ones
  *    (vs_ledger_read): the daemon commits on a worker thread while its loop
  *    answers queries. A map growth needs every transaction of the process
@@ -596,6 +598,86 @@ static bool account_same_body(const struct vs_account *a, const struct vs_accoun
            (!a->has_public_key || memcmp(a->public_key, b->public_key, VS_LEDGER_KEY_LEN) == 0);
 }
 
+/* ---- the account record --------------------------------------------------------- */
+
+/* An account as stored: the fixed fields (96 bytes, big-endian), then the
+ * lengths of its name and owner and whether it has a key, then those. An
+ * escrow account (no name, owner or key) takes 91 bytes instead of the
+ * struct's 256, and accounts are most of what a hold writes. */
+#define ACCOUNT_FIXED 88
+#define ACCOUNT_MAX (ACCOUNT_FIXED + 3 + 2 * VS_LEDGER_NAME_MAX + VS_LEDGER_KEY_LEN)
+
+static size_t account_encode(const struct vs_account *a, uint8_t out[ACCOUNT_MAX])
+{
+    uint8_t *p = out;
+    memcpy(p, a->id, VS_LEDGER_ID_LEN);
+    p += VS_LEDGER_ID_LEN;
+    vs_put_be64(p, (uint64_t)a->ledger << 32 | (uint64_t)a->code << 16 | a->flags);
+    p += 8;
+    memcpy(p, a->user_data_128, VS_LEDGER_ID_LEN);
+    p += VS_LEDGER_ID_LEN;
+    const uint64_t nums[] = {a->user_data_64, a->debits_pending, a->debits_posted,
+                             a->credits_pending, a->credits_posted, a->timestamp};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++, p += 8)
+        vs_put_be64(p, nums[i]);
+    size_t nl = strnlen(a->name, VS_LEDGER_NAME_MAX - 1), ol = strnlen(a->owner, VS_LEDGER_NAME_MAX - 1);
+    *p++ = (uint8_t)nl;
+    *p++ = (uint8_t)ol;
+    *p++ = a->has_public_key;
+    memcpy(p, a->name, nl);
+    p += nl;
+    memcpy(p, a->owner, ol);
+    p += ol;
+    if (a->has_public_key) {
+        memcpy(p, a->public_key, VS_LEDGER_KEY_LEN);
+        p += VS_LEDGER_KEY_LEN;
+    }
+    return (size_t)(p - out);
+}
+
+static int account_decode(const MDB_val *v, struct vs_account *a)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < ACCOUNT_FIXED + 3)
+        return -EBADMSG;
+    size_t nl = p[ACCOUNT_FIXED], ol = p[ACCOUNT_FIXED + 1];
+    bool key = p[ACCOUNT_FIXED + 2] != 0;
+    if (nl >= VS_LEDGER_NAME_MAX || ol >= VS_LEDGER_NAME_MAX ||
+        v->mv_size != ACCOUNT_FIXED + 3 + nl + ol + (key ? VS_LEDGER_KEY_LEN : 0))
+        return -EBADMSG;
+    memset(a, 0, sizeof *a);
+    memcpy(a->id, p, VS_LEDGER_ID_LEN);
+    p += VS_LEDGER_ID_LEN;
+    uint64_t kind = vs_get_be64(p);
+    a->ledger = (uint32_t)(kind >> 32);
+    a->code = (uint16_t)(kind >> 16);
+    a->flags = (uint16_t)kind;
+    p += 8;
+    memcpy(a->user_data_128, p, VS_LEDGER_ID_LEN);
+    p += VS_LEDGER_ID_LEN;
+    uint64_t *nums[] = {&a->user_data_64, &a->debits_pending, &a->debits_posted,
+                        &a->credits_pending, &a->credits_posted, &a->timestamp};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++, p += 8)
+        *nums[i] = vs_get_be64(p);
+    p += 3;
+    memcpy(a->name, p, nl);
+    p += nl;
+    memcpy(a->owner, p, ol);
+    p += ol;
+    a->has_public_key = key;
+    if (key)
+        memcpy(a->public_key, p, VS_LEDGER_KEY_LEN);
+    return 0;
+}
+
+/* The stored account id, decoded (read transactions: straight from LMDB). */
+static int account_load(vs_ledger_txn *t, const uint8_t *id, struct vs_account *a)
+{
+    MDB_val v;
+    int rc = get(t, t->l->accounts, id, VS_LEDGER_ID_LEN, &v);
+    return rc ? rc : account_decode(&v, a);
+}
+
 /* ---- accounts in a write transaction: the cache ---------------------------------- */
 
 static size_t slot_hash(const uint8_t *id)
@@ -686,7 +768,7 @@ static int cache_get(vs_ledger_txn *t, const uint8_t *id, struct acct_slot **out
     struct acct_slot *sl = slot_find(l, id, &found);
     if (!found) {
         struct vs_account a;
-        if ((rc = get_rec(t, l->accounts, id, VS_LEDGER_ID_LEN, &a, sizeof a)))
+        if ((rc = account_load(t, id, &a)))
             return rc;
         sl->a = a;
         sl->used = true;
@@ -743,7 +825,9 @@ static int cache_flush(vs_ledger_txn *t)
         if (!sl->dirty)
             continue;
         bool append = memcmp(sl->a.id, last, VS_LEDGER_ID_LEN) > 0;
-        MDB_val key = vs_mval(sl->a.id, VS_LEDGER_ID_LEN), val = vs_mval(&sl->a, sizeof sl->a);
+        uint8_t rec[ACCOUNT_MAX];
+        MDB_val key = vs_mval(sl->a.id, VS_LEDGER_ID_LEN);
+        MDB_val val = vs_mval(rec, account_encode(&sl->a, rec));
         rc = vs_lmdb_err(mdb_cursor_put(c, &key, &val, append ? MDB_APPEND : 0));
         if (append)
             memcpy(last, sl->a.id, VS_LEDGER_ID_LEN);
@@ -756,7 +840,7 @@ static int cache_flush(vs_ledger_txn *t)
 int vs_ledger_account(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN], struct vs_account *out)
 {
     if (!t->write)
-        return get_rec(t, t->l->accounts, id, VS_LEDGER_ID_LEN, out, sizeof *out);
+        return account_load(t, id, out);
     struct acct_slot *sl;
     int rc = cache_get(t, id, &sl);
     if (rc == 0)
@@ -884,11 +968,10 @@ int vs_ledger_accounts(vs_ledger_txn *t, int (*cb)(const struct vs_account *a, v
     MDB_val k, v;
     for (int op = MDB_FIRST; (rc = mdb_cursor_get(c, &k, &v, (MDB_cursor_op)op)) == 0; op = MDB_NEXT) {
         struct vs_account a;
-        if (v.mv_size != sizeof a) {
+        if (account_decode(&v, &a) != 0) {
             rc = -EBADMSG;
             break;
         }
-        memcpy(&a, v.mv_data, sizeof a);
         if ((rc = cb(&a, arg)) != 0) {
             mdb_cursor_close(c);
             return rc; /* the callback's own value */
