@@ -100,7 +100,7 @@ struct ledgerd {
      * (taken from items) while the loop keeps receiving the next batch. */
     uv_work_t job;
     bool busy;
-    struct item *work;
+    struct item *work, *spare; /* the job's items; the last job's, being answered */
     size_t nwork;
     uint64_t *deleting;    /* outbox entries the job deletes (a prefix of done) */
     size_t ndeleting;
@@ -503,6 +503,7 @@ static void job_done(uv_work_t *req, int status)
 {
     struct ledgerd *g = req->data;
     g->busy = false;
+    bool committed = status == 0 && !g->job_failed;
     if (status == 0 && g->job_failed) {
         g->n.batch_errors++;
         log_warnx("a batch of %zu was refused by the store; applied one by one", g->nwork);
@@ -519,24 +520,30 @@ static void job_done(uv_work_t *req, int status)
     } else if (status == 0 && g->job_ticks) {
         g->tick_backoff_ms = 0;
     }
-    for (size_t i = 0; i < g->nwork; i++) {
-        struct item *it = &g->work[i];
-        if (status == 0 && it->status == 0)
-            finish(g, it);
-        else
-            fail_item(g, it);
-    }
-    if (status == 0 && !g->job_failed && g->ndeleting > 0) {
+    if (committed && g->ndeleting > 0) {
         /* done[] only grew at its end meanwhile: the job deleted its prefix. */
         memmove(g->done, g->done + g->ndeleting, (g->ndone - g->ndeleting) * sizeof *g->done);
         g->ndone -= g->ndeleting;
     }
     g->n.batches += status == 0;
+    /* Set the finished batch aside and give the writer the next one before
+     * answering this one: the next commit overlaps these acks. */
+    struct item *finished = g->work;
+    size_t nfinished = g->nwork;
+    g->work = g->spare;
+    g->spare = finished;
     g->nwork = g->ndeleting = 0;
-    publish_outbox(g);
     if (g->nitems >= g->batch || (g->nitems > 0 && !uv_is_active((uv_handle_t *)&g->coalesce_timer)))
         start_job(g);
-    else
+    for (size_t i = 0; i < nfinished; i++) {
+        struct item *it = &finished[i];
+        if (status == 0 && it->status == 0)
+            finish(g, it);
+        else
+            fail_item(g, it);
+    }
+    publish_outbox(g);
+    if (!g->busy)
         schedule(g);
 }
 
@@ -758,8 +765,9 @@ static int ledgerd_open(vs_daemon *d)
     }
     g->batch = (size_t)batch;
     g->work = calloc(g->batch, sizeof *g->work);
+    g->spare = calloc(g->batch, sizeof *g->spare);
     g->deleting = calloc(g->batch, sizeof *g->deleting);
-    if (g->work == NULL || g->deleting == NULL)
+    if (g->work == NULL || g->spare == NULL || g->deleting == NULL)
         return -ENOMEM;
     struct vs_escrow_config ec = {
         .fee_bps = (uint32_t)fee,
@@ -876,9 +884,10 @@ static void ledgerd_close(vs_daemon *d)
         reset_outputs(&g->items[i]);
     free(g->items);
     free(g->work);
+    free(g->spare);
     free(g->deleting);
     free(g->done);
-    g->items = g->work = NULL;
+    g->items = g->work = g->spare = NULL;
     g->deleting = g->done = NULL;
     vs_escrow_free(g->escrow);
     vs_ledger_free(g->ledger);
