@@ -553,8 +553,10 @@ static int ensure_account(vs_ledger_txn *t, const char *name, const char *owner,
     a.flags = flags;
     if (task != NULL)
         memcpy(a.user_data_128, task, VS_LEDGER_ID_LEN);
-    snprintf(a.name, sizeof a.name, "%s", name);
-    snprintf(a.owner, sizeof a.owner, "%s", owner != NULL ? owner : "");
+    size_t nl = strnlen(name, sizeof a.name - 1), ol = owner != NULL ? strnlen(owner, sizeof a.owner - 1) : 0;
+    memcpy(a.name, name, nl); /* a is zeroed: the strings stay terminated */
+    if (ol > 0)
+        memcpy(a.owner, owner, ol);
     if (key != NULL && key->len == VS_LEDGER_KEY_LEN) {
         memcpy(a.public_key, key->data, VS_LEDGER_KEY_LEN);
         a.has_public_key = true;
@@ -746,6 +748,10 @@ static int cmd_create_account(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__Ledg
         return deny(r, VS__V1__STATUS_CODE__STATUS_INVALID, "account name missing or reserved");
     if (c->public_key.len != 0 && c->public_key.len != VS_LEDGER_KEY_LEN)
         return deny(r, VS__V1__STATUS_CODE__STATUS_INVALID, "public_key must be 32 bytes");
+    if (strlen(c->account) >= VS_LEDGER_NAME_MAX ||
+        (c->owner != NULL && strlen(c->owner) >= VS_LEDGER_NAME_MAX))
+        return deny(r, VS__V1__STATUS_CODE__STATUS_INVALID, "account and owner names: at most %d bytes",
+                    VS_LEDGER_NAME_MAX - 1);
     int result;
     int rc = ensure_account(t, c->account, c->owner, VS_CODE_WALLET,
                             VS_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS, NULL, &c->public_key, &result);
