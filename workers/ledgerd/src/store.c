@@ -118,10 +118,11 @@ struct vs_ledger_txn {
         uint8_t k[8 + VS_LEDGER_ID_LEN];
         size_t n;
         bool known;
-    } last[5 + VS_LTABLE_COUNT];
+    } last[6 + VS_LTABLE_COUNT];
 };
 
-enum { LAST_TRANSFERS, LAST_BY_ACCOUNT, LAST_BY_TASK, LAST_EXPIRY, LAST_COMMANDS, LAST_TABLES };
+enum { LAST_TRANSFERS, LAST_BY_ACCOUNT, LAST_BY_TASK, LAST_EXPIRY, LAST_COMMANDS, LAST_ACCOUNTS,
+       LAST_TABLES };
 
 /* A transfer id's record: the transfer as applied (OK) or as submitted
  * (a failure), what the submission left zero for a POST/VOID to fill in
@@ -443,15 +444,13 @@ static int del(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
     return rc == -ENOENT ? 0 : rc;
 }
 
-/* MDB_APPEND when key k sorts after every key of db (as tracked in
- * t->last[which]), else 0. */
-static int append_flag(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn,
-                       unsigned *flag)
+/* The tracked last key of db, read once per write transaction. Every put
+ * of a new key to a tracked table goes through append_flag, which keeps
+ * it current; a deletion can only leave it too high, which is safe. */
+static int last_key_of(vs_ledger_txn *t, int which, MDB_dbi db, struct last_key **out)
 {
     struct last_key *lk = &t->last[which];
-    *flag = 0;
-    if (kn > sizeof lk->k)
-        return 0;
+    *out = lk;
     if (!lk->known) {
         MDB_cursor *c;
         MDB_val key, val;
@@ -469,14 +468,41 @@ static int append_flag(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, s
             return vs_lmdb_err(rc);
         lk->known = true;
     }
+    return 0;
+}
+
+static bool sorts_after(const struct last_key *lk, const void *k, size_t kn)
+{
     size_t n = kn < lk->n ? kn : lk->n;
     int cmp = memcmp(k, lk->k, n); /* LMDB's default order */
-    if (cmp > 0 || (cmp == 0 && kn > lk->n)) {
+    return cmp > 0 || (cmp == 0 && kn > lk->n);
+}
+
+/* MDB_APPEND when key k sorts after every key of db (as tracked in
+ * t->last[which]), else 0. */
+static int append_flag(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn,
+                       unsigned *flag)
+{
+    struct last_key *lk;
+    *flag = 0;
+    if (kn > sizeof lk->k)
+        return 0;
+    int rc = last_key_of(t, which, db, &lk);
+    if (rc == 0 && sorts_after(lk, k, kn)) {
         *flag = MDB_APPEND;
         memcpy(lk->k, k, kn);
         lk->n = kn;
     }
-    return 0;
+    return rc;
+}
+
+/* In a write, a key above the table's last cannot be in it: the lookup a
+ * new time-ordered id would make (and miss) is skipped. */
+static bool known_absent(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn)
+{
+    struct last_key *lk;
+    return t->write && kn <= sizeof lk->k && last_key_of(t, which, db, &lk) == 0 &&
+           sorts_after(lk, k, kn);
 }
 
 /* Add the duplicate val under key in a DUPSORT index: appended when it
@@ -768,6 +794,8 @@ static int cache_get(vs_ledger_txn *t, const uint8_t *id, struct acct_slot **out
     struct acct_slot *sl = slot_find(l, id, &found);
     if (!found) {
         struct vs_account a;
+        if (known_absent(t, LAST_ACCOUNTS, l->accounts, id, VS_LEDGER_ID_LEN))
+            return -ENOENT; /* a new time-ordered id, e.g. a task's escrow account */
         if ((rc = account_load(t, id, &a)))
             return rc;
         sl->a = a;
@@ -793,17 +821,13 @@ static int cache_flush(vs_ledger_txn *t)
     vs_ledger *l = t->l;
     if (l->nused > 1)
         qsort_r(l->used, l->nused, sizeof *l->used, slot_cmp, l->slots);
-    uint8_t last[VS_LEDGER_ID_LEN] = {0};
-    MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, l->accounts, &c));
+    struct last_key *last;
+    int rc = last_key_of(t, LAST_ACCOUNTS, l->accounts, &last);
     if (rc)
         return rc;
-    MDB_val k, v;
-    int r = mdb_cursor_get(c, &k, &v, MDB_LAST);
-    if (r == 0 && k.mv_size == VS_LEDGER_ID_LEN)
-        memcpy(last, k.mv_data, VS_LEDGER_ID_LEN);
-    else if (r != MDB_NOTFOUND)
-        rc = vs_lmdb_err(r);
+    MDB_cursor *c;
+    if ((rc = vs_lmdb_err(mdb_cursor_open(t->txn, l->accounts, &c))))
+        return rc;
     for (size_t i = 0; i < l->nused && rc == 0; i++) {
         struct acct_slot *sl = &l->slots[l->used[i]];
         if (sl->nhist > 0) { /* the history chunk: account | first timestamp */
@@ -824,13 +848,15 @@ static int cache_flush(vs_ledger_txn *t)
         }
         if (!sl->dirty)
             continue;
-        bool append = memcmp(sl->a.id, last, VS_LEDGER_ID_LEN) > 0;
+        bool append = sorts_after(last, sl->a.id, VS_LEDGER_ID_LEN);
         uint8_t rec[ACCOUNT_MAX];
         MDB_val key = vs_mval(sl->a.id, VS_LEDGER_ID_LEN);
         MDB_val val = vs_mval(rec, account_encode(&sl->a, rec));
         rc = vs_lmdb_err(mdb_cursor_put(c, &key, &val, append ? MDB_APPEND : 0));
-        if (append)
-            memcpy(last, sl->a.id, VS_LEDGER_ID_LEN);
+        if (append) {
+            memcpy(last->k, sl->a.id, VS_LEDGER_ID_LEN);
+            last->n = VS_LEDGER_ID_LEN;
+        }
         sl->dirty = false;
     }
     mdb_cursor_close(c);
@@ -985,6 +1011,8 @@ int vs_ledger_accounts(vs_ledger_txn *t, int (*cb)(const struct vs_account *a, v
 
 static int xfer_get(vs_ledger_txn *t, const uint8_t *id, struct xfer_rec *r)
 {
+    if (known_absent(t, LAST_TRANSFERS, t->l->transfers, id, VS_LEDGER_ID_LEN))
+        return -ENOENT;
     return get_rec(t, t->l->transfers, id, VS_LEDGER_ID_LEN, r, sizeof *r);
 }
 
@@ -1770,6 +1798,8 @@ int vs_ledger_pending(vs_ledger_txn *t, const uint8_t *account_id, const uint8_t
 int vs_ledger_command_get(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN],
                           const uint8_t body_hash[32], const uint8_t **reply, size_t *len)
 {
+    if (known_absent(t, LAST_COMMANDS, t->l->commands, id, VS_LEDGER_ID_LEN))
+        return -ENOENT;
     MDB_val v;
     int rc = get(t, t->l->commands, id, VS_LEDGER_ID_LEN, &v);
     if (rc)
@@ -1897,6 +1927,8 @@ int vs_ledger_kv_get(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key,
 {
     if (!table_ok(tb) || key == NULL || klen == 0)
         return -EINVAL;
+    if (known_absent(t, LAST_TABLES + (int)tb, t->l->tables[tb], key, klen))
+        return -ENOENT;
     MDB_val v;
     int rc = get(t, t->l->tables[tb], key, klen, &v);
     if (rc == 0) {
