@@ -255,22 +255,16 @@ static int cmd_tail(struct vsctl *ctx, int argc, char **argv)
             break;
         case 'a': t.agent = optarg; break;
         case 'l':
-            if (vsctl_parse_uint(optarg, 1000000, &last) < 0 || last == 0) {
-                vsctl_err("--last: a positive number expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("last", optarg, 1, 1000000, &last))
                 return VSCTL_USAGE;
-            }
             break;
         case 'n':
-            if (vsctl_parse_uint(optarg, UINT32_MAX, &t.count) < 0 || t.count == 0) {
-                vsctl_err("--count: a positive number expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("count", optarg, 1, UINT32_MAX, &t.count))
                 return VSCTL_USAGE;
-            }
             break;
         case 't':
-            if (vsctl_parse_seconds(optarg, &timeout_ms) < 0 || timeout_ms == 0) {
-                vsctl_err("--timeout: not a duration: '%s'", optarg);
+            if (!vsctl_opt_duration("timeout", optarg, &timeout_ms))
                 return VSCTL_USAGE;
-            }
             break;
         case 'j': t.json = true; break;
         case 'h': tail_usage(stdout); return VSCTL_OK;
@@ -406,10 +400,8 @@ static int cmd_emit(struct vsctl *ctx, int argc, char **argv)
         case 'a': e.agent = optarg; break;
         case 'T': task_hex = optarg; break;
         case 't':
-            if (vsctl_parse_seconds(optarg, &timeout_ms) < 0 || timeout_ms == 0) {
-                vsctl_err("--timeout: not a duration: '%s'", optarg);
+            if (!vsctl_opt_duration("timeout", optarg, &timeout_ms))
                 return VSCTL_USAGE;
-            }
             break;
         case 'h': emit_usage(stdout); return VSCTL_OK;
         default: emit_usage(stderr); return VSCTL_USAGE;

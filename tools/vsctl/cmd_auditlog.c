@@ -368,17 +368,13 @@ int cmd_audit_query(struct vsctl *ctx, int argc, char **argv)
             }
             break;
         case 'A':
-            if (vsctl_parse_uint(optarg, UINT64_MAX - 2, &after) < 0) {
-                vsctl_err("--after: a sequence number expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("after", optarg, 0, UINT64_MAX - 2, &after))
                 return VSCTL_USAGE;
-            }
             req.after_seq = after + 1; /* the cursor after entry `after` */
             break;
         case 'n':
-            if (vsctl_parse_uint(optarg, 10000000, &limit) < 0 || limit == 0) {
-                vsctl_err("--limit: a positive number expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("limit", optarg, 1, 10000000, &limit))
                 return VSCTL_USAGE;
-            }
             break;
         case 'j': json = true; break;
         case 'h': query_usage(stdout); return VSCTL_OK;
@@ -841,10 +837,8 @@ int cmd_audit_export(struct vsctl *ctx, int argc, char **argv)
         switch (opt) {
         case 'J': break; /* the only format */
         case 'f':
-            if (vsctl_parse_uint(optarg, UINT64_MAX - 1, &from) < 0) {
-                vsctl_err("--from: a sequence number expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("from", optarg, 0, UINT64_MAX - 1, &from))
                 return VSCTL_USAGE;
-            }
             break;
         case 's': store = optarg; break;
         case 'h': export_usage(stdout); return VSCTL_OK;
@@ -1201,17 +1195,13 @@ int cmd_audit_prove(struct vsctl *ctx, int argc, char **argv)
         }
         switch (opt) {
         case 'i':
-            if (vsctl_parse_uint(optarg, UINT64_MAX - 1, &index) < 0) {
-                vsctl_err("--index: a sequence number expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("index", optarg, 0, UINT64_MAX - 1, &index))
                 return VSCTL_USAGE;
-            }
             have_index = true;
             break;
         case 'n':
-            if (vsctl_parse_uint(optarg, UINT64_MAX, &size) < 0 || size == 0) {
-                vsctl_err("--size: a positive tree size expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("size", optarg, 1, UINT64_MAX, &size))
                 return VSCTL_USAGE;
-            }
             break;
         case 'C': consistency = true; break;
         case 'h': prove_usage(stdout); return VSCTL_OK;

@@ -318,16 +318,12 @@ static int parse_args(struct vsctl *ctx, int argc, char **argv, struct ledger_ar
                 return VSCTL_USAGE;
             break;
         case 'T':
-            if (vsctl_parse_seconds(optarg, &a->timeout_ms) < 0) {
-                vsctl_err("--timeout: '%s' is not a duration", optarg);
+            if (!vsctl_opt_duration("timeout", optarg, &a->timeout_ms))
                 return VSCTL_USAGE;
-            }
             break;
         case 'l':
-            if (vsctl_parse_uint(optarg, 1000, &a->limit) < 0) {
-                vsctl_err("--limit: at most 1000");
+            if (!vsctl_opt_uint("limit", optarg, 0, 1000, &a->limit))
                 return VSCTL_USAGE;
-            }
             break;
         case 's': a->store = optarg; break;
         case 'O': a->to = optarg; break;

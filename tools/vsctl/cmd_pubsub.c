@@ -256,10 +256,8 @@ int cmd_pub(struct vsctl *ctx, int argc, char **argv)
         switch (opt) {
         case 'i': msg_id = optarg; break;
         case 't':
-            if (vsctl_parse_seconds(optarg, &timeout_ms) < 0 || timeout_ms == 0) {
-                vsctl_err("--timeout: not a duration: '%s'", optarg);
+            if (!vsctl_opt_duration("timeout", optarg, &timeout_ms))
                 return VSCTL_USAGE;
-            }
             break;
         case 'h': pub_usage(stdout); return VSCTL_OK;
         default: pub_usage(stderr); return VSCTL_USAGE;
@@ -417,16 +415,12 @@ int cmd_sub(struct vsctl *ctx, int argc, char **argv)
             continue;
         switch (opt) {
         case 'n':
-            if (vsctl_parse_uint(optarg, UINT32_MAX, &s.count) < 0 || s.count == 0) {
-                vsctl_err("--count: not a positive number: '%s'", optarg);
+            if (!vsctl_opt_uint("count", optarg, 1, UINT32_MAX, &s.count))
                 return VSCTL_USAGE;
-            }
             break;
         case 't':
-            if (vsctl_parse_seconds(optarg, &timeout_ms) < 0 || timeout_ms == 0) {
-                vsctl_err("--timeout: not a duration: '%s'", optarg);
+            if (!vsctl_opt_duration("timeout", optarg, &timeout_ms))
                 return VSCTL_USAGE;
-            }
             break;
         case 'j': s.json = true; break;
         case 'h': sub_usage(stdout); return VSCTL_OK;

@@ -260,10 +260,8 @@ int cmd_status(struct vsctl *ctx, int argc, char **argv)
         switch (opt) {
         case 'j': json = true; break;
         case 't':
-            if (vsctl_parse_uint(optarg, 600000, &window) < 0 || window == 0) {
-                vsctl_err("--timeout: milliseconds expected, not '%s'", optarg);
+            if (!vsctl_opt_uint("timeout", optarg, 1, 600000, &window))
                 return VSCTL_USAGE;
-            }
             break;
         case 'h': usage(stdout); return VSCTL_OK;
         default: usage(stderr); return VSCTL_USAGE;

@@ -341,10 +341,8 @@ int cmd_up(struct vsctl *ctx, int argc, char **argv)
             continue;
         switch (opt) {
         case 'p':
-            if (vsctl_parse_uint(optarg, 65535, &port) < 0) {
-                vsctl_err("--port: 0 to 65535, not '%s'", optarg);
+            if (!vsctl_opt_uint("port", optarg, 0, 65535, &port))
                 return VSCTL_USAGE;
-            }
             break;
         case 'd':
             if (nspecs == VSCTL_MAX_DAEMONS) {

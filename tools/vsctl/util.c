@@ -659,3 +659,22 @@ vs_signkey *vsctl_load_signkey(const char *path)
     }
     return k;
 }
+
+/* ---- option values --------------------------------------------------------- */
+
+bool vsctl_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (vsctl_parse_uint(arg, max, out) == 0 && *out >= min)
+        return true;
+    vsctl_err("--%s: a number from %llu to %llu expected, not '%s'", opt, (unsigned long long)min,
+              (unsigned long long)max, arg);
+    return false;
+}
+
+bool vsctl_opt_duration(const char *opt, const char *arg, uint64_t *out_ms)
+{
+    if (vsctl_parse_seconds(arg, out_ms) == 0 && *out_ms > 0)
+        return true;
+    vsctl_err("--%s: a duration expected (\"5\", \"0.5\", \"500ms\", \"2m\"), not '%s'", opt, arg);
+    return false;
+}

@@ -164,6 +164,10 @@ int vsctl_find_exe(const char *name, const char *const *extra, char *out, size_t
 
 /* Parse a non-negative integer <= max. */
 int vsctl_parse_uint(const char *s, uint64_t max, uint64_t *out);
+/* An option's value, checked: an integer in [min, max], or a duration
+ * above zero. false (error line printed, naming --opt) when it is not. */
+bool vsctl_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out);
+bool vsctl_opt_duration(const char *opt, const char *arg, uint64_t *out_ms);
 /* Seconds ("5", "0.5") or a duration with a unit ("500ms", "2m"). */
 int vsctl_parse_seconds(const char *s, uint64_t *out_ms);
 

@@ -916,10 +916,19 @@ int vs_audit_store_get(vs_audit_store *s, uint64_t seq, struct vs_audit_entry *e
     return rc;
 }
 
-int vs_audit_store_root(vs_audit_store *s, uint64_t size, uint8_t root[VS_HASH_LEN])
+/* What a tree question needs: the tree of the first `size` leaves, read in
+ * one transaction. */
+struct tree_query {
+    int (*ask)(struct txn_ref *tr, const struct tree_query *q);
+    uint64_t a, b;           /* index and size, or size1 and size2 */
+    uint8_t (*out)[VS_HASH_LEN];
+    size_t *n;
+};
+
+/* Run q on the tree in a read transaction; -ERANGE when the log holds
+ * fewer than size entries. */
+static int tree_ask(vs_audit_store *s, uint64_t size, const struct tree_query *q)
 {
-    if (s == NULL || root == NULL)
-        return -EINVAL;
     MDB_txn *txn;
     int rc = read_begin(s, &txn);
     if (rc)
@@ -930,13 +939,37 @@ int vs_audit_store_root(vs_audit_store *s, uint64_t size, uint8_t root[VS_HASH_L
         rc = -ERANGE;
     if (rc == 0) {
         struct txn_ref tr = {s, txn, NULL};
-        if (size == 0)
-            vs_merkle_empty_root(root);
-        else
-            rc = vs_merkle_range_hash(fetch_stored, &tr, 0, size, root);
+        rc = q->ask(&tr, q);
     }
     read_end(s, txn);
     return rc;
+}
+
+static int ask_root(struct txn_ref *tr, const struct tree_query *q)
+{
+    if (q->a == 0) {
+        vs_merkle_empty_root(q->out[0]);
+        return 0;
+    }
+    return vs_merkle_range_hash(fetch_stored, tr, 0, q->a, q->out[0]);
+}
+
+static int ask_inclusion(struct txn_ref *tr, const struct tree_query *q)
+{
+    return vs_merkle_path(fetch_stored, tr, q->a, q->b, q->out, q->n);
+}
+
+static int ask_consistency(struct txn_ref *tr, const struct tree_query *q)
+{
+    return vs_merkle_proof(fetch_stored, tr, q->a, q->b, q->out, q->n);
+}
+
+int vs_audit_store_root(vs_audit_store *s, uint64_t size, uint8_t root[VS_HASH_LEN])
+{
+    if (s == NULL || root == NULL)
+        return -EINVAL;
+    struct tree_query q = {.ask = ask_root, .a = size, .out = (uint8_t(*)[VS_HASH_LEN])root};
+    return tree_ask(s, size, &q);
 }
 
 int vs_audit_store_inclusion(vs_audit_store *s, uint64_t index, uint64_t size,
@@ -947,20 +980,8 @@ int vs_audit_store_inclusion(vs_audit_store *s, uint64_t index, uint64_t size,
     *n = 0;
     if (index >= size)
         return -EINVAL;
-    MDB_txn *txn;
-    int rc = read_begin(s, &txn);
-    if (rc)
-        return rc;
-    uint64_t have = 0;
-    rc = meta_get(s, txn, "size", &have);
-    if (rc == 0 && size > have)
-        rc = -ERANGE;
-    if (rc == 0) {
-        struct txn_ref tr = {s, txn, NULL};
-        rc = vs_merkle_path(fetch_stored, &tr, index, size, path, n);
-    }
-    read_end(s, txn);
-    return rc;
+    struct tree_query q = {.ask = ask_inclusion, .a = index, .b = size, .out = path, .n = n};
+    return tree_ask(s, size, &q);
 }
 
 int vs_audit_store_consistency(vs_audit_store *s, uint64_t size1, uint64_t size2,
@@ -971,20 +992,8 @@ int vs_audit_store_consistency(vs_audit_store *s, uint64_t size1, uint64_t size2
     *n = 0;
     if (size1 > size2)
         return -EINVAL;
-    MDB_txn *txn;
-    int rc = read_begin(s, &txn);
-    if (rc)
-        return rc;
-    uint64_t have = 0;
-    rc = meta_get(s, txn, "size", &have);
-    if (rc == 0 && size2 > have)
-        rc = -ERANGE;
-    if (rc == 0) {
-        struct txn_ref tr = {s, txn, NULL};
-        rc = vs_merkle_proof(fetch_stored, &tr, size1, size2, proof, n);
-    }
-    read_end(s, txn);
-    return rc;
+    struct tree_query q = {.ask = ask_consistency, .a = size1, .b = size2, .out = proof, .n = n};
+    return tree_ask(s, size2, &q);
 }
 
 /* ---- verify ------------------------------------------------------------------- */
