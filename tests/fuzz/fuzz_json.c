@@ -28,6 +28,7 @@
 
 #include "vs/keys.h"
 #include "vs/pbjson.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -44,23 +45,6 @@ static void die(const ProtobufCMessageDescriptor *d, const char *what, const jso
             text != NULL ? text : "");
     free(text);
     abort();
-}
-
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n > 0 ? n : 1);
-
-    if (buf == NULL) {
-        abort();
-    }
-    *len = protobuf_c_message_pack(m, buf);
-    if (*len != n) {
-        fprintf(stderr, "fuzz_json: %s: packed %zu bytes, get_packed_size said %zu\n",
-                m->descriptor->name, *len, n);
-        abort();
-    }
-    return buf;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -95,13 +79,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* -> wire -> message -> wire */
     size_t len1 = 0;
-    uint8_t *p1 = pack(m, &len1);
+    uint8_t *p1 = fuzz_pack("fuzz_json", m, &len1);
     ProtobufCMessage *m2 = protobuf_c_message_unpack(d, NULL, len1, p1);
     if (m2 == NULL) {
         die(d, "the packed message does not unpack", j);
     }
     size_t len2 = 0;
-    uint8_t *p2 = pack(m2, &len2);
+    uint8_t *p2 = fuzz_pack("fuzz_json", m2, &len2);
     if (len2 != len1 || memcmp(p1, p2, len1) != 0) {
         die(d, "pack(unpack(pack(m))) differs from pack(m)", j);
     }
@@ -118,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         die(d, "vs_pb_from_json refused the output of vs_pb_to_json", back);
     }
     size_t len3 = 0;
-    uint8_t *p3 = pack(m3, &len3);
+    uint8_t *p3 = fuzz_pack("fuzz_json", m3, &len3);
     if (len3 != len1 || memcmp(p1, p3, len1) != 0) {
         fprintf(stderr, "fuzz_json: input:\n");
         die(d, "JSON -> message -> JSON -> message packs differently", back);

@@ -36,6 +36,7 @@
 
 #include "vs/keys.h"
 #include "vs/pbjson.h"
+#include "fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -61,24 +62,6 @@ static void die(const ProtobufCMessageDescriptor *d, const char *what, const jso
     free(ta);
     free(tb);
     abort();
-}
-
-/* m packed into a fresh buffer (never NULL; *len may be 0). */
-static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
-{
-    size_t n = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(n > 0 ? n : 1);
-
-    if (buf == NULL) {
-        abort();
-    }
-    *len = protobuf_c_message_pack(m, buf);
-    if (*len != n) {
-        fprintf(stderr, "fuzz_messages: %s: packed %zu bytes, get_packed_size said %zu\n",
-                m->descriptor->name, *len, n);
-        abort();
-    }
-    return buf;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -129,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* -> wire -> message: decodes, same JSON, canonical bytes */
     size_t len2 = 0;
-    uint8_t *p2 = pack(m2, &len2);
+    uint8_t *p2 = fuzz_pack("fuzz_messages", m2, &len2);
     ProtobufCMessage *m3 = protobuf_c_message_unpack(d, NULL, len2, p2);
     if (m3 == NULL) {
         die(d, "the re-packed message does not unpack", j3, NULL);
@@ -139,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         die(d, "the re-packed message unpacks to something else", j1, j4);
     }
     size_t len3 = 0;
-    uint8_t *p3 = pack(m3, &len3);
+    uint8_t *p3 = fuzz_pack("fuzz_messages", m3, &len3);
     if (len3 != len2 || memcmp(p2, p3, len2) != 0) {
         die(d, "pack(unpack(pack(m))) differs from pack(m)", j1, j4);
     }
@@ -308,7 +291,7 @@ static void write_seeds(const char *dir)
                 fprintf(stderr, "fuzz_messages: seed for %s: %s\n", all[t]->name, err);
                 exit(1);
             }
-            wire = pack(m, &len);
+            wire = fuzz_pack("fuzz_messages", m, &len);
             write_seed(dir, all[t]->short_name, v, (uint8_t)t, wire, len);
             free(wire);
             protobuf_c_message_free_unpacked(m, NULL);
