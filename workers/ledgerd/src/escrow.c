@@ -22,6 +22,7 @@
 #include "vs/envelope.h"
 #include "vs/escrow.h"
 #include "vs/ids.h"
+#include "vs/lmdb_util.h"
 #include "vs/subjects.h"
 
 #define REPUTATION_DECAY 0.95
@@ -85,15 +86,40 @@ static const uint8_t zero_id[VS_LEDGER_ID_LEN];
 void vs_escrow_account_id(const char *name, uint8_t id[VS_LEDGER_ID_LEN])
 {
     /* An escrow account takes its task's (time-ordered) id: new ones are
-     * appended to the accounts table instead of landing anywhere. */
+     * appended to the accounts table instead of landing anywhere. A named
+     * account's id is a zero byte and 15 bytes of BLAKE2b(name), so that
+     * every named account sorts below every time-ordered id: otherwise
+     * the wallet with the greatest hash is the table's last key, and new
+     * escrow accounts (and their history) split pages in the middle. */
     if (strncmp(name, "escrow:", 7) == 0 && strlen(name) == 7 + 2 * VS_LEDGER_ID_LEN &&
         vs_unhex(name + 7, id, VS_LEDGER_ID_LEN) == 0)
         return;
+    /* The same few names (a batch's requesters, agents, the fee account)
+     * come back all the time: each thread remembers recent ones. */
+    struct named_id {
+        char name[VS_LEDGER_NAME_MAX];
+        uint8_t id[VS_LEDGER_ID_LEN];
+    };
+    static _Thread_local struct named_id recent[64];
+    size_t len = strlen(name);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
+    struct named_id *r = &recent[h % 64];
+    if (len < sizeof r->name && strcmp(r->name, name) == 0 && name[0] != '\0') {
+        memcpy(id, r->id, VS_LEDGER_ID_LEN);
+        return;
+    }
     crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, VS_LEDGER_ID_LEN);
+    crypto_generichash_init(&st, NULL, 0, VS_LEDGER_ID_LEN - 1);
     crypto_generichash_update(&st, (const uint8_t *)"vs.ledger.account", 18);
-    crypto_generichash_update(&st, (const uint8_t *)name, strlen(name));
-    crypto_generichash_final(&st, id, VS_LEDGER_ID_LEN);
+    crypto_generichash_update(&st, (const uint8_t *)name, len);
+    id[0] = 0;
+    crypto_generichash_final(&st, id + 1, VS_LEDGER_ID_LEN - 1);
+    if (len < sizeof r->name) {
+        memcpy(r->name, name, len + 1);
+        memcpy(r->id, id, VS_LEDGER_ID_LEN);
+    }
 }
 
 /* The id of a task's or command's transfer in a given role: the base id's
@@ -261,14 +287,55 @@ static int rec_get(vs_ledger_txn *t, enum vs_ledger_table tb, const void *k, siz
     return 0;
 }
 
+/* A task record as stored: the numbers, then the two names with their
+ * lengths (one per task: a fixed-size record was mostly empty name
+ * fields, and the bytes a batch writes decide its commit's time). */
+#define TASK_FIXED (VS_LEDGER_ID_LEN + 5 * 8 + 4 * 4 + 2)
+#define TASK_MAX (TASK_FIXED + 2 * (VS_LEDGER_NAME_MAX - 1))
+
 static int task_get(vs_ledger_txn *t, const uint8_t *task, struct task_rec *tr)
 {
-    return rec_get(t, VS_LTABLE_TASKS, task, VS_LEDGER_ID_LEN, tr, sizeof *tr);
+    const uint8_t *p;
+    size_t n;
+    int rc = vs_ledger_kv_get(t, VS_LTABLE_TASKS, task, VS_LEDGER_ID_LEN, &p, &n);
+    if (rc)
+        return rc;
+    if (n < TASK_FIXED || n != TASK_FIXED + (size_t)p[TASK_FIXED - 2] + p[TASK_FIXED - 1] ||
+        p[TASK_FIXED - 2] >= VS_LEDGER_NAME_MAX || p[TASK_FIXED - 1] >= VS_LEDGER_NAME_MAX)
+        return -EBADMSG;
+    memset(tr, 0, sizeof *tr);
+    memcpy(tr->hold_id, p, VS_LEDGER_ID_LEN);
+    const uint8_t *q = p + VS_LEDGER_ID_LEN;
+    uint64_t *nums[] = {&tr->bounty, &tr->due_at, &tr->paid, &tr->fee, &tr->refunded};
+    for (size_t i = 0; i < 5; i++, q += 8)
+        *nums[i] = vs_get_be64(q);
+    uint32_t *small[] = {&tr->state, &tr->outcome, &tr->settlement, &tr->reserved};
+    for (size_t i = 0; i < 4; i++, q += 4)
+        *small[i] = vs_get_be32(q);
+    size_t rl = *q++, al = *q++;
+    memcpy(tr->requester, q, rl);
+    memcpy(tr->agent, q + rl, al);
+    return 0;
 }
 
 static int task_put(vs_ledger_txn *t, const uint8_t *task, const struct task_rec *tr)
 {
-    return vs_ledger_kv_put(t, VS_LTABLE_TASKS, task, VS_LEDGER_ID_LEN, tr, sizeof *tr);
+    uint8_t rec[TASK_MAX], *q = rec;
+    memcpy(q, tr->hold_id, VS_LEDGER_ID_LEN);
+    q += VS_LEDGER_ID_LEN;
+    const uint64_t nums[] = {tr->bounty, tr->due_at, tr->paid, tr->fee, tr->refunded};
+    for (size_t i = 0; i < 5; i++, q += 8)
+        vs_put_be64(q, nums[i]);
+    const uint32_t small[] = {tr->state, tr->outcome, tr->settlement, tr->reserved};
+    for (size_t i = 0; i < 4; i++, q += 4)
+        vs_put_be32(q, small[i]);
+    size_t rl = strnlen(tr->requester, VS_LEDGER_NAME_MAX - 1);
+    size_t al = strnlen(tr->agent, VS_LEDGER_NAME_MAX - 1);
+    *q++ = (uint8_t)rl;
+    *q++ = (uint8_t)al;
+    memcpy(q, tr->requester, rl);
+    memcpy(q + rl, tr->agent, al);
+    return vs_ledger_kv_put(t, VS_LTABLE_TASKS, task, VS_LEDGER_ID_LEN, rec, TASK_FIXED + rl + al);
 }
 
 static void timer_key(uint8_t k[8 + VS_LEDGER_ID_LEN], uint64_t at, const uint8_t *task)

@@ -20,8 +20,11 @@
  *    account and commit: an index entry per transfer made busy accounts
  *    (requesters, the agent, the fee account) rewrite several B-tree pages
  *    each per commit, two thirds of the bytes a batch wrote.
- *  - MDB_WRITEMAP: commits write the map's dirty pages in place instead of
- *    copying them out (a third of the commit time here).
+ *  - New keys above a table's last (time-ordered ids make that nearly every
+ *    record a batch writes) wait in memory until the commit (fresh.h) and
+ *    are then appended in key order: no B-tree searches for them, and
+ *    full pages instead of pages split in half. MDB_WRITEMAP was measured
+ *    and left off: its commits were slower here.
  *  - Every transfer id is recorded with the body first submitted and its
  *    outcome (failures included), which gives "a retry returns the first
  *    outcome" and "a different body is an error" with one lookup.
@@ -48,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fresh.h"
 #include "vs/ledger_store.h"
 #include "vs/lmdb_util.h"
 
@@ -103,6 +107,10 @@ struct vs_ledger {
     uint8_t *undo_bytes;  /* the keys and old values the log refers to */
     size_t undo_len, undo_bytes_cap;
     bool in_chain;
+    /* the write transaction's new keys of the tracked tables (fresh.h),
+     * appended in key order at the commit */
+    fresh *fresh;
+    int8_t fresh_table[MAX_DBS + 2]; /* by dbi: its tracked table, or -1 */
 };
 
 struct vs_ledger_txn {
@@ -119,6 +127,12 @@ struct vs_ledger_txn {
         size_t n;
         bool known;
     } last[6 + VS_LTABLE_COUNT];
+    /* The greatest key this write added to each table's fresh keys (n 0:
+     * none yet): a key above it is not among them, without a lookup. */
+    struct fresh_max {
+        uint8_t k[FRESH_KEY_MAX];
+        size_t n;
+    } fresh_max[6 + VS_LTABLE_COUNT];
 };
 
 enum { LAST_TRANSFERS, LAST_BY_ACCOUNT, LAST_BY_TASK, LAST_EXPIRY, LAST_COMMANDS, LAST_ACCOUNTS,
@@ -202,6 +216,24 @@ static int open_dbs(vs_ledger *l)
     return vs_lmdb_err(mdb_txn_commit(txn));
 }
 
+/* The tables whose new keys wait in l->fresh: the dbi -> tracked table map. */
+static int fresh_tables_map(vs_ledger *l)
+{
+    memset(l->fresh_table, -1, sizeof l->fresh_table);
+    MDB_dbi dbs[4 + VS_LTABLE_COUNT] = {l->transfers, l->expiry, l->by_task, l->commands};
+    int which[4 + VS_LTABLE_COUNT] = {LAST_TRANSFERS, LAST_EXPIRY, LAST_BY_TASK, LAST_COMMANDS};
+    for (int tb = 0; tb < VS_LTABLE_COUNT; tb++) {
+        dbs[4 + tb] = l->tables[tb];
+        which[4 + tb] = LAST_TABLES + tb;
+    }
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        if (dbs[i] >= sizeof l->fresh_table)
+            return -EOVERFLOW;
+        l->fresh_table[dbs[i]] = (int8_t)which[i];
+    }
+    return fresh_new(&l->fresh);
+}
+
 int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out)
 {
     if (o == NULL || o->path == NULL || out == NULL)
@@ -226,7 +258,6 @@ int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out)
             free(l);
             return e;
         }
-        //flags |= MDB_WRITEMAP;
         if (o->no_sync)
             flags |= MDB_NOSYNC;
     }
@@ -244,6 +275,8 @@ int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out)
     }
     if (rc == 0)
         rc = open_dbs(l);
+    if (rc == 0 && !o->read_only)
+        rc = fresh_tables_map(l);
     if (rc) {
         vs_ledger_free(l);
         return rc;
@@ -267,6 +300,7 @@ void vs_ledger_free(vs_ledger *l)
         free(l->slots[i].hist);
     free(l->slots);
     free(l->used);
+    fresh_free(l->fresh);
     pthread_rwlock_destroy(&l->maplock);
     free(l);
 }
@@ -312,10 +346,200 @@ int vs_ledger_backup(vs_ledger *l, const char *dir)
 
 /* ---- raw access ------------------------------------------------------------ */
 
+/* The last key of db as this write knows it, read once per write
+ * transaction: for accounts and by_account, kept current by append_flag;
+ * for the fresh-key tables, advanced when fresh_flush appends. A deletion
+ * can only leave it too high, which is safe. */
+static int last_key_of(vs_ledger_txn *t, int which, MDB_dbi db, struct last_key **out)
+{
+    struct last_key *lk = &t->last[which];
+    *out = lk;
+    if (!lk->known) {
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc = vs_lmdb_err(mdb_cursor_open(t->txn, db, &c));
+        if (rc)
+            return rc;
+        rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
+        lk->n = 0;
+        if (rc == 0 && key.mv_size <= sizeof lk->k) {
+            memcpy(lk->k, key.mv_data, key.mv_size);
+            lk->n = key.mv_size;
+        }
+        mdb_cursor_close(c);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return vs_lmdb_err(rc);
+        lk->known = true;
+    }
+    return 0;
+}
+
+/* Whether key k sorts after key a in LMDB's default order. */
+static bool key_after(const uint8_t *a, size_t an, const void *k, size_t kn)
+{
+    size_t n = kn < an ? kn : an;
+    int cmp = memcmp(k, a, n);
+    return cmp > 0 || (cmp == 0 && kn > an);
+}
+
+static bool sorts_after(const struct last_key *lk, const void *k, size_t kn)
+{
+    return key_after(lk->k, lk->n, k, kn);
+}
+
+/* MDB_APPEND when key k sorts after every key of db (as tracked in
+ * t->last[which]), else 0. */
+static int append_flag(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn,
+                       unsigned *flag)
+{
+    struct last_key *lk;
+    *flag = 0;
+    if (kn > sizeof lk->k)
+        return 0;
+    int rc = last_key_of(t, which, db, &lk);
+    if (rc == 0 && sorts_after(lk, k, kn)) {
+        *flag = MDB_APPEND;
+        memcpy(lk->k, k, kn);
+        lk->n = kn;
+    }
+    return rc;
+}
+
+/* ---- reads and writes: LMDB, or the write's fresh keys --------------------------- */
+
+/* Where key k of db lives in a write: *which gets its tracked table when
+ * db keeps fresh keys and k sorts after the table's last stored key (it
+ * is then in l->fresh or nowhere), else -1 (LMDB). */
+static int fresh_route(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, int *which)
+{
+    vs_ledger *l = t->l;
+    struct last_key *lk;
+    *which = -1;
+    if (!t->write || db >= sizeof l->fresh_table || l->fresh_table[db] < 0 || kn > sizeof lk->k)
+        return 0;
+    int rc = last_key_of(t, l->fresh_table[db], db, &lk);
+    if (rc == 0 && sorts_after(lk, k, kn))
+        *which = l->fresh_table[db];
+    return rc;
+}
+
+static void fresh_max_update(vs_ledger_txn *t, int which, const void *k, size_t kn)
+{
+    struct fresh_max *max = &t->fresh_max[which];
+    if (kn <= sizeof max->k && key_after(max->k, max->n, k, kn)) {
+        memcpy(max->k, k, kn);
+        max->n = kn;
+    }
+}
+
 static int get(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, MDB_val *v)
 {
+    int which;
+    int rc = fresh_route(t, db, k, kn, &which);
+    if (rc)
+        return rc;
+    if (which >= 0) {
+        const struct fresh_max *max = &t->fresh_max[which];
+        if (key_after(max->k, max->n, k, kn))
+            return -ENOENT; /* above every fresh key too: a new id */
+        const void *p;
+        size_t n;
+        rc = fresh_get(t->l->fresh, (unsigned)which, k, kn, &p, &n);
+        if (rc == 0)
+            *v = vs_mval(p, n);
+        return rc;
+    }
     MDB_val key = vs_mval(k, kn);
     return vs_lmdb_err(mdb_get(t->txn, db, &key, v));
+}
+
+/* Room for a vn-byte value under k (the caller fills *dst), unlogged. */
+static int reserve_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, size_t vn, void **dst)
+{
+    int which;
+    int rc = fresh_route(t, db, k, kn, &which);
+    if (rc)
+        return rc;
+    if (which >= 0) {
+        fresh_max_update(t, which, k, kn);
+        return fresh_reserve(t->l->fresh, (unsigned)which, k, kn, vn, dst);
+    }
+    MDB_val key = vs_mval(k, kn), val = {vn, NULL};
+    rc = vs_lmdb_err(mdb_put(t->txn, db, &key, &val, MDB_RESERVE));
+    *dst = val.mv_data;
+    return rc;
+}
+
+static int put_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v, size_t vn)
+{
+    void *dst;
+    int rc = reserve_raw(t, db, k, kn, vn, &dst);
+    if (rc == 0 && vn > 0)
+        memcpy(dst, v, vn);
+    return rc;
+}
+
+static int del_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
+{
+    int which;
+    int rc = fresh_route(t, db, k, kn, &which);
+    if (rc)
+        return rc;
+    if (which >= 0) {
+        fresh_del(t->l->fresh, (unsigned)which, k, kn);
+        return 0;
+    }
+    MDB_val key = vs_mval(k, kn);
+    rc = vs_lmdb_err(mdb_del(t->txn, db, &key, NULL));
+    return rc == -ENOENT ? 0 : rc;
+}
+
+/* A duplicate-sorted index (by_task): a fresh key's duplicates are kept
+ * as key | value entries with no value of their own. */
+static int dup_key(uint8_t out[FRESH_KEY_MAX], const void *k, size_t kn, const void *v, size_t vn)
+{
+    if (kn + vn > FRESH_KEY_MAX)
+        return -EINVAL;
+    memcpy(out, k, kn);
+    memcpy(out + kn, v, vn);
+    return 0;
+}
+
+static int dup_put_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v,
+                       size_t vn)
+{
+    int which;
+    int rc = fresh_route(t, db, k, kn, &which);
+    if (rc)
+        return rc;
+    if (which >= 0) {
+        uint8_t dk[FRESH_KEY_MAX];
+        rc = dup_key(dk, k, kn, v, vn);
+        return rc ? rc : fresh_put(t->l->fresh, (unsigned)which, dk, kn + vn, "", 0);
+    }
+    MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
+    rc = mdb_put(t->txn, db, &key, &val, MDB_APPENDDUP);
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put(t->txn, db, &key, &val, 0);
+    return vs_lmdb_err(rc);
+}
+
+static int dup_del_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v,
+                       size_t vn)
+{
+    int which;
+    int rc = fresh_route(t, db, k, kn, &which);
+    if (rc)
+        return rc;
+    if (which >= 0) {
+        uint8_t dk[FRESH_KEY_MAX];
+        if ((rc = dup_key(dk, k, kn, v, vn)) == 0)
+            fresh_del(t->l->fresh, (unsigned)which, dk, kn + vn);
+        return rc;
+    }
+    MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
+    rc = vs_lmdb_err(mdb_del(t->txn, db, &key, &val));
+    return rc == -ENOENT ? 0 : rc;
 }
 
 /* ---- the undo log of a linked chain ------------------------------------------ */
@@ -376,13 +600,11 @@ static int undo_rollback(vs_ledger_txn *t)
             l->slots[u->slot].a = u->old;
             l->slots[u->slot].dirty = u->had;
         } else if (u->dup) {
-            rc = vs_lmdb_err(mdb_del(t->txn, u->db, &k, &v));
-            rc = rc == -ENOENT ? 0 : rc;
+            rc = dup_del_raw(t, u->db, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
         } else if (u->had) {
-            rc = vs_lmdb_err(mdb_put(t->txn, u->db, &k, &v, 0));
+            rc = put_raw(t, u->db, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
         } else {
-            rc = vs_lmdb_err(mdb_del(t->txn, u->db, &k, NULL));
-            rc = rc == -ENOENT ? 0 : rc;
+            rc = del_raw(t, u->db, k.mv_data, k.mv_size);
         }
     }
     undo_clear(l);
@@ -397,10 +619,10 @@ static int undo_rollback(vs_ledger_txn *t)
 static int undo_kv(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, bool known_absent)
 {
     vs_ledger *l = t->l;
-    MDB_val key = vs_mval(k, kn), old;
-    int rc = known_absent ? MDB_NOTFOUND : mdb_get(t->txn, db, &key, &old);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return vs_lmdb_err(rc);
+    MDB_val old;
+    int rc = known_absent ? -ENOENT : get(t, db, k, kn, &old);
+    if (rc != 0 && rc != -ENOENT)
+        return rc;
     struct undo *u = undo_push(l);
     if (u == NULL)
         return -ENOMEM;
@@ -423,11 +645,7 @@ static int put(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const voi
         if (rc)
             return rc;
     }
-    MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
-    int rc = mdb_put(t->txn, db, &key, &val, flags & ~PUT_NEW);
-    if (rc == MDB_KEYEXIST && (flags & MDB_APPEND)) /* the tracked last key was stale */
-        rc = mdb_put(t->txn, db, &key, &val, flags & ~(PUT_NEW | MDB_APPEND));
-    return vs_lmdb_err(rc);
+    return put_raw(t, db, k, kn, v, vn);
 }
 
 static int del(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
@@ -439,76 +657,11 @@ static int del(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
         if (rc)
             return rc;
     }
-    MDB_val key = vs_mval(k, kn);
-    int rc = vs_lmdb_err(mdb_del(t->txn, db, &key, NULL));
-    return rc == -ENOENT ? 0 : rc;
+    return del_raw(t, db, k, kn);
 }
 
-/* The tracked last key of db, read once per write transaction. Every put
- * of a new key to a tracked table goes through append_flag, which keeps
- * it current; a deletion can only leave it too high, which is safe. */
-static int last_key_of(vs_ledger_txn *t, int which, MDB_dbi db, struct last_key **out)
-{
-    struct last_key *lk = &t->last[which];
-    *out = lk;
-    if (!lk->known) {
-        MDB_cursor *c;
-        MDB_val key, val;
-        int rc = vs_lmdb_err(mdb_cursor_open(t->txn, db, &c));
-        if (rc)
-            return rc;
-        rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
-        lk->n = 0;
-        if (rc == 0 && key.mv_size <= sizeof lk->k) {
-            memcpy(lk->k, key.mv_data, key.mv_size);
-            lk->n = key.mv_size;
-        }
-        mdb_cursor_close(c);
-        if (rc != 0 && rc != MDB_NOTFOUND)
-            return vs_lmdb_err(rc);
-        lk->known = true;
-    }
-    return 0;
-}
-
-static bool sorts_after(const struct last_key *lk, const void *k, size_t kn)
-{
-    size_t n = kn < lk->n ? kn : lk->n;
-    int cmp = memcmp(k, lk->k, n); /* LMDB's default order */
-    return cmp > 0 || (cmp == 0 && kn > lk->n);
-}
-
-/* MDB_APPEND when key k sorts after every key of db (as tracked in
- * t->last[which]), else 0. */
-static int append_flag(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn,
-                       unsigned *flag)
-{
-    struct last_key *lk;
-    *flag = 0;
-    if (kn > sizeof lk->k)
-        return 0;
-    int rc = last_key_of(t, which, db, &lk);
-    if (rc == 0 && sorts_after(lk, k, kn)) {
-        *flag = MDB_APPEND;
-        memcpy(lk->k, k, kn);
-        lk->n = kn;
-    }
-    return rc;
-}
-
-/* In a write, a key above the table's last cannot be in it: the lookup a
- * new time-ordered id would make (and miss) is skipped. */
-static bool known_absent(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn)
-{
-    struct last_key *lk;
-    return t->write && kn <= sizeof lk->k && last_key_of(t, which, db, &lk) == 0 &&
-           sorts_after(lk, k, kn);
-}
-
-/* Add the duplicate val under key in a DUPSORT index: appended when it
- * sorts last (the usual case: timestamps and ids grow). */
-static int put_dup(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_t kn, const void *v,
-                   size_t vn)
+/* Add the duplicate val under key in a DUPSORT index. */
+static int put_dup(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v, size_t vn)
 {
     vs_ledger *l = t->l;
     if (l->in_chain) {
@@ -525,15 +678,7 @@ static int put_dup(vs_ledger_txn *t, int which, MDB_dbi db, const void *k, size_
         if (rc)
             return rc;
     }
-    unsigned append;
-    int rc = append_flag(t, which, db, k, kn, &append);
-    if (rc)
-        return rc;
-    MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
-    rc = mdb_put(t->txn, db, &key, &val, MDB_APPENDDUP | append);
-    if (rc == MDB_KEYEXIST)
-        rc = mdb_put(t->txn, db, &key, &val, 0);
-    return vs_lmdb_err(rc);
+    return dup_put_raw(t, db, k, kn, v, vn);
 }
 
 /* Copy a fixed-size record out of LMDB; -EBADMSG when the size differs. */
@@ -794,7 +939,10 @@ static int cache_get(vs_ledger_txn *t, const uint8_t *id, struct acct_slot **out
     struct acct_slot *sl = slot_find(l, id, &found);
     if (!found) {
         struct vs_account a;
-        if (known_absent(t, LAST_ACCOUNTS, l->accounts, id, VS_LEDGER_ID_LEN))
+        struct last_key *last;
+        if ((rc = last_key_of(t, LAST_ACCOUNTS, l->accounts, &last)))
+            return rc;
+        if (sorts_after(last, id, VS_LEDGER_ID_LEN))
             return -ENOENT; /* a new time-ordered id, e.g. a task's escrow account */
         if ((rc = account_load(t, id, &a)))
             return rc;
@@ -861,6 +1009,73 @@ static int cache_flush(vs_ledger_txn *t)
     }
     mdb_cursor_close(c);
     return rc;
+}
+
+/* fresh_flush's walk: the table being appended to, through one cursor. */
+struct fresh_flush {
+    vs_ledger_txn *t;
+    int which;
+    MDB_cursor *c;
+    bool dup;
+};
+
+static int flush_entry(unsigned table, const uint8_t *k, size_t kn, const void *v, size_t vn,
+                       void *arg)
+{
+    struct fresh_flush *ff = arg;
+    vs_ledger *l = ff->t->l;
+    if ((int)table != ff->which) {
+        if (ff->c != NULL)
+            mdb_cursor_close(ff->c);
+        ff->c = NULL;
+        ff->which = (int)table;
+        MDB_dbi db = 0;
+        while (db < sizeof l->fresh_table && l->fresh_table[db] != ff->which)
+            db++;
+        if (db == sizeof l->fresh_table)
+            return -EUCLEAN;
+        ff->dup = db == l->by_task;
+        int rc = vs_lmdb_err(mdb_cursor_open(ff->t->txn, db, &ff->c));
+        if (rc)
+            return rc;
+    }
+    struct last_key *lk = &ff->t->last[table];
+    size_t keylen = ff->dup ? VS_LEDGER_ID_LEN : kn; /* by_task: task | transfer id */
+    MDB_val key = vs_mval(k, keylen);
+    MDB_val val = ff->dup ? vs_mval(k + keylen, kn - keylen) : vs_mval(v, vn);
+    bool same_key = lk->n == keylen && memcmp(lk->k, k, keylen) == 0; /* a further duplicate */
+    int rc = vs_lmdb_err(mdb_cursor_put(ff->c, &key, &val, same_key ? MDB_APPENDDUP : MDB_APPEND));
+    if (rc == 0) {
+        memcpy(lk->k, k, keylen);
+        lk->n = keylen;
+    }
+    return rc;
+}
+
+/* The write's fresh keys into LMDB, appended in key order (before the
+ * commit, and before a cursor reads a tracked table that has some). Each
+ * table's last key moves up to the last one appended. */
+static int fresh_flush(vs_ledger_txn *t)
+{
+    vs_ledger *l = t->l;
+    if (!t->write || fresh_empty(l->fresh))
+        return 0;
+    struct fresh_flush ff = {.t = t, .which = -1};
+    int rc = fresh_each(l->fresh, flush_entry, &ff);
+    if (ff.c != NULL)
+        mdb_cursor_close(ff.c);
+    fresh_clear(l->fresh);
+    memset(t->fresh_max, 0, sizeof t->fresh_max);
+    return rc;
+}
+
+/* Before a cursor reads db in a write: its fresh keys into LMDB. */
+static int fresh_flush_for(vs_ledger_txn *t, MDB_dbi db)
+{
+    vs_ledger *l = t->l;
+    bool has = t->write && db < sizeof l->fresh_table && l->fresh_table[db] >= 0 &&
+               fresh_has(l->fresh, (unsigned)l->fresh_table[db]);
+    return has ? fresh_flush(t) : 0;
 }
 
 int vs_ledger_account(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN], struct vs_account *out)
@@ -1011,22 +1226,12 @@ int vs_ledger_accounts(vs_ledger_txn *t, int (*cb)(const struct vs_account *a, v
 
 static int xfer_get(vs_ledger_txn *t, const uint8_t *id, struct xfer_rec *r)
 {
-    if (known_absent(t, LAST_TRANSFERS, t->l->transfers, id, VS_LEDGER_ID_LEN))
-        return -ENOENT;
     return get_rec(t, t->l->transfers, id, VS_LEDGER_ID_LEN, r, sizeof *r);
 }
 
-/* Store a transfer's record; an id above every stored one is appended. */
 static int xfer_put(vs_ledger_txn *t, const struct xfer_rec *r, bool is_new)
 {
-    unsigned append = 0;
-    if (is_new) {
-        int rc = append_flag(t, LAST_TRANSFERS, t->l->transfers, r->x.id, VS_LEDGER_ID_LEN, &append);
-        if (rc)
-            return rc;
-    }
-    return put(t, t->l->transfers, r->x.id, VS_LEDGER_ID_LEN, r, sizeof *r,
-               (is_new ? PUT_NEW : 0) | append);
+    return put(t, t->l->transfers, r->x.id, VS_LEDGER_ID_LEN, r, sizeof *r, is_new ? PUT_NEW : 0);
 }
 
 /* The body a record was created from (for idempotency). */
@@ -1094,8 +1299,7 @@ static int index_transfer(vs_ledger_txn *t, const struct vs_transfer *x)
     if (rc == 0)
         rc = hist_add(t, x->credit_account_id, v);
     if (rc == 0 && (x->flags & VS_TRANSFER_PENDING) && !id_zero(x->user_data_128))
-        rc = put_dup(t, LAST_BY_TASK, t->l->by_task, x->user_data_128, VS_LEDGER_ID_LEN, x->id,
-                     VS_LEDGER_ID_LEN);
+        rc = put_dup(t, t->l->by_task, x->user_data_128, VS_LEDGER_ID_LEN, x->id, VS_LEDGER_ID_LEN);
     return rc;
 }
 
@@ -1230,9 +1434,7 @@ static int apply_new(vs_ledger_txn *t, const struct vs_transfer *x, struct xfer_
         if (deadline != 0) {
             uint8_t k[8 + VS_LEDGER_ID_LEN];
             expiry_key(k, deadline, x->id);
-            unsigned append;
-            if ((rc = append_flag(t, LAST_EXPIRY, t->l->expiry, k, sizeof k, &append)) == 0)
-                rc = put(t, t->l->expiry, k, sizeof k, "", 0, PUT_NEW | append);
+            rc = put(t, t->l->expiry, k, sizeof k, "", 0, PUT_NEW);
         }
     }
     return rc;
@@ -1521,7 +1723,9 @@ int vs_ledger_transfer(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN], str
 static int first_expiry(vs_ledger_txn *t, uint8_t key[8 + VS_LEDGER_ID_LEN], bool *found)
 {
     MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
+    int rc = fresh_flush_for(t, t->l->expiry);
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->expiry, &c));
     if (rc)
         return rc;
     MDB_val k, v;
@@ -1625,12 +1829,15 @@ int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, voi
         if (rc == 0)
             rc = cache_flush(&t);
         if (rc == 0)
+            rc = fresh_flush(&t);
+        if (rc == 0)
             rc = meta_put(&t, "clock", t.clock);
         if (rc == 0)
             rc = vs_lmdb_err(mdb_txn_commit(t.txn));
         else
             mdb_txn_abort(t.txn);
         cache_clear(l);
+        fresh_clear(l->fresh);
         undo_clear(l);
         pthread_rwlock_unlock(&l->maplock);
         if (rc != VS_LMDB_MAP_FULL)
@@ -1773,7 +1980,9 @@ int vs_ledger_pending(vs_ledger_txn *t, const uint8_t *account_id, const uint8_t
         return rc == INT32_MAX ? 0 : rc;
     }
     MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->by_task, &c));
+    int rc = fresh_flush_for(t, t->l->by_task);
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->by_task, &c));
     if (rc)
         return rc;
     MDB_val k = vs_mval(task_id, VS_LEDGER_ID_LEN), v;
@@ -1798,8 +2007,6 @@ int vs_ledger_pending(vs_ledger_txn *t, const uint8_t *account_id, const uint8_t
 int vs_ledger_command_get(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN],
                           const uint8_t body_hash[32], const uint8_t **reply, size_t *len)
 {
-    if (known_absent(t, LAST_COMMANDS, t->l->commands, id, VS_LEDGER_ID_LEN))
-        return -ENOENT;
     MDB_val v;
     int rc = get(t, t->l->commands, id, VS_LEDGER_ID_LEN, &v);
     if (rc)
@@ -1818,21 +2025,12 @@ int vs_ledger_command_put(vs_ledger_txn *t, const uint8_t id[VS_LEDGER_ID_LEN],
 {
     if (!t->write)
         return -EROFS;
-    unsigned append;
-    int rc = append_flag(t, LAST_COMMANDS, t->l->commands, id, VS_LEDGER_ID_LEN, &append);
-    if (rc)
-        return rc;
-    MDB_val key = vs_mval(id, VS_LEDGER_ID_LEN), val = {32 + len, NULL};
-    int r = mdb_put(t->txn, t->l->commands, &key, &val, MDB_RESERVE | append);
-    if (r == MDB_KEYEXIST && append) { /* the tracked last key was stale */
-        val = (MDB_val){32 + len, NULL};
-        r = mdb_put(t->txn, t->l->commands, &key, &val, MDB_RESERVE);
-    }
-    rc = vs_lmdb_err(r);
+    void *dst;
+    int rc = reserve_raw(t, t->l->commands, id, VS_LEDGER_ID_LEN, 32 + len, &dst);
     if (rc == 0) {
-        memcpy(val.mv_data, body_hash, 32);
+        memcpy(dst, body_hash, 32);
         if (len > 0)
-            memcpy((uint8_t *)val.mv_data + 32, reply, len);
+            memcpy((uint8_t *)dst + 32, reply, len);
     }
     return rc;
 }
@@ -1927,8 +2125,6 @@ int vs_ledger_kv_get(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key,
 {
     if (!table_ok(tb) || key == NULL || klen == 0)
         return -EINVAL;
-    if (known_absent(t, LAST_TABLES + (int)tb, t->l->tables[tb], key, klen))
-        return -ENOENT;
     MDB_val v;
     int rc = get(t, t->l->tables[tb], key, klen, &v);
     if (rc == 0) {
@@ -1943,9 +2139,7 @@ int vs_ledger_kv_put(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key,
 {
     if (!table_ok(tb) || key == NULL || klen == 0)
         return -EINVAL;
-    unsigned append; /* a new key above the table's others: appended */
-    int rc = append_flag(t, LAST_TABLES + (int)tb, t->l->tables[tb], key, klen, &append);
-    return rc ? rc : put(t, t->l->tables[tb], key, klen, val, vlen, append);
+    return put(t, t->l->tables[tb], key, klen, val, vlen, 0);
 }
 
 int vs_ledger_kv_del(vs_ledger_txn *t, enum vs_ledger_table tb, const void *key, size_t klen)
@@ -1961,7 +2155,9 @@ int vs_ledger_kv_each(vs_ledger_txn *t, enum vs_ledger_table tb, const void *pre
     if (!table_ok(tb) || cb == NULL)
         return -EINVAL;
     MDB_cursor *c;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->tables[tb], &c));
+    int rc = fresh_flush_for(t, t->l->tables[tb]);
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->tables[tb], &c));
     if (rc)
         return rc;
     MDB_val k = vs_mval(prefix, plen), v;
@@ -2054,7 +2250,9 @@ static struct recount *find_recount(struct check_ctx *c, const uint8_t *id)
 static int recount_transfers(vs_ledger_txn *t, struct check_ctx *c)
 {
     MDB_cursor *cur;
-    int rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->transfers, &cur));
+    int rc = fresh_flush_for(t, t->l->transfers);
+    if (rc == 0)
+        rc = vs_lmdb_err(mdb_cursor_open(t->txn, t->l->transfers, &cur));
     if (rc)
         return rc;
     MDB_val k, v;
