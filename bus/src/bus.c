@@ -415,10 +415,29 @@ static bool parse_ack_subject(const char *reply, vs_msg *m)
 
 #define MSG_CACHE_MAX 64
 
+static void *body_alloc(void *data, size_t size)
+{
+    vs_msg *m = data;
+    size_t at = (m->arena_used + 15) & ~(size_t)15;
+    if (size <= VS_MSG_ARENA && at <= VS_MSG_ARENA - size) {
+        m->arena_used = at + size;
+        return m->arena + at;
+    }
+    return malloc(size);
+}
+
+static void body_free(void *data, void *p)
+{
+    vs_msg *m = data;
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)m->arena;
+    if (a < lo || a >= lo + VS_MSG_ARENA)
+        free(p);
+}
+
 static void msg_free(vs_msg *m)
 {
     if (m->body != NULL)
-        protobuf_c_message_free_unpacked(m->body, NULL);
+        protobuf_c_message_free_unpacked(m->body, &m->body_alloc);
     natsMsg_Destroy(m->nm);
     sub_release(m->sub);
     vs_bus *bus = m->bus;
@@ -434,11 +453,15 @@ static void msg_free(vs_msg *m)
 static vs_msg *msg_alloc(vs_bus *bus)
 {
     vs_msg *m = bus->msg_cache;
-    if (m == NULL)
-        return calloc(1, sizeof(*m));
-    bus->msg_cache = m->held_next;
-    bus->msg_cached--;
-    memset(m, 0, sizeof(*m));
+    if (m == NULL) {
+        if ((m = malloc(sizeof(*m))) == NULL)
+            return NULL;
+    } else {
+        bus->msg_cache = m->held_next;
+        bus->msg_cached--;
+    }
+    memset(m, 0, offsetof(vs_msg, arena));
+    m->body_alloc = (ProtobufCAllocator){body_alloc, body_free, m};
     return m;
 }
 
@@ -700,7 +723,7 @@ static void deliver(vs_bus *bus, vs_sub *sub, natsMsg *nm)
     if (len > bus->max_msg) {
         why = "oversized";
     } else if (sub->desc != NULL) {
-        m->body = protobuf_c_message_unpack(sub->desc, NULL, len,
+        m->body = protobuf_c_message_unpack(sub->desc, &m->body_alloc, len,
                                             (const uint8_t *)natsMsg_GetData(nm));
         if (m->body == NULL)
             why = "undecodable";

@@ -34,6 +34,8 @@ struct vs_sub {
     struct vs_sub *sync_next, *sync_prev;
 };
 
+#define VS_MSG_ARENA 512
+
 struct vs_msg {
     vs_bus *bus;
     vs_sub *sub;                 /* holds a reference */
@@ -49,6 +51,12 @@ struct vs_msg {
     char stream[VS_JS_STREAM_NAME_MAX + 1];
     uint64_t stream_seq;
     uint64_t delivered;
+    /* The unpacked body's memory: protobuf-c allocates from arena first
+     * (most bodies fit), then from the heap - one allocation per message
+     * instead of one per field and string. Not cleared between uses. */
+    ProtobufCAllocator body_alloc;
+    size_t arena_used;
+    _Alignas(16) uint8_t arena[VS_MSG_ARENA];
 };
 
 /* Subscribe with the bus's delivery machinery; jetstream marks messages

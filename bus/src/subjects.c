@@ -172,9 +172,22 @@ const struct vs_subject_def *vs_subject_match(const char *subject)
 {
     if (subject == NULL)
         return NULL;
-    for (size_t i = 0; i < VS_SUBJ_COUNT; i++)
-        if (pattern_matches(subjects[i].pattern, subject))
+    /* A consumer sees the same few subjects message after message, and
+     * each is matched on delivery and again by its handler: each thread
+     * remembers its last match instead of scanning the table again. */
+    static _Thread_local char last[VS_SUBJECT_MAX + 1];
+    static _Thread_local const struct vs_subject_def *last_def;
+    if (last_def != NULL && strcmp(subject, last) == 0)
+        return last_def;
+    for (size_t i = 0; i < VS_SUBJ_COUNT; i++) {
+        if (pattern_matches(subjects[i].pattern, subject)) {
+            if (strlen(subject) < sizeof last) {
+                memcpy(last, subject, strlen(subject) + 1);
+                last_def = &subjects[i];
+            }
             return &subjects[i];
+        }
+    }
     return NULL;
 }
 

@@ -76,6 +76,7 @@ enum item_kind { ITEM_COMMAND, ITEM_AGENT_COMMAND, ITEM_TASK_EVENT };
 struct item {
     vs_msg *msg;
     enum item_kind kind;
+    uint8_t body_hash[32]; /* a command's, taken on the loop (off the writer's path) */
     uint8_t *reply;        /* packed LedgerReply after apply (commands) */
     size_t reply_len;
     bool replayed;
@@ -94,8 +95,8 @@ struct ledgerd {
     vs_escrow *escrow;
     vs_consumer *commands, *tasks;
     vs_sub *query_sub;
-    struct item *items;    /* received, waiting for the writer */
-    size_t nitems, cap, batch;
+    struct item *items;    /* received, waiting for the writer: items[ihead..] */
+    size_t ihead, nitems, cap, batch;
     /* The writer: one job at a time on libuv's thread pool applies `work`
      * (taken from items) while the loop keeps receiving the next batch. */
     uv_work_t job;
@@ -234,8 +235,6 @@ static int pack_reply(struct item *it, const Vs__V1__LedgerReply *r)
 static int apply_command(struct ledgerd *g, vs_ledger_txn *t, struct item *it)
 {
     const Vs__V1__LedgerCommand *cmd = (const Vs__V1__LedgerCommand *)vs_msg_body(it->msg);
-    size_t len;
-    const uint8_t *data = vs_msg_data(it->msg, &len);
     struct vs_escrow_reply r;
     vs_escrow_reply_init(&r);
     int rc = 0;
@@ -244,11 +243,9 @@ static int apply_command(struct ledgerd *g, vs_ledger_txn *t, struct item *it)
         snprintf(r.reason, sizeof r.reason, "command_id must be 16 bytes");
         return pack_reply(it, &r.msg);
     }
-    uint8_t hash[32];
-    body_hash(data, len, hash);
     const uint8_t *stored;
     size_t stored_len;
-    rc = vs_ledger_command_get(t, cmd->command_id.data, hash, &stored, &stored_len);
+    rc = vs_ledger_command_get(t, cmd->command_id.data, it->body_hash, &stored, &stored_len);
     if (rc == 0) {
         it->replayed = true;
         it->reply = malloc(stored_len > 0 ? stored_len : 1);
@@ -270,7 +267,7 @@ static int apply_command(struct ledgerd *g, vs_ledger_txn *t, struct item *it)
     if (rc == 0)
         rc = pack_reply(it, &r.msg);
     if (rc == 0)
-        rc = vs_ledger_command_put(t, cmd->command_id.data, hash, it->reply, it->reply_len);
+        rc = vs_ledger_command_put(t, cmd->command_id.data, it->body_hash, it->reply, it->reply_len);
     vs_escrow_reply_clear(&r);
     return rc;
 }
@@ -556,8 +553,8 @@ static void start_job(struct ledgerd *g)
     uv_timer_stop(&g->coalesce_timer);
     size_t n = g->nitems < g->batch ? g->nitems : g->batch;
     if (n > 0) {
-        memcpy(g->work, g->items, n * sizeof *g->items);
-        memmove(g->items, g->items + n, (g->nitems - n) * sizeof *g->items);
+        memcpy(g->work, g->items + g->ihead, n * sizeof *g->items);
+        g->ihead = g->nitems == n ? 0 : g->ihead + n;
         g->nitems -= n;
     }
     g->nwork = n;
@@ -568,9 +565,11 @@ static void start_job(struct ledgerd *g)
     g->job_ticks = g->tick_backoff_ms == 0 || vs_mono_ms() >= g->tick_retry_at_ms;
     if (uv_queue_work(vs_daemon_loop(g->d), &g->job, write_job, job_done) != 0) {
         log_warnx("cannot start the writer");
-        if (n > 0) { /* give the items back, in front */
-            memmove(g->items + n, g->items, g->nitems * sizeof *g->items);
-            memcpy(g->items, g->work, n * sizeof *g->items);
+        if (n > 0) { /* give the items back, in front (still where they were) */
+            if (g->nitems == 0)
+                memcpy(g->items, g->work, n * sizeof *g->items);
+            else
+                g->ihead -= n;
             g->nitems += n;
         }
         g->nwork = g->ndeleting = 0;
@@ -655,6 +654,10 @@ static int enqueue(struct ledgerd *g, vs_msg *m, enum item_kind kind)
 {
     if (g->stopping)
         return VS_RETRY;
+    if (g->ihead + g->nitems == g->cap && g->ihead > 0) { /* taken from the front: move up */
+        memmove(g->items, g->items + g->ihead, g->nitems * sizeof *g->items);
+        g->ihead = 0;
+    }
     if (g->nitems == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 1024;
         struct item *p = realloc(g->items, cap * sizeof *p);
@@ -663,7 +666,13 @@ static int enqueue(struct ledgerd *g, vs_msg *m, enum item_kind kind)
         g->items = p;
         g->cap = cap;
     }
-    g->items[g->nitems++] = (struct item){.msg = vs_msg_hold(m), .kind = kind};
+    struct item *it = &g->items[g->ihead + g->nitems++];
+    *it = (struct item){.msg = vs_msg_hold(m), .kind = kind};
+    if (kind != ITEM_TASK_EVENT) {
+        size_t len;
+        const uint8_t *data = vs_msg_data(m, &len);
+        body_hash(data, len, it->body_hash);
+    }
     /* A full batch goes now; a smaller one waits COALESCE_MS for company,
      * so that one commit (two fsyncs) serves more commands. */
     if (g->nitems >= g->batch)
@@ -881,7 +890,7 @@ static void ledgerd_close(vs_daemon *d)
     }
     /* Held messages not applied were not acked: redelivered. */
     for (size_t i = 0; i < g->nitems; i++)
-        reset_outputs(&g->items[i]);
+        reset_outputs(&g->items[g->ihead + i]);
     free(g->items);
     free(g->work);
     free(g->spare);

@@ -230,7 +230,7 @@ static double run_ledgerd(void *arg, char *note, size_t nsize)
         return 0;
     }
     struct applied a = {.e = e};
-    int rc = vs_daemon_wait(&b->daemon, NULL, all_applied, &a, (int)b->cfg.deadline_ms, 1);
+    int rc = vs_daemon_wait(&b->daemon, NULL, all_applied, &a, (int)b->cfg.deadline_ms, 5);
     double t1 = bench_now_s();
     if (rc == -ECHILD) {
         fprintf(stderr, "bench_ledgerd: vs-ledgerd exited (see %s)\n", b->daemon.log);

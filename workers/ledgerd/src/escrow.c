@@ -886,8 +886,8 @@ static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand 
                     vs_transfer_result_name(failed));
     memset(&tr, 0, sizeof tr);
     memcpy(tr.hold_id, x.id, VS_LEDGER_ID_LEN);
-    snprintf(tr.requester, sizeof tr.requester, "%s", c->account);
-    snprintf(tr.agent, sizeof tr.agent, "%s", c->counterparty);
+    memcpy(tr.requester, c->account, strnlen(c->account, sizeof tr.requester - 1)); /* tr zeroed */
+    memcpy(tr.agent, c->counterparty, strnlen(c->counterparty, sizeof tr.agent - 1));
     tr.bounty = c->amount;
     tr.state = TASK_HELD;
     if ((rc = task_put(t, task, &tr)))

@@ -320,17 +320,35 @@ static bool ascending(const struct sort_item *a, size_t n, const struct entry *e
     return true;
 }
 
+/* Items that share hi: by lo, then by the whole key. */
+static int item_cmp_lo(const struct sort_item *x, const struct sort_item *y, const struct entry *e)
+{
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return entry_cmp(&e[x->idx], &e[y->idx]);
+}
+
 /* One table's items: by hi; runs of equal hi (keys that share their
- * first 7 bytes, such as one commit's expiry deadlines) by lo; what is
- * still equal (keys that share 15 bytes) by the whole key. */
+ * first 7 bytes) by lo and then the whole key - a few items (ids of one
+ * millisecond) by insertion, long runs (one commit's expiry deadlines)
+ * by radix on lo, what still ties (keys that share 15 bytes) by qsort. */
 static void sort_table(struct sort_item *a, struct sort_item *tmp, size_t n, struct entry *e)
 {
     radix_sort(a, tmp, n, false, 0);
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && a[j].hi == a[i].hi; j++)
             ;
-        if (j - i > 1)
-            radix_sort(a + i, tmp, j - i, true, 0);
+        if (j - i <= 16) {
+            for (size_t k = i + 1; k < j; k++) {
+                struct sort_item x = a[k];
+                size_t m = k;
+                for (; m > i && item_cmp_lo(&a[m - 1], &x, e) > 0; m--)
+                    a[m] = a[m - 1];
+                a[m] = x;
+            }
+            continue;
+        }
+        radix_sort(a + i, tmp, j - i, true, 0);
         for (size_t k = i, m; k < j; k = m) {
             for (m = k + 1; m < j && a[m].lo == a[k].lo; m++)
                 ;
