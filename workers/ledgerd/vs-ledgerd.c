@@ -13,9 +13,12 @@
  *    body in that transaction; a redelivered or retried command gets the
  *    stored reply (marked replayed) and changes nothing. A different body
  *    under a used command id is INVALID.
- *  - Replies go out and messages are acked only after the commit. A crash
- *    before the commit loses nothing (not acked: redelivered); a crash
- *    after it repeats nothing (the stored replies).
+ *  - Replies go out and messages are acked only after the commit is
+ *    durable. A crash before that loses nothing (not acked: redelivered);
+ *    a crash after it repeats nothing (the stored replies). The writer
+ *    syncs a commit's data; the loop syncs its root (LMDB's meta page)
+ *    while the writer applies the next batch, then acks: one fdatasync
+ *    per batch off the writer's path.
  *  - Settlements and audit events are written to the store's outbox in the
  *    same transaction and published after it with stable Nats-Msg-Ids, then
  *    deleted; after a crash the outbox is published again and JetStream's
@@ -44,7 +47,7 @@
 
 #define DURABLE_COMMANDS "ledgerd"
 #define DURABLE_TASKS "ledgerd-tasks"
-#define DEFAULT_BATCH 1000
+#define DEFAULT_BATCH 2000
 #define MAX_ACK_PENDING 8192
 #define MAX_DELIVER 1000
 #define RETRY_MS 1000
@@ -56,7 +59,7 @@
 static const struct vs_cfg_key ledgerd_keys[] = {
     {"ledgerd.store", VS_CFG_STRING, true, "directory of the ledger (LMDB environment)"},
     {"ledgerd.map_size", VS_CFG_SIZE, false, "initial LMDB map size (64MiB; grown when full)"},
-    {"ledgerd.batch", VS_CFG_INT, false, "messages per write transaction at most (1000)"},
+    {"ledgerd.batch", VS_CFG_INT, false, "messages per write transaction at most (2000)"},
     {"ledgerd.ack_wait", VS_CFG_DURATION, false, "the consumers' ack wait (30s)"},
     {"ledgerd.fee_bps", VS_CFG_INT, false, "platform fee in basis points (500 = 5%)"},
     {"ledgerd.dispute_window", VS_CFG_DURATION, false,
@@ -118,6 +121,8 @@ struct ledgerd {
      * by the next write transaction. A failed publish starts the next
      * round again from the oldest entry (JetStream drops duplicates). */
     uint64_t published;
+    uint64_t outbox_committed; /* writer: the newest entry of its last commit */
+    uint64_t outbox_durable;   /* loop: entries up to here are synced, publishable */
     size_t ninflight;
     bool republish;
     uint64_t *done;
@@ -170,8 +175,8 @@ static int publish_one(uint64_t seq, const char *subject, const char *msg_id, co
                        size_t len, void *arg)
 {
     struct ledgerd *g = arg;
-    if (g->ninflight == OUTBOX_INFLIGHT)
-        return 1; /* the rest on the next round */
+    if (g->ninflight == OUTBOX_INFLIGHT || seq > g->outbox_durable)
+        return 1; /* the rest on the next round (or once synced) */
     struct pub *p = malloc(sizeof *p);
     if (p == NULL)
         return 1;
@@ -192,6 +197,12 @@ static int read_outbox(vs_ledger_txn *t, void *arg)
     struct ledgerd *g = arg;
     int rc = vs_ledger_outbox_each(t, g->published, publish_one, arg);
     return rc < 0 ? rc : 0;
+}
+
+static int read_outbox_last(vs_ledger_txn *t, void *arg)
+{
+    struct ledgerd *g = arg;
+    return vs_ledger_outbox_last(t, &g->outbox_durable);
 }
 
 static void publish_outbox(struct ledgerd *g)
@@ -341,6 +352,7 @@ struct batch {
     const uint64_t *deleting; /* outbox entries the broker confirmed */
     size_t ndeleting;
     bool with_tick;           /* also settle what is due (vs_escrow_tick) */
+    uint64_t outbox_last;     /* out: the outbox's newest entry */
 };
 
 /* One audit event per commit instead of one per routine command: the
@@ -418,6 +430,8 @@ static int apply_batch(vs_ledger_txn *t, void *arg)
         rc = vs_escrow_tick(g->escrow, t);
     for (size_t i = 0; i < b->ndeleting && rc == 0; i++)
         rc = vs_ledger_outbox_del(t, b->deleting[i]);
+    if (rc == 0)
+        rc = vs_ledger_outbox_last(t, &b->outbox_last);
     return rc;
 }
 
@@ -464,6 +478,8 @@ static void write_job(uv_work_t *req)
             g->tick_failed = true;
     }
     g->job_failed = rc != 0;
+    if (rc == 0)
+        g->outbox_committed = b.outbox_last;
     for (size_t i = 0; i < g->nwork; i++)
         g->work[i].status = rc;
     if (rc == 0 || g->nwork <= 1)
@@ -471,6 +487,8 @@ static void write_job(uv_work_t *req)
     for (size_t i = 0; i < g->nwork; i++) {
         struct batch one = {.g = g, .items = &g->work[i], .n = 1};
         g->work[i].status = vs_ledger_write(g->ledger, 0, apply_batch, &one);
+        if (g->work[i].status == 0)
+            g->outbox_committed = one.outbox_last;
     }
 }
 
@@ -523,8 +541,9 @@ static void job_done(uv_work_t *req, int status)
         g->ndone -= g->ndeleting;
     }
     g->n.batches += status == 0;
+    uint64_t outbox_committed = g->outbox_committed; /* read before the writer runs again */
     /* Set the finished batch aside and give the writer the next one before
-     * answering this one: the next commit overlaps these acks. */
+     * answering this one: the next commit overlaps this sync and these acks. */
     struct item *finished = g->work;
     size_t nfinished = g->nwork;
     g->work = g->spare;
@@ -532,8 +551,17 @@ static void job_done(uv_work_t *req, int status)
     g->nwork = g->ndeleting = 0;
     if (g->nitems >= g->batch || (g->nitems > 0 && !uv_is_active((uv_handle_t *)&g->coalesce_timer)))
         start_job(g);
+    /* What the job committed is durable once its root is synced; until
+     * then nothing may say it happened (sync_root_later). */
+    int synced = status == 0 ? vs_ledger_sync(g->ledger) : 0;
+    if (synced < 0)
+        log_warnx("cannot sync the ledger (%s): its last batch is not acknowledged", strerror(-synced));
+    else if (status == 0)
+        g->outbox_durable = outbox_committed;
     for (size_t i = 0; i < nfinished; i++) {
         struct item *it = &finished[i];
+        if (synced < 0 && it->status == 0)
+            it->status = -EIO; /* nak'ed: applied or not, it is answered when redelivered */
         if (status == 0 && it->status == 0)
             finish(g, it);
         else
@@ -792,9 +820,16 @@ static int ledgerd_open(vs_daemon *d)
     struct vs_ledger_opts o = {
         .path = vs_config_string(cfg, "ledgerd.store", NULL),
         .map_size = vs_config_size(cfg, "ledgerd.map_size", 0),
+        .sync_root_later = true, /* job_done syncs before acking */
     };
     if ((rc = vs_ledger_open(&o, &g->ledger)) < 0) {
         log_warnx("cannot open the ledger %s: %s", o.path, strerror(-rc));
+        return rc;
+    }
+    /* What an earlier run committed is made durable before it is published. */
+    if ((rc = vs_ledger_sync(g->ledger)) < 0 ||
+        (rc = vs_ledger_read(g->ledger, read_outbox_last, g)) < 0) {
+        log_warnx("cannot sync the ledger %s: %s", o.path, strerror(-rc));
         return rc;
     }
     if ((rc = vs_escrow_new(g->ledger, &ec, &g->escrow)) < 0) {

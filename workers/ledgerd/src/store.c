@@ -260,6 +260,8 @@ int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out)
         }
         if (o->no_sync)
             flags |= MDB_NOSYNC;
+        if (o->sync_root_later)
+            flags |= MDB_NOMETASYNC;
     }
     int rc = vs_lmdb_err(mdb_env_create(&l->env));
     if (rc == 0)
@@ -1847,6 +1849,18 @@ int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, voi
     }
 }
 
+int vs_ledger_sync(vs_ledger *l)
+{
+    if (l == NULL)
+        return -EINVAL;
+    if (l->read_only)
+        return 0;
+    pthread_rwlock_rdlock(&l->maplock);
+    int rc = vs_lmdb_err(mdb_env_sync(l->env, 1));
+    pthread_rwlock_unlock(&l->maplock);
+    return rc;
+}
+
 int vs_ledger_read(vs_ledger *l, vs_ledger_apply_fn apply, void *arg)
 {
     if (l == NULL || apply == NULL)
@@ -2065,6 +2079,11 @@ int vs_ledger_outbox_put(vs_ledger_txn *t, const char *subject, const char *msg_
             memcpy(p + 4 + sl + il, data, len);
     }
     return rc;
+}
+
+int vs_ledger_outbox_last(vs_ledger_txn *t, uint64_t *seq)
+{
+    return t == NULL || seq == NULL ? -EINVAL : meta_get(t, "outbox", seq);
 }
 
 int vs_ledger_outbox_each(vs_ledger_txn *t, uint64_t after_seq, vs_outbox_fn cb, void *arg)

@@ -71,6 +71,12 @@ struct vs_ledger_opts {
     bool read_only;         /* a live store (readers registered in lock.mdb) or a
                                copy without lock.mdb (MDB_NOLOCK) */
     bool no_sync;           /* benchmarks of the CPU cost only: no fsync */
+    /* A commit syncs its data but leaves the sync of its root (LMDB's
+     * meta page) to vs_ledger_sync, which another thread can run while
+     * the next write transaction is applied. Until then a crash of the
+     * machine (not of the process) may undo that commit, whole: the
+     * caller must not act on it (ack, reply) before vs_ledger_sync. */
+    bool sync_root_later;
 };
 
 VS_API int vs_ledger_open(const struct vs_ledger_opts *o, vs_ledger **out);
@@ -236,6 +242,9 @@ typedef int (*vs_ledger_apply_fn)(vs_ledger_txn *t, void *arg);
 VS_API int vs_ledger_write(vs_ledger *l, uint64_t now_ns, vs_ledger_apply_fn apply, void *arg);
 /* The same read-only (queries). */
 VS_API int vs_ledger_read(vs_ledger *l, vs_ledger_apply_fn apply, void *arg);
+/* Make every commit so far durable (with sync_root_later; otherwise each
+ * commit already is). Safe while another thread writes. */
+VS_API int vs_ledger_sync(vs_ledger *l);
 /* The transaction's time (a write's now_ns, raised to be increasing). */
 VS_API uint64_t vs_ledger_txn_now(const vs_ledger_txn *t);
 /* The earliest deadline of an open pending transfer (0: none). */
@@ -262,6 +271,8 @@ typedef int (*vs_outbox_fn)(uint64_t seq, const char *subject, const char *msg_i
 /* Entries after after_seq (0: all) in order; cb returns nonzero to stop. */
 VS_API int vs_ledger_outbox_each(vs_ledger_txn *t, uint64_t after_seq, vs_outbox_fn cb, void *arg);
 VS_API int vs_ledger_outbox_del(vs_ledger_txn *t, uint64_t seq);
+/* The sequence of the newest entry ever put (0: none). */
+VS_API int vs_ledger_outbox_last(vs_ledger_txn *t, uint64_t *seq);
 
 /* A small key/value space for the layers above (escrow tasks, reputation,
  * disputes): table is one of the names given here. get: -ENOENT; *val points
