@@ -98,6 +98,8 @@ struct vs_ledger {
     /* the write transaction's account cache: open addressing, used[] lists
      * the occupied slots so that clearing costs what was used */
     struct acct_slot *slots;
+    uint64_t *tags;   /* per slot: its id's hash (never 0), 0 when free - a
+                       * probe reads these, not the large slots */
     size_t slot_cap;
     size_t *used;
     size_t nused;
@@ -301,6 +303,7 @@ void vs_ledger_free(vs_ledger *l)
     for (size_t i = 0; i < l->slot_cap; i++)
         free(l->slots[i].hist);
     free(l->slots);
+    free(l->tags);
     free(l->used);
     fresh_free(l->fresh);
     pthread_rwlock_destroy(&l->maplock);
@@ -869,16 +872,33 @@ static size_t slot_hash(const uint8_t *id)
     return (size_t)h;
 }
 
+static uint64_t slot_tag(const uint8_t *id)
+{
+    return (uint64_t)slot_hash(id) | 1;
+}
+
 static struct acct_slot *slot_find(vs_ledger *l, const uint8_t *id, bool *found)
 {
     size_t mask = l->slot_cap - 1;
-    for (size_t i = slot_hash(id) & mask;; i = (i + 1) & mask) {
-        struct acct_slot *sl = &l->slots[i];
-        if (!sl->used || memcmp(sl->a.id, id, VS_LEDGER_ID_LEN) == 0) {
-            *found = sl->used;
-            return sl;
+    uint64_t tag = slot_tag(id);
+    for (size_t i = (size_t)tag & mask;; i = (i + 1) & mask) {
+        if (l->tags[i] == 0 ||
+            (l->tags[i] == tag && memcmp(l->slots[i].a.id, id, VS_LEDGER_ID_LEN) == 0)) {
+            *found = l->tags[i] != 0;
+            return &l->slots[i];
         }
     }
+}
+
+/* A free slot (from slot_find) takes account a's place in the cache. */
+static void slot_claim(vs_ledger *l, struct acct_slot *sl, const struct vs_account *a)
+{
+    size_t i = (size_t)(sl - l->slots);
+    sl->a = *a;
+    sl->used = true;
+    sl->dirty = false;
+    l->tags[i] = slot_tag(a->id);
+    l->used[l->nused++] = i;
 }
 
 static void cache_clear(vs_ledger *l)
@@ -886,6 +906,7 @@ static void cache_clear(vs_ledger *l)
     for (size_t i = 0; i < l->nused; i++) {
         l->slots[l->used[i]].used = false;
         l->slots[l->used[i]].nhist = 0;
+        l->tags[l->used[i]] = 0;
     }
     l->nused = 0;
 }
@@ -899,20 +920,26 @@ static int cache_reserve(vs_ledger *l)
     struct acct_slot *old = l->slots;
     size_t *old_used = l->used, n = l->nused;
     struct acct_slot *slots = calloc(cap, sizeof *slots);
+    uint64_t *tags = calloc(cap, sizeof *tags);
     size_t *used = malloc(cap / 2 * sizeof *used);
-    if (slots == NULL || used == NULL) {
+    if (slots == NULL || tags == NULL || used == NULL) {
         free(slots);
+        free(tags);
         free(used);
         return -ENOMEM;
     }
+    free(l->tags);
     l->slots = slots;
+    l->tags = tags;
     l->used = used;
     l->slot_cap = cap;
     l->nused = 0;
     for (size_t i = 0; i < n; i++) {
         bool found;
-        struct acct_slot *sl = slot_find(l, old[old_used[i]].a.id, &found);
-        *sl = old[old_used[i]];
+        const struct acct_slot *o = &old[old_used[i]];
+        struct acct_slot *sl = slot_find(l, o->a.id, &found);
+        *sl = *o; /* with its history buffer */
+        l->tags[sl - l->slots] = slot_tag(o->a.id);
         l->used[l->nused++] = (size_t)(sl - l->slots);
     }
     /* Slot indexes in the undo log refer to the old table: remap them. */
@@ -948,10 +975,7 @@ static int cache_get(vs_ledger_txn *t, const uint8_t *id, struct acct_slot **out
             return -ENOENT; /* a new time-ordered id, e.g. a task's escrow account */
         if ((rc = account_load(t, id, &a)))
             return rc;
-        sl->a = a;
-        sl->used = true;
-        sl->dirty = false;
-        l->used[l->nused++] = (size_t)(sl - l->slots);
+        slot_claim(l, sl, &a);
     }
     *out = sl;
     return 0;
@@ -975,9 +999,13 @@ static int cache_flush(vs_ledger_txn *t)
     int rc = last_key_of(t, LAST_ACCOUNTS, l->accounts, &last);
     if (rc)
         return rc;
-    MDB_cursor *c;
+    MDB_cursor *c, *hc;
     if ((rc = vs_lmdb_err(mdb_cursor_open(t->txn, l->accounts, &c))))
         return rc;
+    if ((rc = vs_lmdb_err(mdb_cursor_open(t->txn, l->by_account, &hc)))) {
+        mdb_cursor_close(c);
+        return rc;
+    }
     for (size_t i = 0; i < l->nused && rc == 0; i++) {
         struct acct_slot *sl = &l->slots[l->used[i]];
         if (sl->nhist > 0) { /* the history chunk: account | first timestamp */
@@ -988,9 +1016,9 @@ static int cache_flush(vs_ledger_txn *t)
             unsigned append;
             if ((rc = append_flag(t, LAST_BY_ACCOUNT, l->by_account, hk, sizeof hk, &append)))
                 break;
-            int pr = mdb_put(t->txn, l->by_account, &key, &val, append);
+            int pr = mdb_cursor_put(hc, &key, &val, append);
             if (pr == MDB_KEYEXIST && append) /* the tracked last key was stale */
-                pr = mdb_put(t->txn, l->by_account, &key, &val, 0);
+                pr = mdb_cursor_put(hc, &key, &val, 0);
             rc = vs_lmdb_err(pr);
             sl->nhist = 0;
             if (rc)
@@ -1010,6 +1038,7 @@ static int cache_flush(vs_ledger_txn *t)
         sl->dirty = false;
     }
     mdb_cursor_close(c);
+    mdb_cursor_close(hc);
     return rc;
 }
 
@@ -1127,10 +1156,8 @@ static int account_put(vs_ledger_txn *t, const struct vs_account *a)
             u->old = sl->a;
         }
     }
-    if (!found) {
-        sl->used = true;
-        l->used[l->nused++] = (size_t)(sl - l->slots);
-    }
+    if (!found)
+        slot_claim(l, sl, a);
     sl->a = *a;
     sl->dirty = true;
     return 0;
