@@ -1074,7 +1074,7 @@ static int flush_entry(unsigned table, const uint8_t *k, size_t kn, const void *
     size_t keylen = ff->dup ? VS_LEDGER_ID_LEN : kn; /* by_task: task | transfer id */
     MDB_val key = vs_mval(k, keylen);
     MDB_val val = ff->dup ? vs_mval(k + keylen, kn - keylen) : vs_mval(v, vn);
-    bool same_key = lk->n == keylen && memcmp(lk->k, k, keylen) == 0; /* a further duplicate */
+    bool same_key = ff->dup && lk->n == keylen && memcmp(lk->k, k, keylen) == 0; /* a further duplicate */
     int rc = vs_lmdb_err(mdb_cursor_put(ff->c, &key, &val, same_key ? MDB_APPENDDUP : MDB_APPEND));
     if (rc == 0) {
         memcpy(lk->k, k, keylen);
