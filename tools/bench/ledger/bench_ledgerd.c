@@ -7,7 +7,8 @@
  *             inbox) while vs-ledgerd is not running; then vs-ledgerd (a real
  *             process, durable LMDB store in a scratch directory) is started
  *             and timed from its spawn until its "commands" counter
- *             (vs.sys.stats.ledgerd) reaches N: start-up, consume, group
+ *             (vs.sys.stats.ledgerd, asked every 5 ms: each question is
+ *             work for the daemon's loop) reaches N: start-up, consume, group
  *             commit with fsync (exactly-once bookkeeping: stored replies,
  *             applied sequence, outbox), ack, and the outbox's audit events
  *             published back into JetStream.

@@ -121,9 +121,11 @@ struct vs_ledger_txn {
     uint64_t now;     /* the transaction's time */
     uint64_t clock;   /* the last timestamp given out */
     bool write;
-    /* The greatest key of each append-friendly table as far as this write
-     * knows: a new key above it is appended (MDB_APPEND fills pages instead
-     * of splitting them in half). Time-ordered ids make that the usual case. */
+    /* The greatest stored key of each tracked table as far as this write
+     * knows. Accounts and history chunks above it are appended at once
+     * (MDB_APPEND fills pages instead of splitting them in half); the other
+     * tables' keys above it are fresh keys (l->fresh), appended at the
+     * flush. Time-ordered ids make that the usual case. */
     struct last_key {
         uint8_t k[8 + VS_LEDGER_ID_LEN];
         size_t n;
@@ -500,28 +502,29 @@ static int del_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn)
 }
 
 /* A duplicate-sorted index (by_task): a fresh key's duplicates are kept
- * as key | value entries with no value of their own. */
-static int dup_key(uint8_t out[FRESH_KEY_MAX], const void *k, size_t kn, const void *v, size_t vn)
+ * as key | value entries with no value of their own. Where duplicate v of
+ * key k lives: *which as fresh_route; when fresh, dk gets its entry key. */
+static int dup_route(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v,
+                     size_t vn, uint8_t dk[FRESH_KEY_MAX], int *which)
 {
+    int rc = fresh_route(t, db, k, kn, which);
+    if (rc || *which < 0)
+        return rc;
     if (kn + vn > FRESH_KEY_MAX)
         return -EINVAL;
-    memcpy(out, k, kn);
-    memcpy(out + kn, v, vn);
+    memcpy(dk, k, kn);
+    memcpy(dk + kn, v, vn);
     return 0;
 }
 
 static int dup_put_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v,
                        size_t vn)
 {
+    uint8_t dk[FRESH_KEY_MAX];
     int which;
-    int rc = fresh_route(t, db, k, kn, &which);
-    if (rc)
-        return rc;
-    if (which >= 0) {
-        uint8_t dk[FRESH_KEY_MAX];
-        rc = dup_key(dk, k, kn, v, vn);
+    int rc = dup_route(t, db, k, kn, v, vn, dk, &which);
+    if (rc || which >= 0)
         return rc ? rc : fresh_put(t->l->fresh, (unsigned)which, dk, kn + vn, "", 0);
-    }
     MDB_val key = vs_mval(k, kn), val = vs_mval(v, vn);
     rc = mdb_put(t->txn, db, &key, &val, MDB_APPENDDUP);
     if (rc == MDB_KEYEXIST)
@@ -532,13 +535,11 @@ static int dup_put_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, c
 static int dup_del_raw(vs_ledger_txn *t, MDB_dbi db, const void *k, size_t kn, const void *v,
                        size_t vn)
 {
+    uint8_t dk[FRESH_KEY_MAX];
     int which;
-    int rc = fresh_route(t, db, k, kn, &which);
-    if (rc)
-        return rc;
-    if (which >= 0) {
-        uint8_t dk[FRESH_KEY_MAX];
-        if ((rc = dup_key(dk, k, kn, v, vn)) == 0)
+    int rc = dup_route(t, db, k, kn, v, vn, dk, &which);
+    if (rc || which >= 0) {
+        if (rc == 0)
             fresh_del(t->l->fresh, (unsigned)which, dk, kn + vn);
         return rc;
     }
