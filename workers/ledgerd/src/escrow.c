@@ -464,12 +464,14 @@ static int run_transfers(vs_ledger_txn *t, struct vs_transfer *xs, size_t n, int
 }
 
 /* A plain transfer between two accounts (ids; an escrow account's id is
- * its task's). */
+ * its task's). Its id is the task's derived id for role; with role NULL
+ * the caller sets it. */
 static void plain(struct vs_transfer *x, const uint8_t *task, const char *role, const uint8_t *from,
                   const uint8_t *to, uint64_t amount)
 {
     memset(x, 0, sizeof *x);
-    derived_id(task, role, x->id);
+    if (role != NULL)
+        derived_id(task, role, x->id);
     memcpy(x->debit_account_id, from, VS_LEDGER_ID_LEN);
     memcpy(x->credit_account_id, to, VS_LEDGER_ID_LEN);
     memcpy(x->user_data_128, task, VS_LEDGER_ID_LEN);
@@ -868,10 +870,17 @@ static int cmd_hold(vs_escrow *e, vs_ledger_txn *t, const Vs__V1__LedgerCommand 
         return rc;
     if (result != VS_ACCT_OK)
         return -EUCLEAN;
+    /* The hold's id: the one the command names, else the command's own
+     * (unique, and time-ordered; a retry under it is answered from the
+     * command table before it gets here), else the task's derived one. */
     struct vs_transfer x;
-    plain(&x, task, "hold", requester.id, task, c->amount);
-    if (c->transfer_id.len == VS_LEDGER_ID_LEN && has_id(&c->transfer_id))
+    plain(&x, task, NULL, requester.id, task, c->amount);
+    if (has_id(&c->transfer_id))
         memcpy(x.id, c->transfer_id.data, VS_LEDGER_ID_LEN);
+    else if (has_id(&c->command_id))
+        memcpy(x.id, c->command_id.data, VS_LEDGER_ID_LEN);
+    else
+        derived_id(task, "hold", x.id);
     x.flags = VS_TRANSFER_PENDING;
     x.timeout_ms = c->timeout_ms != 0 ? c->timeout_ms : e->cfg.hold_timeout_ms;
     int failed;
