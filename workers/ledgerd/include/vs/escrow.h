@@ -7,8 +7,9 @@
  * Every call runs inside a ledger transaction (ledger_store.h) and writes
  * its messages (Settlement, AuditEvent) to the store's outbox in that same
  * transaction, so a crash can neither lose an effect nor repeat one.
- * Transfer ids are derived from the task or command id and a role, so
- * every money movement is idempotent at the store as well.
+ * Transfer ids are derived from the task or command id and a role (a
+ * HOLD's is its command's id, or the one it names), so every money
+ * movement is idempotent at the store as well.
  *
  * The money flow of a task (bounty B, fee f = B * fee_bps / 10000):
  *   HOLD      requester -> escrow:<task>, pending, with a timeout
