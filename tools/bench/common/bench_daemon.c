@@ -24,7 +24,7 @@ static void usage(const struct bench_daemon *b, FILE *out, const char *what,
     fprintf(out,
             "usage: %s [--n N] [--rounds R] [--dir PARENT] [--deadline S] [--batch N] [--quick]\n"
             "  --n N          %s per phase (100000)\n"
-            "  --rounds R     alternating %s/raw rounds, at most %d (1)\n"
+            "  --rounds R     alternating %s/raw rounds, at most %d (3; the medians are compared)\n"
             "  --dir PARENT   where the scratch store lives (/tmp): its file system decides\n"
             "                 what an fsync costs\n"
             "  --deadline S   bound of each phase in seconds (120)\n"
@@ -43,7 +43,7 @@ int bench_daemon_args(struct bench_daemon *b, int argc, char **argv, const char 
         {"batch", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
     };
     b->cfg = (struct bench_daemon_cfg){
-        .n = 100000, .rounds = 1, .deadline_ms = 120000, .parent = "/tmp"};
+        .n = 100000, .rounds = 3, .deadline_ms = 120000, .parent = "/tmp"};
     atomic_init(&b->pub_errors, 0);
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
