@@ -23,6 +23,8 @@ vs_dep(LMDB lmdb liblmdb-dev)
 vs_dep(YAML yaml-0.1 libyaml-dev)
 vs_dep(JANSSON jansson libjansson-dev)
 vs_dep(CRYPTO libcrypto libssl-dev)
+vs_dep(HS libhs libhyperscan-dev)   # the scanners' pattern matching
+vs_dep(PCRE2 libpcre2-8 libpcre2-dev) # confirmation of a Hyperscan hit
 
 find_program(PROTOC_C protoc-c)
 if(NOT PROTOC_C)

@@ -1,0 +1,88 @@
+/*
+ * vs/scan.h - the content scanners' library (workers/scan): a ruleset of
+ * secret, PII, covert-channel or prompt-injection patterns compiled once
+ * into one Hyperscan database, and a scan that reports confirmed findings.
+ *
+ * Why it is shaped like this:
+ *  - Rules are data (YAML files under workers/scan/rules), not code: an id,
+ *    a family, a pattern, a severity and a confidence, optional keywords,
+ *    a validator (Luhn, SSN rules, IBAN mod-97, JWT structure, Shannon
+ *    entropy) and allowlists (global and per rule: literal values, regexes,
+ *    stopwords). A line holding the marker `vs:allow` is never reported.
+ *  - Hyperscan finds where a rule's match ends, without start-of-match
+ *    tracking (that would slow every rule down). Each hit is confirmed by
+ *    PCRE2 (JIT) on a window that ends there, which also yields the start,
+ *    the secret (a capture group) for the validator and the allowlists.
+ *  - A compiled ruleset is immutable and shared by every thread; each
+ *    thread scans with its own scratch (Hyperscan's and PCRE2's).
+ *  - A finding carries the rule, the family, the offset and length of the
+ *    secret, the severity and a redacted sample - never the secret itself.
+ * Every function returns 0 or -errno (library code never exits).
+ */
+#ifndef VS_SCAN_H
+#define VS_SCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum vs_severity {
+    VS_SEV_INFO,
+    VS_SEV_LOW,
+    VS_SEV_MEDIUM,
+    VS_SEV_HIGH,
+    VS_SEV_CRITICAL,
+};
+
+enum vs_confidence { VS_CONF_LOW, VS_CONF_MEDIUM, VS_CONF_HIGH };
+
+#define VS_SCAN_SAMPLE_MAX 48
+
+struct vs_finding {
+    const char *rule_id;        /* valid while the ruleset is */
+    const char *family;
+    const char *description;
+    size_t offset, length;      /* the secret (or the whole match) in the scanned input */
+    size_t line, column;        /* 1-based, of offset */
+    enum vs_severity severity;
+    enum vs_confidence confidence;
+    unsigned transforms;        /* VS_NORM_* bits of the text it was found in; 0: as is */
+    char sample[VS_SCAN_SAMPLE_MAX]; /* redacted: a few leading characters and the length */
+};
+
+typedef struct vs_ruleset vs_ruleset;
+typedef struct vs_scan_scratch vs_scan_scratch;
+
+/* Load and compile a ruleset file. On failure err (errlen bytes) says
+ * where and why ("exfil.yaml:120: rule aws-key: pattern: ..."). */
+int vs_ruleset_load(const char *path, vs_ruleset **out, char *err, size_t errlen);
+/* The same from YAML text; name is used in messages. */
+int vs_ruleset_parse(const char *yaml, size_t len, const char *name, vs_ruleset **out, char *err,
+                     size_t errlen);
+void vs_ruleset_free(vs_ruleset *rs);
+/* The ruleset's name (its `ruleset:` key) and rule count. */
+const char *vs_ruleset_name(const vs_ruleset *rs);
+size_t vs_ruleset_size(const vs_ruleset *rs);
+/* Rule i's id, family, description and severity (for reports such as SARIF). */
+int vs_ruleset_rule(const vs_ruleset *rs, size_t i, const char **id, const char **family,
+                    const char **description, enum vs_severity *severity);
+
+/* Per-thread scratch for one ruleset. */
+int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out);
+void vs_scan_scratch_free(vs_scan_scratch *s);
+
+/* Called for each confirmed finding, in order of where its match ends;
+ * return nonzero to stop the scan (returned). */
+typedef int (*vs_finding_fn)(const struct vs_finding *f, void *arg);
+
+/* Scan data (one block; up to UINT32_MAX bytes). transforms is recorded
+ * in the findings (the caller's VS_NORM_* bits when data is a normalized
+ * or decoded copy; 0 for the original). 0, fn's value, or -errno. */
+int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
+            unsigned transforms, vs_finding_fn fn, void *arg);
+
+const char *vs_severity_name(enum vs_severity s);
+/* "info".."critical" -> the level; -EINVAL otherwise. */
+int vs_severity_parse(const char *name, enum vs_severity *out);
+
+#endif

@@ -1,0 +1,511 @@
+/*
+ * rules.c - a ruleset file (YAML) into compiled rules: every rule's
+ * pattern compiled by PCRE2 for confirmation, then all of them into one
+ * Hyperscan block-mode database (scan.c runs both).
+ *
+ * The file's shape (unknown keys are errors, with their line):
+ *   ruleset: exfil
+ *   allow: {literals: [...], regexes: [...], stopwords: [...]}
+ *   rules:
+ *     - id: aws-access-key-id        (unique)
+ *       family: cloud
+ *       description: ...
+ *       pattern: '...'               (Hyperscan's and PCRE2's common subset)
+ *       flags: [caseless, dotall, multiline]
+ *       severity: info|low|medium|high|critical
+ *       confidence: low|medium|high
+ *       keywords: [...]
+ *       secret_group: 1
+ *       validator: luhn|ssn|iban|jwt|entropy   (entropy needs min_entropy)
+ *       min_entropy: 3.5
+ *       max_len: 512
+ *       allow: {literals: [...], regexes: [...], stopwords: [...]}
+ * Why libyaml's document API: rule files are small, and a tree gives every
+ * error a line number without a hand-written state machine.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "ruleset.h"
+
+struct loader {
+    yaml_document_t *doc;
+    const char *name;
+    char *err;
+    size_t errlen;
+};
+
+static int fail(struct loader *ld, const yaml_node_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct loader *ld, const yaml_node_t *at, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ld->err != NULL && ld->errlen > 0)
+        snprintf(ld->err, ld->errlen, "%s:%zu: %s", ld->name,
+                 at != NULL ? (size_t)at->start_mark.line + 1 : (size_t)0, msg);
+    return -EINVAL;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static char *lowercase_dup(const char *s)
+{
+    char *d = strdup(s);
+    for (char *p = d; p != NULL && *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p + 32);
+    return d;
+}
+
+/* A sequence of scalars into a string array (lowercased when asked). */
+static int strings(struct loader *ld, const yaml_node_t *n, bool lower, char ***out, size_t *count)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(ld, n, "expected a list");
+    size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    char **v = calloc(cap ? cap : 1, sizeof *v);
+    if (v == NULL)
+        return -ENOMEM;
+    size_t k = 0;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        const yaml_node_t *e = yaml_document_get_node(ld->doc, *it);
+        const char *s = scalar(e);
+        if (s == NULL) {
+            for (size_t i = 0; i < k; i++)
+                free(v[i]);
+            free(v);
+            return fail(ld, e, "expected a string");
+        }
+        if ((v[k++] = lower ? lowercase_dup(s) : strdup(s)) == NULL) {
+            for (size_t i = 0; i < k; i++)
+                free(v[i]);
+            free(v);
+            return -ENOMEM;
+        }
+    }
+    *out = v;
+    *count = k;
+    return 0;
+}
+
+static void strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+pcre2_code *vs_rule_pcre(const char *pattern, unsigned flags, char *err, size_t errlen)
+{
+    uint32_t opts = (flags & RULE_CASELESS ? PCRE2_CASELESS : 0) |
+                    (flags & RULE_DOTALL ? PCRE2_DOTALL : 0) |
+                    (flags & RULE_MULTILINE ? PCRE2_MULTILINE : 0);
+    int code;
+    PCRE2_SIZE at;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &code, &at, NULL);
+    if (re == NULL) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        snprintf(err, errlen, "at offset %zu: %s", (size_t)at, (const char *)msg);
+        return NULL;
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without JIT it still works, slower */
+    return re;
+}
+
+void vs_allowlist_clear(struct allowlist *a)
+{
+    strings_free(a->literals, a->nliterals);
+    strings_free(a->stopwords, a->nstopwords);
+    for (size_t i = 0; i < a->nregexes; i++)
+        pcre2_code_free(a->regexes[i]);
+    free(a->regexes);
+    memset(a, 0, sizeof *a);
+}
+
+static int allowlist(struct loader *ld, const yaml_node_t *n, struct allowlist *a)
+{
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(ld, n, "allow: expected a mapping");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
+        const yaml_node_t *v = yaml_document_get_node(ld->doc, p->value);
+        const char *key = scalar(k);
+        int rc;
+        if (key != NULL && strcmp(key, "literals") == 0) {
+            rc = strings(ld, v, false, &a->literals, &a->nliterals);
+        } else if (key != NULL && strcmp(key, "stopwords") == 0) {
+            rc = strings(ld, v, true, &a->stopwords, &a->nstopwords);
+        } else if (key != NULL && strcmp(key, "regexes") == 0) {
+            char **src;
+            size_t nsrc;
+            if ((rc = strings(ld, v, false, &src, &nsrc)) != 0)
+                return rc;
+            a->regexes = calloc(nsrc ? nsrc : 1, sizeof *a->regexes);
+            rc = a->regexes == NULL ? -ENOMEM : 0;
+            for (size_t i = 0; i < nsrc && rc == 0; i++) {
+                char msg[300];
+                a->regexes[i] = vs_rule_pcre(src[i], 0, msg, sizeof msg);
+                if (a->regexes[i] == NULL)
+                    rc = fail(ld, v, "allow regex '%s': %s", src[i], msg);
+                else
+                    a->nregexes++;
+            }
+            strings_free(src, nsrc);
+        } else {
+            rc = fail(ld, k, "allow: unknown key '%s'", key != NULL ? key : "?");
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int enum_value(struct loader *ld, const yaml_node_t *v, const char *what,
+                      const char *const *names, size_t n, int *out)
+{
+    const char *s = scalar(v);
+    for (size_t i = 0; s != NULL && i < n; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    return fail(ld, v, "%s: unknown value '%s'", what, s != NULL ? s : "?");
+}
+
+static int number(struct loader *ld, const yaml_node_t *v, const char *what, double lo, double hi,
+                  double *out)
+{
+    const char *s = scalar(v);
+    char *end = NULL;
+    double d = s != NULL ? strtod(s, &end) : 0;
+    if (s == NULL || end == s || *end != '\0' || d < lo || d > hi)
+        return fail(ld, v, "%s: expected a number from %g to %g", what, lo, hi);
+    *out = d;
+    return 0;
+}
+
+static int rule_flags(struct loader *ld, const yaml_node_t *v, unsigned *flags)
+{
+    char **names;
+    size_t n;
+    int rc = strings(ld, v, true, &names, &n);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (strcmp(names[i], "caseless") == 0)
+            *flags |= RULE_CASELESS;
+        else if (strcmp(names[i], "dotall") == 0)
+            *flags |= RULE_DOTALL;
+        else if (strcmp(names[i], "multiline") == 0)
+            *flags |= RULE_MULTILINE;
+        else
+            rc = fail(ld, v, "flags: unknown flag '%s'", names[i]);
+    }
+    strings_free(names, n);
+    return rc;
+}
+
+static int rule_field(struct loader *ld, struct rule *r, const char *key, const yaml_node_t *v)
+{
+    static const char *const severities[] = {"info", "low", "medium", "high", "critical"};
+    static const char *const confidences[] = {"low", "medium", "high"};
+    char **text = strcmp(key, "id") == 0            ? &r->id
+                  : strcmp(key, "family") == 0      ? &r->family
+                  : strcmp(key, "description") == 0 ? &r->description
+                  : strcmp(key, "pattern") == 0     ? &r->pattern
+                                                    : NULL;
+    if (text != NULL) {
+        const char *s = scalar(v);
+        if (s == NULL || s[0] == '\0')
+            return fail(ld, v, "%s: expected a non-empty string", key);
+        free(*text);
+        return (*text = strdup(s)) == NULL ? -ENOMEM : 0;
+    }
+    int e;
+    double d;
+    int rc = 0;
+    if (strcmp(key, "severity") == 0) {
+        if ((rc = enum_value(ld, v, key, severities, 5, &e)) == 0)
+            r->severity = (enum vs_severity)e;
+    } else if (strcmp(key, "confidence") == 0) {
+        if ((rc = enum_value(ld, v, key, confidences, 3, &e)) == 0)
+            r->confidence = (enum vs_confidence)e;
+    } else if (strcmp(key, "flags") == 0) {
+        rc = rule_flags(ld, v, &r->flags);
+    } else if (strcmp(key, "keywords") == 0) {
+        rc = strings(ld, v, true, &r->keywords, &r->nkeywords);
+    } else if (strcmp(key, "secret_group") == 0) {
+        if ((rc = number(ld, v, key, 0, 99, &d)) == 0)
+            r->secret_group = (unsigned)d;
+    } else if (strcmp(key, "validator") == 0) {
+        const char *s = scalar(v);
+        if (s == NULL || vs_validator_parse(s, &r->validator) != 0)
+            rc = fail(ld, v, "validator: unknown '%s'", s != NULL ? s : "?");
+    } else if (strcmp(key, "min_entropy") == 0) {
+        rc = number(ld, v, key, 0, 8, &r->min_entropy);
+    } else if (strcmp(key, "max_len") == 0) {
+        if ((rc = number(ld, v, key, 1, 1 << 20, &d)) == 0)
+            r->max_len = (size_t)d;
+    } else if (strcmp(key, "allow") == 0) {
+        rc = allowlist(ld, v, &r->allow);
+    } else {
+        rc = fail(ld, v, "unknown rule key '%s'", key);
+    }
+    return rc;
+}
+
+static void rule_clear(struct rule *r)
+{
+    free(r->id);
+    free(r->family);
+    free(r->description);
+    free(r->pattern);
+    strings_free(r->keywords, r->nkeywords);
+    vs_allowlist_clear(&r->allow);
+    if (r->re != NULL)
+        pcre2_code_free(r->re);
+    memset(r, 0, sizeof *r);
+}
+
+static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
+{
+    memset(r, 0, sizeof *r);
+    r->line = (int)n->start_mark.line + 1;
+    r->severity = VS_SEV_MEDIUM;
+    r->confidence = VS_CONF_MEDIUM;
+    r->max_len = RULE_DEFAULT_MAX_LEN;
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(ld, n, "a rule must be a mapping");
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        const char *key = scalar(yaml_document_get_node(ld->doc, p->key));
+        int rc = key != NULL ? rule_field(ld, r, key, yaml_document_get_node(ld->doc, p->value))
+                             : fail(ld, n, "a rule key must be a string");
+        if (rc)
+            return rc;
+    }
+    if (r->id == NULL || r->pattern == NULL || r->family == NULL)
+        return fail(ld, n, "a rule needs id, family and pattern");
+    if (r->validator == VS_VALID_ENTROPY && r->min_entropy <= 0)
+        return fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
+    char msg[300];
+    if ((r->re = vs_rule_pcre(r->pattern, r->flags, msg, sizeof msg)) == NULL)
+        return fail(ld, n, "rule %s: pattern %s", r->id, msg);
+    uint32_t groups = 0;
+    pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &groups);
+    if (r->secret_group > groups)
+        return fail(ld, n, "rule %s: secret_group %u but the pattern has %u groups", r->id,
+                    r->secret_group, groups);
+    return 0;
+}
+
+/* One Hyperscan database of every rule (expression id = the rule's index). */
+static int compile_hs(struct loader *ld, vs_ruleset *rs)
+{
+    const char **exprs = calloc(rs->n, sizeof *exprs);
+    unsigned *flags = calloc(rs->n, sizeof *flags), *ids = calloc(rs->n, sizeof *ids);
+    int rc = exprs == NULL || flags == NULL || ids == NULL ? -ENOMEM : 0;
+    for (size_t i = 0; i < rs->n && rc == 0; i++) {
+        const struct rule *r = &rs->rules[i];
+        exprs[i] = r->pattern;
+        ids[i] = (unsigned)i;
+        flags[i] = (r->flags & RULE_CASELESS ? HS_FLAG_CASELESS : 0) |
+                   (r->flags & RULE_DOTALL ? HS_FLAG_DOTALL : 0) |
+                   (r->flags & RULE_MULTILINE ? HS_FLAG_MULTILINE : 0);
+    }
+    hs_compile_error_t *ce = NULL;
+    if (rc == 0 && hs_compile_multi(exprs, flags, ids, (unsigned)rs->n, HS_MODE_BLOCK, NULL, &rs->db,
+                                    &ce) != HS_SUCCESS) {
+        int which = ce != NULL ? ce->expression : -1;
+        const yaml_node_t *none = NULL;
+        if (which >= 0 && (size_t)which < rs->n)
+            rc = fail(ld, none, "rule %s (line %d): hyperscan: %s", rs->rules[which].id,
+                      rs->rules[which].line, ce->message);
+        else
+            rc = fail(ld, none, "hyperscan: %s", ce != NULL ? ce->message : "compile failed");
+        hs_free_compile_error(ce);
+    }
+    free(exprs);
+    free(flags);
+    free(ids);
+    return rc;
+}
+
+static int rules_list(struct loader *ld, const yaml_node_t *n, vs_ruleset *rs)
+{
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(ld, n, "rules: expected a list");
+    size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (cap == 0)
+        return fail(ld, n, "rules: empty");
+    if ((rs->rules = calloc(cap, sizeof *rs->rules)) == NULL)
+        return -ENOMEM;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        const yaml_node_t *e = yaml_document_get_node(ld->doc, *it);
+        struct rule *r = &rs->rules[rs->n];
+        int rc = rule(ld, e, r);
+        if (rc) {
+            rule_clear(r);
+            return rc;
+        }
+        rs->n++;
+        for (size_t i = 0; i + 1 < rs->n; i++)
+            if (strcmp(rs->rules[i].id, r->id) == 0)
+                return fail(ld, e, "rule id %s is used twice", r->id);
+        uint32_t groups = 0;
+        pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &groups);
+        if (groups > rs->max_groups)
+            rs->max_groups = groups;
+    }
+    return 0;
+}
+
+static int top_level(struct loader *ld, vs_ruleset *rs)
+{
+    const yaml_node_t *root = yaml_document_get_root_node(ld->doc);
+    if (root == NULL || root->type != YAML_MAPPING_NODE)
+        return fail(ld, root, "expected a mapping with ruleset and rules");
+    const yaml_node_t *rules = NULL;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
+        const yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
+        const yaml_node_t *v = yaml_document_get_node(ld->doc, p->value);
+        const char *key = scalar(k);
+        int rc = 0;
+        if (key != NULL && strcmp(key, "ruleset") == 0 && scalar(v) != NULL)
+            rc = (rs->name = strdup(scalar(v))) == NULL ? -ENOMEM : 0;
+        else if (key != NULL && strcmp(key, "allow") == 0)
+            rc = allowlist(ld, v, &rs->allow);
+        else if (key != NULL && strcmp(key, "rules") == 0)
+            rules = v;
+        else
+            rc = fail(ld, k, "unknown key '%s'", key != NULL ? key : "?");
+        if (rc)
+            return rc;
+    }
+    if (rs->name == NULL || rules == NULL)
+        return fail(ld, root, "ruleset and rules are required");
+    int rc = rules_list(ld, rules, rs);
+    return rc ? rc : compile_hs(ld, rs);
+}
+
+int vs_ruleset_parse(const char *yaml, size_t len, const char *name, vs_ruleset **out, char *err,
+                     size_t errlen)
+{
+    if (yaml == NULL || out == NULL)
+        return -EINVAL;
+    *out = NULL;
+    struct loader ld = {.name = name != NULL ? name : "rules", .err = err, .errlen = errlen};
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_node_t at = {.start_mark = parser.problem_mark};
+        int rc = fail(&ld, &at, "YAML: %s", parser.problem != NULL ? parser.problem : "malformed");
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    ld.doc = &doc;
+    vs_ruleset *rs = calloc(1, sizeof *rs);
+    int rc = rs == NULL ? -ENOMEM : top_level(&ld, rs);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (rc) {
+        vs_ruleset_free(rs);
+        return rc;
+    }
+    *out = rs;
+    return 0;
+}
+
+int vs_ruleset_load(const char *path, vs_ruleset **out, char *err, size_t errlen)
+{
+    if (path == NULL || out == NULL)
+        return -EINVAL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        int e = -errno;
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "%s: %s", path, strerror(-e));
+        return e;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 65536;
+            char *nb = cap > (64u << 20) ? NULL : realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(f);
+                return -EFBIG;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    int rd = ferror(f);
+    fclose(f);
+    const char *base = strrchr(path, '/');
+    int rc = rd ? -EIO : vs_ruleset_parse(buf, len, base != NULL ? base + 1 : path, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void vs_ruleset_free(vs_ruleset *rs)
+{
+    if (rs == NULL)
+        return;
+    for (size_t i = 0; i < rs->n; i++)
+        rule_clear(&rs->rules[i]);
+    free(rs->rules);
+    vs_allowlist_clear(&rs->allow);
+    if (rs->db != NULL)
+        hs_free_database(rs->db);
+    free(rs->name);
+    free(rs);
+}
+
+const char *vs_ruleset_name(const vs_ruleset *rs)
+{
+    return rs != NULL ? rs->name : NULL;
+}
+
+size_t vs_ruleset_size(const vs_ruleset *rs)
+{
+    return rs != NULL ? rs->n : 0;
+}
+
+int vs_ruleset_rule(const vs_ruleset *rs, size_t i, const char **id, const char **family,
+                    const char **description, enum vs_severity *severity)
+{
+    if (rs == NULL || i >= rs->n)
+        return -EINVAL;
+    const struct rule *r = &rs->rules[i];
+    if (id != NULL)
+        *id = r->id;
+    if (family != NULL)
+        *family = r->family;
+    if (description != NULL)
+        *description = r->description != NULL ? r->description : r->id;
+    if (severity != NULL)
+        *severity = r->severity;
+    return 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * ruleset.h - the scanner's compiled rules as rules.c builds them from a
+ * YAML file and scan.c runs them (private to workers/scan).
+ */
+#ifndef VS_SCAN_RULESET_H
+#define VS_SCAN_RULESET_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <hs/hs.h>
+#include <pcre2.h>
+
+#include "validators.h"
+#include "vs/scan.h"
+
+#define RULE_CASELESS 1u
+#define RULE_DOTALL 2u
+#define RULE_MULTILINE 4u
+#define RULE_DEFAULT_MAX_LEN 512
+
+/* Values a secret must not be (literals), must not match (regexes) or
+ * must not contain, case-insensitively (stopwords). */
+struct allowlist {
+    char **literals;
+    size_t nliterals;
+    pcre2_code **regexes;
+    size_t nregexes;
+    char **stopwords;   /* lowercase */
+    size_t nstopwords;
+};
+
+struct rule {
+    char *id, *family, *description, *pattern;
+    unsigned flags;             /* RULE_* */
+    enum vs_severity severity;
+    enum vs_confidence confidence;
+    char **keywords;            /* lowercase; documentation and reports */
+    size_t nkeywords;
+    unsigned secret_group;      /* capture group of the secret; 0: the match */
+    enum vs_validator validator;
+    double min_entropy;
+    size_t max_len;             /* the longest match: the confirmation window */
+    struct allowlist allow;
+    pcre2_code *re;             /* the confirmation, JIT-compiled */
+    int line;                   /* in the YAML file, for messages */
+};
+
+struct vs_ruleset {
+    char *name;
+    struct rule *rules;
+    size_t n;
+    struct allowlist allow;     /* global */
+    hs_database_t *db;          /* every rule, id = its index */
+    uint32_t max_groups;        /* the most capture groups of a rule, for match data */
+};
+
+/* Compile pattern with PCRE2 (JIT when available) under RULE_* flags;
+ * NULL with err set on failure. */
+pcre2_code *vs_rule_pcre(const char *pattern, unsigned flags, char *err, size_t errlen);
+void vs_allowlist_clear(struct allowlist *a);
+
+#endif

@@ -1,0 +1,315 @@
+/*
+ * scan.c - run a compiled ruleset over a block of data (vs/scan.h):
+ * Hyperscan reports where a rule's match ends; PCRE2 confirms it on a
+ * window ending there (max_len bytes back), which gives the start and the
+ * secret; the rule's validator and the allowlists have the last word; a
+ * line holding `vs:allow` is skipped. What survives goes to the caller
+ * with a redacted sample, never the secret.
+ *
+ * Hyperscan reports every end a match could have (an open repeat ends
+ * after each character); the confirmation takes the match PCRE2 finds from
+ * that start over the whole data (greedy, as any regex search would), and
+ * a rule's later hits inside it are skipped. Findings are collected, and
+ * where two rules claim overlapping text the more confident (then the more
+ * severe, then the longer) one is kept - a GitHub token on a "token:" line
+ * is reported once, as a GitHub token - before they go out in order.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ruleset.h"
+
+#define ALLOW_MARKER "vs:allow"
+#define MARKER_REACH 4096 /* how far a line is searched for the marker */
+#define STOPWORD_SPAN 256 /* the part of a secret checked for stopwords */
+
+struct vs_scan_scratch {
+    const vs_ruleset *rs;
+    hs_scratch_t *hs;
+    pcre2_match_data *md;
+    size_t *last_end;       /* per rule: the end of its last confirmed match */
+    struct vs_finding *found; /* this scan's findings before overlaps are settled */
+    size_t nfound, found_cap;
+};
+
+int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out)
+{
+    if (rs == NULL || out == NULL)
+        return -EINVAL;
+    vs_scan_scratch *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    s->rs = rs;
+    s->md = pcre2_match_data_create(rs->max_groups + 1, NULL);
+    s->last_end = calloc(rs->n, sizeof *s->last_end);
+    if (s->md == NULL || s->last_end == NULL || hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS) {
+        vs_scan_scratch_free(s);
+        return -ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+void vs_scan_scratch_free(vs_scan_scratch *s)
+{
+    if (s == NULL)
+        return;
+    if (s->hs != NULL)
+        hs_free_scratch(s->hs);
+    if (s->md != NULL)
+        pcre2_match_data_free(s->md);
+    free(s->last_end);
+    free(s->found);
+    free(s);
+}
+
+struct scan_ctx {
+    const vs_ruleset *rs;
+    vs_scan_scratch *s;
+    const uint8_t *data;
+    size_t len;
+    unsigned transforms;
+    vs_finding_fn fn;
+    void *arg;
+    int stop;               /* fn's nonzero value, or an error */
+    size_t line_at, line;   /* newlines counted up to line_at: line is its line */
+};
+
+/* The match ending at end: its start from PCRE2 on the window before end,
+ * then the whole match from there (the ovector then holds its groups). */
+static bool confirm(struct scan_ctx *c, const struct rule *r, size_t end, size_t *ms, size_t *me)
+{
+    size_t from = end > r->max_len ? end - r->max_len : 0;
+    while (from < end) {
+        int rc = pcre2_match(r->re, c->data, end, from, 0, c->s->md, NULL);
+        if (rc < 0)
+            return false;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
+        if (ov[1] == end) {
+            size_t start = ov[0];
+            if (pcre2_match(r->re, c->data, c->len, start, PCRE2_ANCHORED, c->s->md, NULL) < 0)
+                return false;
+            *ms = ov[0];
+            *me = ov[1];
+            return true;
+        }
+        from = ov[0] + 1; /* a shorter match started here; one ending at end starts later */
+    }
+    return false;
+}
+
+static bool contains_ci(const uint8_t *s, size_t n, const char *word)
+{
+    char low[STOPWORD_SPAN + 1];
+    size_t k = n < STOPWORD_SPAN ? n : STOPWORD_SPAN;
+    for (size_t i = 0; i < k; i++)
+        low[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 32) : (char)(s[i] ? s[i] : ' ');
+    low[k] = '\0';
+    return strstr(low, word) != NULL;
+}
+
+static bool allowed_by(const struct allowlist *a, pcre2_match_data *md, const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < a->nliterals; i++)
+        if (strlen(a->literals[i]) == n && memcmp(a->literals[i], s, n) == 0)
+            return true;
+    for (size_t i = 0; i < a->nstopwords; i++)
+        if (contains_ci(s, n, a->stopwords[i]))
+            return true;
+    for (size_t i = 0; i < a->nregexes; i++)
+        if (pcre2_match(a->regexes[i], s, n, 0, 0, md, NULL) >= 0)
+            return true;
+    return false;
+}
+
+static bool valid(const struct rule *r, const uint8_t *s, size_t n)
+{
+    switch (r->validator) {
+    case VS_VALID_NONE: return true;
+    case VS_VALID_LUHN: return vs_valid_luhn(s, n);
+    case VS_VALID_SSN: return vs_valid_ssn(s, n);
+    case VS_VALID_IBAN: return vs_valid_iban(s, n);
+    case VS_VALID_JWT: return vs_valid_jwt(s, n);
+    case VS_VALID_ENTROPY: return vs_shannon_entropy(s, n) >= r->min_entropy;
+    }
+    return false;
+}
+
+/* Whether the line around [start, end) holds the allow marker. */
+static bool marked_line(const struct scan_ctx *c, size_t start, size_t end)
+{
+    size_t lo = start, hi = end;
+    while (lo > 0 && start - lo < MARKER_REACH && c->data[lo - 1] != '\n')
+        lo--;
+    while (hi < c->len && hi - end < MARKER_REACH && c->data[hi] != '\n')
+        hi++;
+    size_t m = sizeof ALLOW_MARKER - 1;
+    for (size_t i = lo; i + m <= hi; i++)
+        if (c->data[i] == 'v' && memcmp(c->data + i, ALLOW_MARKER, m) == 0)
+            return true;
+    return false;
+}
+
+/* 1-based line and column of offset (newlines counted incrementally). */
+static void position(struct scan_ctx *c, size_t offset, size_t *line, size_t *col)
+{
+    if (offset < c->line_at) {
+        c->line_at = 0;
+        c->line = 1;
+    }
+    for (const uint8_t *p = c->data + c->line_at, *e = c->data + offset;
+         (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        c->line++;
+    c->line_at = offset;
+    size_t bol = offset;
+    while (bol > 0 && c->data[bol - 1] != '\n')
+        bol--;
+    *line = c->line;
+    *col = offset - bol + 1;
+}
+
+/* A few leading characters (printable ASCII) and the length: enough to
+ * find the secret again, never enough to use it. */
+static void redact(const uint8_t *s, size_t n, char out[VS_SCAN_SAMPLE_MAX])
+{
+    size_t show = n >= 16 ? 4 : n >= 8 ? 2 : 0;
+    char head[8];
+    for (size_t i = 0; i < show; i++)
+        head[i] = s[i] >= 0x21 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\' ? (char)s[i] : '?';
+    head[show] = '\0';
+    snprintf(out, VS_SCAN_SAMPLE_MAX, "%s... (%zu chars)", head, n);
+}
+
+static int on_hit(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags,
+                  void *arg)
+{
+    (void)from;
+    (void)flags;
+    struct scan_ctx *c = arg;
+    const struct rule *r = &c->rs->rules[id];
+    size_t end = (size_t)to, ms, me;
+    if (c->s->last_end[id] > 0 && end <= c->s->last_end[id])
+        return 0;
+    if (!confirm(c, r, end, &ms, &me))
+        return 0;
+    c->s->last_end[id] = me;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
+    size_t ss = ms, se = me;
+    if (r->secret_group > 0 && ov[2 * r->secret_group] != PCRE2_UNSET) {
+        ss = ov[2 * r->secret_group];
+        se = ov[2 * r->secret_group + 1];
+    }
+    const uint8_t *secret = c->data + ss;
+    size_t n = se - ss;
+    if (n == 0 || !valid(r, secret, n) || allowed_by(&c->rs->allow, c->s->md, secret, n) ||
+        allowed_by(&r->allow, c->s->md, secret, n) || marked_line(c, ms, me))
+        return 0;
+    vs_scan_scratch *s = c->s;
+    if (s->nfound == s->found_cap) {
+        size_t cap = s->found_cap ? s->found_cap * 2 : 64;
+        struct vs_finding *nf = realloc(s->found, cap * sizeof *nf);
+        if (nf == NULL) {
+            c->stop = -ENOMEM;
+            return 1;
+        }
+        s->found = nf;
+        s->found_cap = cap;
+    }
+    struct vs_finding *f = &s->found[s->nfound++];
+    *f = (struct vs_finding){.rule_id = r->id, .family = r->family,
+                             .description = r->description != NULL ? r->description : r->id,
+                             .offset = ss, .length = n, .severity = r->severity,
+                             .confidence = r->confidence, .transforms = c->transforms};
+    redact(secret, n, f->sample);
+    return 0;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const struct vs_finding *x = a, *y = b;
+    return x->offset != y->offset ? (x->offset < y->offset ? -1 : 1)
+                                  : (x->length > y->length) - (x->length < y->length);
+}
+
+/* Which of two overlapping findings of different rules stays. */
+static bool outranks(const struct vs_finding *a, const struct vs_finding *b)
+{
+    if (a->confidence != b->confidence)
+        return a->confidence > b->confidence;
+    if (a->severity != b->severity)
+        return a->severity > b->severity;
+    return a->length >= b->length;
+}
+
+/* Settle overlaps, then hand the findings out in order of offset. */
+static int emit(struct scan_ctx *c)
+{
+    vs_scan_scratch *s = c->s;
+    if (s->nfound > 1)
+        qsort(s->found, s->nfound, sizeof *s->found, by_offset);
+    size_t kept = 0;
+    for (size_t i = 0; i < s->nfound; i++) {
+        struct vs_finding *f = &s->found[i];
+        bool drop = false;
+        for (size_t j = kept; j-- > 0 && !drop;) {
+            struct vs_finding *k = &s->found[j];
+            if (k->offset + k->length <= f->offset)
+                continue; /* earlier ones may still overlap (a long match) */
+            if (k->rule_id == f->rule_id)
+                continue;
+            if (outranks(k, f))
+                drop = true;
+            else
+                k->length = 0; /* marked: dropped below */
+        }
+        if (!drop)
+            s->found[kept++] = *f;
+    }
+    for (size_t i = 0; i < kept; i++) {
+        struct vs_finding *f = &s->found[i];
+        if (f->length == 0)
+            continue;
+        position(c, f->offset, &f->line, &f->column);
+        int rc = c->fn(f, c->arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
+            unsigned transforms, vs_finding_fn fn, void *arg)
+{
+    if (rs == NULL || s == NULL || s->rs != rs || (data == NULL && len > 0) || fn == NULL)
+        return -EINVAL;
+    if (len > UINT32_MAX)
+        return -EFBIG;
+    memset(s->last_end, 0, rs->n * sizeof *s->last_end);
+    s->nfound = 0;
+    struct scan_ctx c = {.rs = rs, .s = s, .data = data, .len = len, .transforms = transforms,
+                         .fn = fn, .arg = arg, .line = 1};
+    hs_error_t e = hs_scan(rs->db, len > 0 ? (const char *)data : "", (unsigned)len, 0, s->hs, on_hit,
+                           &c);
+    if (e == HS_SCAN_TERMINATED)
+        return c.stop;
+    return e == HS_SUCCESS ? emit(&c) : -EIO;
+}
+
+const char *vs_severity_name(enum vs_severity s)
+{
+    static const char *const names[] = {"info", "low", "medium", "high", "critical"};
+    return (unsigned)s < 5 ? names[s] : "unknown";
+}
+
+int vs_severity_parse(const char *name, enum vs_severity *out)
+{
+    for (int i = VS_SEV_INFO; name != NULL && i <= VS_SEV_CRITICAL; i++) {
+        if (strcmp(name, vs_severity_name((enum vs_severity)i)) == 0) {
+            *out = (enum vs_severity)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}

@@ -1,0 +1,230 @@
+/*
+ * vs-scan.c - the scanners on the command line (DESIGN.md §10):
+ *   vs-scan exfil|injection [--json|--sarif] [--rules FILE] [--block LEVEL] [FILE|-]
+ * Exit status: 0 when nothing at or above the block level was found, 1
+ * when something was, 2 on an error (unreadable input or rules, usage).
+ *
+ * The ruleset is workers/scan/rules/<name>.yaml (the directory is fixed at
+ * build time; VS_SCAN_RULES_DIR or --rules overrides it). Output is one
+ * line per finding (FILE:LINE:COL: severity rule (family): description,
+ * redacted sample), or a JSON report, or a SARIF 2.1.0 log for code-
+ * scanning tools. Findings never contain the secret itself.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vs/scan.h"
+
+#define MAX_INPUT (256u << 20)
+
+enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF };
+
+struct report {
+    const char *input;          /* "-" for stdin */
+    enum format format;
+    enum vs_severity block;
+    bool blocked;
+    size_t count;
+    json_t *findings;           /* JSON and SARIF: collected, printed at the end */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vs-scan exfil|injection [--json|--sarif] [--rules FILE] [--block LEVEL] [FILE|-]\n"
+            "  exfil        secrets, PII and covert channels (output leaving a sandbox)\n"
+            "  injection    prompt injection (text going to an agent)\n"
+            "  --json       a JSON report\n"
+            "  --sarif      a SARIF 2.1.0 log\n"
+            "  --rules FILE the ruleset file (default: %s/<ruleset>.yaml;\n"
+            "               VS_SCAN_RULES_DIR overrides the directory)\n"
+            "  --block LEVEL  the lowest severity that fails the scan (exit 1): info, low,\n"
+            "               medium, high (default) or critical\n"
+            "Reads FILE, or standard input when it is - or absent. Exit status: 0 clean,\n"
+            "1 something at or above the block level, 2 error.\n",
+            VS_SCAN_RULES_DIR);
+}
+
+static int read_all(const char *path, uint8_t **out, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL)
+        return -errno;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1u << 16;
+            uint8_t *nb = cap > MAX_INPUT ? NULL : realloc(buf, cap);
+            if (nb == NULL) {
+                rc = -EFBIG;
+                break;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            rc = ferror(f) ? -EIO : 0;
+            break;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int on_finding(const struct vs_finding *f, void *arg)
+{
+    struct report *r = arg;
+    r->count++;
+    if (f->severity >= r->block)
+        r->blocked = true;
+    if (r->format == FORMAT_TEXT) {
+        printf("%s:%zu:%zu: %s %s (%s): %s [%s]\n", r->input, f->line, f->column,
+               vs_severity_name(f->severity), f->rule_id, f->family, f->description, f->sample);
+        return 0;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:i}", "rule", f->rule_id,
+                          "family", f->family, "description", f->description, "severity",
+                          vs_severity_name(f->severity), "offset", (json_int_t)f->offset, "length",
+                          (json_int_t)f->length, "line", (json_int_t)f->line, "column",
+                          (json_int_t)f->column, "sample", f->sample, "transforms", (int)f->transforms);
+    return o == NULL || json_array_append_new(r->findings, o) != 0 ? -ENOMEM : 0;
+}
+
+static const char *sarif_level(enum vs_severity s)
+{
+    return s >= VS_SEV_HIGH ? "error" : s >= VS_SEV_MEDIUM ? "warning" : "note";
+}
+
+/* SARIF 2.1.0: one run, the ruleset's rules in the driver, one result per
+ * finding with its region (line, column, byte offset and length). */
+static json_t *sarif(const vs_ruleset *rs, const struct report *r)
+{
+    json_t *rules = json_array();
+    for (size_t i = 0; i < vs_ruleset_size(rs); i++) {
+        const char *id, *family, *desc;
+        enum vs_severity sev;
+        vs_ruleset_rule(rs, i, &id, &family, &desc, &sev);
+        json_array_append_new(
+            rules, json_pack("{s:s, s:{s:s}, s:{s:s}, s:{s:s, s:s}}", "id", id, "shortDescription",
+                             "text", desc, "defaultConfiguration", "level", sarif_level(sev),
+                             "properties", "family", family, "severity", vs_severity_name(sev)));
+    }
+    json_t *results = json_array();
+    size_t i;
+    json_t *f;
+    json_array_foreach(r->findings, i, f) {
+        const char *sev = json_string_value(json_object_get(f, "severity"));
+        enum vs_severity s = VS_SEV_MEDIUM;
+        vs_severity_parse(sev, &s);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %s", json_string_value(json_object_get(f, "description")),
+                 json_string_value(json_object_get(f, "sample")));
+        json_array_append_new(
+            results,
+            json_pack("{s:s, s:s, s:{s:s}, s:[{s:{s:{s:s}, s:{s:O, s:O, s:O, s:O}}}]}", "ruleId",
+                      json_string_value(json_object_get(f, "rule")), "level", sarif_level(s),
+                      "message", "text", msg, "locations", "physicalLocation", "artifactLocation",
+                      "uri", strcmp(r->input, "-") == 0 ? "stdin" : r->input, "region", "startLine",
+                      json_object_get(f, "line"), "startColumn", json_object_get(f, "column"),
+                      "byteOffset", json_object_get(f, "offset"), "byteLength",
+                      json_object_get(f, "length")));
+    }
+    return json_pack("{s:s, s:s, s:[{s:{s:{s:s, s:s, s:o}}, s:o}]}", "$schema",
+                     "https://json.schemastore.org/sarif-2.1.0.json", "version", "2.1.0", "runs",
+                     "tool", "driver", "name", "vs-scan", "informationUri",
+                     "https://example.invalid/vibeshield", "rules", rules, "results", results);
+}
+
+static int print_report(const vs_ruleset *rs, struct report *r)
+{
+    if (r->format == FORMAT_TEXT)
+        return 0;
+    json_t *doc = r->format == FORMAT_SARIF
+                      ? sarif(rs, r)
+                      : json_pack("{s:s, s:s, s:b, s:O}", "ruleset", vs_ruleset_name(rs), "input",
+                                  r->input, "blocked", r->blocked, "findings", r->findings);
+    if (doc == NULL)
+        return -ENOMEM;
+    int rc = json_dumpf(doc, stdout, JSON_INDENT(2)) == 0 && fputc('\n', stdout) != EOF ? 0 : -EIO;
+    json_decref(doc);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},         {"sarif", no_argument, NULL, 's'},
+        {"rules", required_argument, NULL, 'r'},  {"block", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    struct report r = {.format = FORMAT_TEXT, .block = VS_SEV_HIGH};
+    const char *rules = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': r.format = FORMAT_JSON; break;
+        case 's': r.format = FORMAT_SARIF; break;
+        case 'r': rules = optarg; break;
+        case 'b':
+            if (vs_severity_parse(optarg, &r.block) != 0) {
+                fprintf(stderr, "vs-scan: --block: unknown level '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc || (strcmp(argv[optind], "exfil") != 0 && strcmp(argv[optind], "injection") != 0) ||
+        argc - optind > 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *ruleset = argv[optind];
+    r.input = optind + 1 < argc ? argv[optind + 1] : "-";
+    char path[4096];
+    if (rules == NULL) {
+        const char *dir = getenv("VS_SCAN_RULES_DIR");
+        snprintf(path, sizeof path, "%s/%s.yaml", dir != NULL && dir[0] ? dir : VS_SCAN_RULES_DIR,
+                 ruleset);
+        rules = path;
+    }
+    char err[600];
+    vs_ruleset *rs = NULL;
+    vs_scan_scratch *s = NULL;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = vs_ruleset_load(rules, &rs, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "vs-scan: %s\n", err);
+        return 2;
+    }
+    if ((rc = read_all(r.input, &data, &len)) < 0) {
+        fprintf(stderr, "vs-scan: %s: %s\n", r.input, strerror(-rc));
+        vs_ruleset_free(rs);
+        return 2;
+    }
+    r.findings = json_array();
+    if (r.findings == NULL || (rc = vs_scan_scratch_new(rs, &s)) < 0 ||
+        (rc = vs_scan(rs, s, data, len, 0, on_finding, &r)) < 0 || (rc = print_report(rs, &r)) < 0)
+        fprintf(stderr, "vs-scan: %s\n", strerror(rc < 0 ? -rc : ENOMEM));
+    json_decref(r.findings);
+    vs_scan_scratch_free(s);
+    vs_ruleset_free(rs);
+    free(data);
+    return rc < 0 ? 2 : r.blocked ? 1 : 0;
+}
