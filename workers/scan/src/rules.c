@@ -5,6 +5,7 @@
  *
  * The file's shape (unknown keys are errors, with their line):
  *   ruleset: exfil
+ *   flags: [caseless]                (added to every rule's)
  *   allow: {literals: [...], regexes: [...], stopwords: [...]}
  *   rules:
  *     - id: aws-access-key-id        (unique)
@@ -20,6 +21,7 @@
  *       min_entropy: 3.5
  *       max_len: 512
  *       allow: {literals: [...], regexes: [...], stopwords: [...]}
+ *       downgrade: [regex, ...]      (on the line before a match: medium at most)
  * Why libyaml's document API: rule files are small, and a tree gives every
  * error a line number without a hand-written state machine.
  */
@@ -34,6 +36,7 @@
 
 struct loader {
     yaml_document_t *doc;
+    unsigned default_flags;     /* the ruleset's flags, added to each rule's */
     const char *name;
     char *err;
     size_t errlen;
@@ -125,14 +128,46 @@ pcre2_code *vs_rule_pcre(const char *pattern, unsigned flags, char *err, size_t 
     return re;
 }
 
+static void regexes_free(pcre2_code **re, size_t n);
+
 void vs_allowlist_clear(struct allowlist *a)
 {
     strings_free(a->literals, a->nliterals);
     strings_free(a->stopwords, a->nstopwords);
-    for (size_t i = 0; i < a->nregexes; i++)
-        pcre2_code_free(a->regexes[i]);
-    free(a->regexes);
+    regexes_free(a->regexes, a->nregexes);
     memset(a, 0, sizeof *a);
+}
+
+/* A list of PCRE2 regexes (no flags), compiled. */
+static int regexes(struct loader *ld, const yaml_node_t *v, const char *what, pcre2_code ***out,
+                   size_t *count)
+{
+    char **src;
+    size_t nsrc;
+    int rc = strings(ld, v, false, &src, &nsrc);
+    if (rc)
+        return rc;
+    pcre2_code **re = calloc(nsrc ? nsrc : 1, sizeof *re);
+    rc = re == NULL ? -ENOMEM : 0;
+    size_t k = 0;
+    for (size_t i = 0; i < nsrc && rc == 0; i++) {
+        char msg[300];
+        if ((re[k] = vs_rule_pcre(src[i], 0, msg, sizeof msg)) == NULL)
+            rc = fail(ld, v, "%s '%s': %s", what, src[i], msg);
+        else
+            k++;
+    }
+    strings_free(src, nsrc);
+    *out = re; /* the caller frees what was compiled, also on failure */
+    *count = k;
+    return rc;
+}
+
+static void regexes_free(pcre2_code **re, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        pcre2_code_free(re[i]);
+    free(re);
 }
 
 static int allowlist(struct loader *ld, const yaml_node_t *n, struct allowlist *a)
@@ -149,21 +184,7 @@ static int allowlist(struct loader *ld, const yaml_node_t *n, struct allowlist *
         } else if (key != NULL && strcmp(key, "stopwords") == 0) {
             rc = strings(ld, v, true, &a->stopwords, &a->nstopwords);
         } else if (key != NULL && strcmp(key, "regexes") == 0) {
-            char **src;
-            size_t nsrc;
-            if ((rc = strings(ld, v, false, &src, &nsrc)) != 0)
-                return rc;
-            a->regexes = calloc(nsrc ? nsrc : 1, sizeof *a->regexes);
-            rc = a->regexes == NULL ? -ENOMEM : 0;
-            for (size_t i = 0; i < nsrc && rc == 0; i++) {
-                char msg[300];
-                a->regexes[i] = vs_rule_pcre(src[i], 0, msg, sizeof msg);
-                if (a->regexes[i] == NULL)
-                    rc = fail(ld, v, "allow regex '%s': %s", src[i], msg);
-                else
-                    a->nregexes++;
-            }
-            strings_free(src, nsrc);
+            rc = regexes(ld, v, "allow regex", &a->regexes, &a->nregexes);
         } else {
             rc = fail(ld, k, "allow: unknown key '%s'", key != NULL ? key : "?");
         }
@@ -262,6 +283,8 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
             r->max_len = (size_t)d;
     } else if (strcmp(key, "allow") == 0) {
         rc = allowlist(ld, v, &r->allow);
+    } else if (strcmp(key, "downgrade") == 0) {
+        rc = regexes(ld, v, "downgrade regex", &r->downgrade, &r->ndowngrade);
     } else {
         rc = fail(ld, v, "unknown rule key '%s'", key);
     }
@@ -276,6 +299,7 @@ static void rule_clear(struct rule *r)
     free(r->pattern);
     strings_free(r->keywords, r->nkeywords);
     vs_allowlist_clear(&r->allow);
+    regexes_free(r->downgrade, r->ndowngrade);
     if (r->re != NULL)
         pcre2_code_free(r->re);
     memset(r, 0, sizeof *r);
@@ -288,6 +312,7 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
     r->severity = VS_SEV_MEDIUM;
     r->confidence = VS_CONF_MEDIUM;
     r->max_len = RULE_DEFAULT_MAX_LEN;
+    r->flags = ld->default_flags;
     if (n->type != YAML_MAPPING_NODE)
         return fail(ld, n, "a rule must be a mapping");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
@@ -388,6 +413,8 @@ static int top_level(struct loader *ld, vs_ruleset *rs)
             rc = (rs->name = strdup(scalar(v))) == NULL ? -ENOMEM : 0;
         else if (key != NULL && strcmp(key, "allow") == 0)
             rc = allowlist(ld, v, &rs->allow);
+        else if (key != NULL && strcmp(key, "flags") == 0)
+            rc = rule_flags(ld, v, &ld->default_flags);
         else if (key != NULL && strcmp(key, "rules") == 0)
             rules = v;
         else

@@ -16,6 +16,7 @@
 #define RULE_DOTALL 2u
 #define RULE_MULTILINE 4u
 #define RULE_DEFAULT_MAX_LEN 512
+#define DOWNGRADE_REACH 200
 
 /* Values a secret must not be (literals), must not match (regexes) or
  * must not contain, case-insensitively (stopwords). */
@@ -40,6 +41,11 @@ struct rule {
     double min_entropy;
     size_t max_len;             /* the longest match: the confirmation window */
     struct allowlist allow;
+    /* A match whose line, up to it (at most DOWNGRADE_REACH bytes), matches
+     * one of these is reported at medium at most: a flag, not a block
+     * (writing about an attack rather than the attack). */
+    pcre2_code **downgrade;
+    size_t ndowngrade;
     pcre2_code *re;             /* the confirmation, JIT-compiled */
     int line;                   /* in the YAML file, for messages */
 };

@@ -182,6 +182,19 @@ static void redact(const uint8_t *s, size_t n, char out[VS_SCAN_SAMPLE_MAX])
     snprintf(out, VS_SCAN_SAMPLE_MAX, "%s... (%zu chars)", head, n);
 }
 
+/* Whether the line before a match (at most DOWNGRADE_REACH bytes) says
+ * it is written about the attack rather than an attack. */
+static bool downgraded(struct scan_ctx *c, const struct rule *r, size_t ms)
+{
+    size_t lo = ms;
+    while (lo > 0 && ms - lo < DOWNGRADE_REACH && c->data[lo - 1] != '\n')
+        lo--;
+    for (size_t i = 0; i < r->ndowngrade; i++)
+        if (pcre2_match(r->downgrade[i], c->data + lo, ms - lo, 0, 0, c->s->md, NULL) >= 0)
+            return true;
+    return false;
+}
+
 static int on_hit(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags,
                   void *arg)
 {
@@ -222,6 +235,8 @@ static int on_hit(unsigned int id, unsigned long long from, unsigned long long t
                              .description = r->description != NULL ? r->description : r->id,
                              .offset = ss, .length = n, .severity = r->severity,
                              .confidence = r->confidence, .transforms = c->transforms};
+    if (f->severity > VS_SEV_MEDIUM && downgraded(c, r, ms))
+        f->severity = VS_SEV_MEDIUM;
     redact(secret, n, f->sample);
     return 0;
 }
