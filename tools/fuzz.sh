@@ -39,7 +39,7 @@ if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs == 0)); then
 fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build="$root/build-fuzz"
-targets=(fuzz_messages fuzz_json fuzz_envelope fuzz_config fuzz_blob)
+targets=(fuzz_messages fuzz_json fuzz_envelope fuzz_config fuzz_blob fuzz_scan fuzz_normalize)
 start=$SECONDS
 
 # ---- 1. toolchain -----------------------------------------------------------

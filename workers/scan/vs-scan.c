@@ -8,7 +8,9 @@
  * build time; VS_SCAN_RULES_DIR or --rules overrides it). Output is one
  * line per finding (FILE:LINE:COL: severity rule (family): description,
  * redacted sample), or a JSON report, or a SARIF 2.1.0 log for code-
- * scanning tools. Findings never contain the secret itself.
+ * scanning tools. Findings never contain the secret itself. Injection
+ * scans also look at the normalized text and inside encoded runs
+ * (vs_scan_deep); a finding says which transformations revealed it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vs/normalize.h"
 #include "vs/scan.h"
 
 #define MAX_INPUT (256u << 20)
@@ -85,22 +88,43 @@ static int read_all(const char *path, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* The names of VS_NORM_* bits, comma-separated ("" for none). */
+static void transform_names(unsigned bits, char *out, size_t n)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{VS_NORM_INVISIBLE, "invisible"}, {VS_NORM_HOMOGLYPH, "homoglyph"},
+                 {VS_NORM_LEET, "leetspeak"},     {VS_NORM_SPACED, "spaced"},
+                 {VS_NORM_BASE64, "base64"},      {VS_NORM_HEX, "hex"},
+                 {VS_NORM_PERCENT, "percent"},    {VS_NORM_HTML, "html-entities"},
+                 {VS_NORM_UESCAPE, "escapes"},    {VS_NORM_DIACRITIC, "diacritics"}};
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && used < n; i++)
+        if (bits & names[i].bit)
+            used += (size_t)snprintf(out + used, n - used, "%s%s", used ? "," : "", names[i].name);
+}
+
 static int on_finding(const struct vs_finding *f, void *arg)
 {
+    char how[128];
+    transform_names(f->transforms, how, sizeof how);
     struct report *r = arg;
     r->count++;
     if (f->severity >= r->block)
         r->blocked = true;
     if (r->format == FORMAT_TEXT) {
-        printf("%s:%zu:%zu: %s %s (%s): %s [%s]\n", r->input, f->line, f->column,
-               vs_severity_name(f->severity), f->rule_id, f->family, f->description, f->sample);
+        printf("%s:%zu:%zu: %s %s (%s): %s [%s]%s%s%s\n", r->input, f->line, f->column,
+               vs_severity_name(f->severity), f->rule_id, f->family, f->description, f->sample,
+               how[0] ? " (found after: " : "", how, how[0] ? ")" : "");
         return 0;
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:i}", "rule", f->rule_id,
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "rule", f->rule_id,
                           "family", f->family, "description", f->description, "severity",
                           vs_severity_name(f->severity), "offset", (json_int_t)f->offset, "length",
                           (json_int_t)f->length, "line", (json_int_t)f->line, "column",
-                          (json_int_t)f->column, "sample", f->sample, "transforms", (int)f->transforms);
+                          (json_int_t)f->column, "sample", f->sample, "found_after", how);
     return o == NULL || json_array_append_new(r->findings, o) != 0 ? -ENOMEM : 0;
 }
 
@@ -195,6 +219,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *ruleset = argv[optind];
+    bool injection = strcmp(ruleset, "injection") == 0; /* text for an agent: normalized, decoded */
     r.input = optind + 1 < argc ? argv[optind + 1] : "-";
     char path[4096];
     if (rules == NULL) {
@@ -220,7 +245,9 @@ int main(int argc, char **argv)
     }
     r.findings = json_array();
     if (r.findings == NULL || (rc = vs_scan_scratch_new(rs, &s)) < 0 ||
-        (rc = vs_scan(rs, s, data, len, 0, on_finding, &r)) < 0 || (rc = print_report(rs, &r)) < 0)
+        (rc = injection ? vs_scan_deep(rs, s, data, len, on_finding, &r)
+                        : vs_scan(rs, s, data, len, 0, on_finding, &r)) < 0 ||
+        (rc = print_report(rs, &r)) < 0)
         fprintf(stderr, "vs-scan: %s\n", strerror(rc < 0 ? -rc : ENOMEM));
     json_decref(r.findings);
     vs_scan_scratch_free(s);

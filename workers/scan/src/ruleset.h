@@ -10,6 +10,7 @@
 #include <pcre2.h>
 
 #include "validators.h"
+#include "vs/normalize.h"
 #include "vs/scan.h"
 
 #define RULE_CASELESS 1u
@@ -58,6 +59,23 @@ struct vs_ruleset {
     hs_database_t *db;          /* every rule, id = its index */
     uint32_t max_groups;        /* the most capture groups of a rule, for match data */
 };
+
+/* Per-thread state of scans (scan.c; pipeline.c uses the normalizers and
+ * the deep scan's findings). */
+struct vs_scan_scratch {
+    const vs_ruleset *rs;
+    hs_scratch_t *hs;
+    pcre2_match_data *md;
+    size_t *last_end;           /* per rule: the end of its last confirmed match */
+    struct vs_finding *found;   /* one scan's findings before overlaps are settled */
+    size_t nfound, found_cap;
+    vs_normalizer *norm, *norm_decoded; /* the text's, and a decoded piece's */
+    struct vs_finding *deep;    /* vs_scan_deep's findings, in original offsets */
+    size_t ndeep, deep_cap;
+};
+
+/* 1-based line and column of offset in data. */
+void vs__line_column(const uint8_t *data, size_t offset, size_t *line, size_t *col);
 
 /* Compile pattern with PCRE2 (JIT when available) under RULE_* flags;
  * NULL with err set on failure. */

@@ -10,9 +10,9 @@
  * after each character); the confirmation takes the match PCRE2 finds from
  * that start over the whole data (greedy, as any regex search would), and
  * a rule's later hits inside it are skipped. Findings are collected, and
- * where two rules claim overlapping text the more confident (then the more
- * severe, then the longer) one is kept - a GitHub token on a "token:" line
- * is reported once, as a GitHub token - before they go out in order.
+ * where two rules claim overlapping text the more severe (then the more
+ * confident, then the longer) one is kept - a GitHub token on a "token:"
+ * line is reported once, as a GitHub token - before they go out in order.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,14 +25,6 @@
 #define MARKER_REACH 4096 /* how far a line is searched for the marker */
 #define STOPWORD_SPAN 256 /* the part of a secret checked for stopwords */
 
-struct vs_scan_scratch {
-    const vs_ruleset *rs;
-    hs_scratch_t *hs;
-    pcre2_match_data *md;
-    size_t *last_end;       /* per rule: the end of its last confirmed match */
-    struct vs_finding *found; /* this scan's findings before overlaps are settled */
-    size_t nfound, found_cap;
-};
 
 int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out)
 {
@@ -44,7 +36,8 @@ int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out)
     s->rs = rs;
     s->md = pcre2_match_data_create(rs->max_groups + 1, NULL);
     s->last_end = calloc(rs->n, sizeof *s->last_end);
-    if (s->md == NULL || s->last_end == NULL || hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS) {
+    if (s->md == NULL || s->last_end == NULL || hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS ||
+        vs_normalizer_new(&s->norm) != 0 || vs_normalizer_new(&s->norm_decoded) != 0) {
         vs_scan_scratch_free(s);
         return -ENOMEM;
     }
@@ -62,6 +55,9 @@ void vs_scan_scratch_free(vs_scan_scratch *s)
         pcre2_match_data_free(s->md);
     free(s->last_end);
     free(s->found);
+    free(s->deep);
+    vs_normalizer_free(s->norm);
+    vs_normalizer_free(s->norm_decoded);
     free(s);
 }
 
@@ -150,6 +146,18 @@ static bool marked_line(const struct scan_ctx *c, size_t start, size_t end)
         if (c->data[i] == 'v' && memcmp(c->data + i, ALLOW_MARKER, m) == 0)
             return true;
     return false;
+}
+
+void vs__line_column(const uint8_t *data, size_t offset, size_t *line, size_t *col)
+{
+    size_t n = 1;
+    for (const uint8_t *p = data, *e = data + offset; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        n++;
+    size_t bol = offset;
+    while (bol > 0 && data[bol - 1] != '\n')
+        bol--;
+    *line = n;
+    *col = offset - bol + 1;
 }
 
 /* 1-based line and column of offset (newlines counted incrementally). */
@@ -248,13 +256,15 @@ static int by_offset(const void *a, const void *b)
                                   : (x->length > y->length) - (x->length < y->length);
 }
 
-/* Which of two overlapping findings of different rules stays. */
+/* Which of two overlapping findings of different rules stays: the more
+ * severe (a credential over the e-mail address its URL contains), then
+ * the more confident, then the longer. */
 static bool outranks(const struct vs_finding *a, const struct vs_finding *b)
 {
-    if (a->confidence != b->confidence)
-        return a->confidence > b->confidence;
     if (a->severity != b->severity)
         return a->severity > b->severity;
+    if (a->confidence != b->confidence)
+        return a->confidence > b->confidence;
     return a->length >= b->length;
 }
 

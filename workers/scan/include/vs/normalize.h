@@ -69,7 +69,8 @@ void vs_normalizer_free(vs_normalizer *n);
  *
  * Leetspeak: a maximal run of 1-3 of "013457@$" is converted when a letter
  * is directly before or after it and no other digit touches it ("1gn0r3",
- * "pr3v10us" convert; "1.0.3", "8080", "3 items", "x264", "1000a" stay).
+ * "pr3v10us" convert; "1.0.3", "8080", "3 items", "x264", "1000a" stay);
+ * a hex literal ("0x1f") is kept.
  * Spaced letters: a single letter is one with no letter, digit or non-ASCII
  * byte on either side. Single letters separated by exactly one separator
  * (space, '-', '.' or '_'), the same one throughout, form a run; two runs
@@ -97,9 +98,10 @@ typedef int (*vs_norm_decoded_fn)(const uint8_t *data, size_t len, unsigned tran
  *   - base64 / base64url: a run of >= 16 alphabet characters (+ up to two
  *     '='), tried at the 4 alignments, reported when >= 90% of the decoded
  *     bytes are printable ASCII or valid UTF-8 (a run starting "0x" or made
- *     only of decimal digits is not tried as base64);
+ *     only of decimal digits is not tried as base64); a piece under 24
+ *     bytes must be all printable ASCII;
  *   - hex: a run of >= 16 hex digits (after an optional "0x"), even length,
- *     with at least one digit a-f, decoding to >= 90% printable;
+ *     with at least one digit a-f, decoding to printable text as for base64;
  *   - percent (%XX, >= 3), HTML entities (&name; &#N; &#xN;, >= 2), and
  *     backslash escapes (\xXX \uXXXX \u{X..} \UXXXXXXXX, >= 3): escapes of
  *     one kind are in a run when each follows the previous one within 16

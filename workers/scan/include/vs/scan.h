@@ -81,6 +81,18 @@ typedef int (*vs_finding_fn)(const struct vs_finding *f, void *arg);
 int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
             unsigned transforms, vs_finding_fn fn, void *arg);
 
+/* Scan text the way the injection stage does: as it is; then normalized
+ * (vs/normalize.h: invisible characters, look-alikes, leetspeak, spaced
+ * letters) when that changed more than case and spacing; then each
+ * encoded run it holds (base64, hex, percent, HTML entities, \u escapes;
+ * nested up to three levels), decoded and normalized. Findings point into
+ * the original text - through the normalizer's map, or at the start of
+ * the encoded run - and carry the transformations that revealed them; a
+ * rule that matched the same original bytes more than once is reported
+ * once, as found with the fewest transformations. */
+int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
+                 vs_finding_fn fn, void *arg);
+
 const char *vs_severity_name(enum vs_severity s);
 /* "info".."critical" -> the level; -EINVAL otherwise. */
 int vs_severity_parse(const char *name, enum vs_severity *out);

@@ -1,0 +1,187 @@
+/*
+ * fuzz_normalize.c - libFuzzer target: the injection scanner's text
+ * normalizer (vs/normalize.h) on arbitrary bytes.
+ *
+ * The input is copied into an exactly sized buffer and run through both
+ * entry points. Checks:
+ *   - vs_normalize succeeds; the output is no longer than the input, holds
+ *     no uppercase ASCII, no ASCII whitespace but the space and never two
+ *     spaces in a row; the transform bits are vs_normalize's own; the map
+ *     has one strictly increasing offset below the input length per output
+ *     byte; without a map the output and bits are the same;
+ *   - vs_norm_decode (depth 3, a budget of twice the input, then a budget of
+ *     a third of it) returns 0; every piece is non-empty, no longer than the
+ *     input, starts inside it, carries only decoding bits (at least one, at
+ *     most one per level), and the pieces total at most the budget.
+ * Any violation aborts after a line on stderr.
+ *
+ * VS_FUZZ_WRITE_SEEDS=<dir> writes seed files to dir and exits.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vs/normalize.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define NORM_BITS                                                                          \
+    (VS_NORM_INVISIBLE | VS_NORM_HOMOGLYPH | VS_NORM_LEET | VS_NORM_SPACED | VS_NORM_DIACRITIC)
+#define DECODE_BITS                                                                        \
+    (VS_NORM_BASE64 | VS_NORM_HEX | VS_NORM_PERCENT | VS_NORM_HTML | VS_NORM_UESCAPE)
+#define DEPTH 3u
+
+static vs_normalizer *norm;
+
+static void die(const char *what, size_t detail)
+{
+    fprintf(stderr, "fuzz_normalize: %s (%zu)\n", what, detail);
+    abort();
+}
+
+/* ---- vs_normalize ---------------------------------------------------------------- */
+
+static void check_normalize(const uint8_t *in, size_t size)
+{
+    const uint8_t *out, *out2;
+    const uint32_t *map;
+    size_t len, len2;
+    unsigned tf, tf2;
+    uint8_t *copy;
+
+    if (vs_normalize(norm, in, size, &out, &len, &tf, &map) != 0) {
+        die("vs_normalize failed", size);
+    }
+    if (len > size || (tf & ~(unsigned)NORM_BITS) != 0) {
+        die("output longer than the input, or unknown bits", len);
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = out[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= '\t' && c <= '\r') ||
+            (c == ' ' && i > 0 && out[i - 1] == ' ')) {
+            die("uppercase, whitespace other than one space", i);
+        }
+        if (map[i] >= size || (i > 0 && map[i] <= map[i - 1])) {
+            die("map offset out of range or not increasing", i);
+        }
+    }
+    copy = malloc(len > 0 ? len : 1);
+    if (copy == NULL) {
+        abort();
+    }
+    memcpy(copy, out, len);
+    if (vs_normalize(norm, in, size, &out2, &len2, &tf2, NULL) != 0 || len2 != len ||
+        tf2 != tf || memcmp(out2, copy, len) != 0) {
+        die("output differs without a map", len2);
+    }
+    free(copy);
+}
+
+/* ---- vs_norm_decode ----------------------------------------------------------- */
+
+struct totals {
+    size_t size, total;
+};
+
+static int on_piece(const uint8_t *data, size_t len, unsigned tf, size_t offset, void *arg)
+{
+    struct totals *t = arg;
+    unsigned layers = 0;
+
+    if (len == 0 || len > t->size || offset >= t->size) {
+        die("piece empty, longer than the input or outside it", len);
+    }
+    if (tf == 0 || (tf & ~(unsigned)DECODE_BITS) != 0) {
+        die("piece bits", tf);
+    }
+    for (unsigned b = tf; b != 0; b &= b - 1) {
+        layers++;
+    }
+    if (layers > DEPTH) {
+        die("more layers than the depth", layers);
+    }
+    volatile uint8_t sink = data[0] ^ data[len - 1]; /* ASan checks both ends */
+    (void)sink;
+    t->total += len;
+    return 0;
+}
+
+static void check_decode(const uint8_t *in, size_t size, size_t budget)
+{
+    struct totals t = {size, 0};
+
+    if (vs_norm_decode(norm, in, size, DEPTH, budget, on_piece, &t) != 0) {
+        die("vs_norm_decode failed", size);
+    }
+    if (t.total > budget) {
+        die("pieces over the budget", t.total);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t *in = malloc(size > 0 ? size : 1);
+
+    if (in == NULL) {
+        abort();
+    }
+    memcpy(in, data, size);
+    check_normalize(in, size);
+    check_decode(in, size, 2 * size + 64);
+    check_decode(in, size, size / 3);
+    free(in);
+    return 0;
+}
+
+/* ---- init and seeds -------------------------------------------------------- */
+
+static void write_seeds(const char *dir)
+{
+    static const struct {
+        const char *name, *text;
+    } seeds[] = {
+        {"plain.txt", "The quick brown fox jumps over the lazy dog.\n\tversion 1.0.3, port 8080\n"},
+        {"invisible.txt", "ig\u200Bno\u200Dre \u202Eprev\u2066ious \U000E0041\U000E0042 in\u00ADst"},
+        {"homoglyph.txt", "\u0406gn\u03BFre \uFF49\uFF47\uFF4E \U0001D422\U0001D420 \u00EFgn\u0308"},
+        {"leet.txt", "1gn0r3 pr3v10us 1nstruct10ns, p@$$w0rd x264 1000a"},
+        {"spaced.txt", "i g n o r e  a l l  p r e v i o u s, i-g-n-o-r-e a-l-l, i.g.n.o.r.e"},
+        {"base64.txt", "read: aWdub3JlIHByZXZpb3VzIGluc3RydWN0aW9ucw== now"},
+        {"hex-b64.txt",
+         "0x6157647562334a6c494842795a585a706233567a49476c756333527964574e306157397563773d3d"},
+        {"escapes.txt", "/q?s=ignore%20all%20prev%69ous &#105;&#x67;&lt;&gt; "
+                        "\\u0069\\u{67}\\x6e\\U0001F600\\uD83D\\uDE00"},
+        {"bad-utf8.txt", "\x80\xC0\xAF\xE0\x80\xAF\xED\xA0\x80\xF4\x90\x80\x80\xE2\x82"},
+        {"emoji.txt", "\xE2\x9D\xA4\xEF\xB8\x8F \xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x92\xBB"},
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        char path[4096];
+        FILE *f;
+        size_t len = strlen(seeds[i].text);
+
+        snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
+        f = fopen(path, "wb");
+        if (f == NULL || fwrite(seeds[i].text, 1, len, f) != len || fclose(f) != 0) {
+            perror(path);
+            exit(1);
+        }
+    }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *seeds = getenv("VS_FUZZ_WRITE_SEEDS");
+
+    (void)argc;
+    (void)argv;
+    if (seeds != NULL && seeds[0] != '\0') {
+        write_seeds(seeds);
+        exit(0);
+    }
+    if (vs_normalizer_new(&norm) != 0) {
+        abort();
+    }
+    return 0;
+}

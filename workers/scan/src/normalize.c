@@ -1,0 +1,1484 @@
+/*
+ * normalize.c - the text normalizer that runs before prompt-injection
+ * matching (vs/normalize.h): folding of Unicode tricks, leetspeak and
+ * spaced-out letters (vs_normalize), and discovery of encoded runs
+ * (vs_norm_decode).
+ *
+ * Why it is built this way: the injection scanner must keep >= 1 GB/s per
+ * core with normalization included, so
+ *   - vs_normalize makes two linear passes over the text: fold_text turns
+ *     the input into lowercase ASCII-leaning bytes (ASCII through a
+ *     128-entry table, 8 bytes at a time; only bytes >= 0x80 are decoded as
+ *     UTF-8 and looked up, by binary search, in a sorted table of code point
+ *     ranges), then refine rewrites that buffer in place (leetspeak,
+ *     spaced-out letters, whitespace runs), deciding with a class table and
+ *     O(1) look-behind/look-ahead; the only longer look-ahead, for spaced
+ *     letters, is taken only at a single letter followed by a separator and
+ *     never rescans bytes;
+ *   - vs_norm_decode walks its input once, splitting it into runs by
+ *     character class, and decodes only runs that pass the length and
+ *     count thresholds; base64 and hex runs are first checked on a decoded
+ *     prefix of at most 48 bytes, so long identifiers, paths, hashes and
+ *     keys are rejected cheaply.
+ * All tables are const; the normalizer object holds the only buffers.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vs/normalize.h"
+
+/* SSE2 (every x86-64) handles 16 bytes at a time on the hot paths; other
+ * targets use the scalar loops, which give the same results. */
+#ifndef VS_NORM_SSE2 /* -DVS_NORM_SSE2=0 tests the scalar loops */
+#if defined(__SSE2__) && defined(__GNUC__)
+#define VS_NORM_SSE2 1
+#else
+#define VS_NORM_SSE2 0
+#endif
+#endif
+#if VS_NORM_SSE2
+#include <emmintrin.h>
+#endif
+
+/* A growable byte buffer (one per decoding depth). */
+struct norm_buf {
+    uint8_t *p;
+    size_t cap;
+};
+
+struct vs_normalizer {
+    uint8_t *text; /* vs_normalize's output */
+    size_t text_cap;
+    uint32_t *map; /* its byte map */
+    size_t map_cap;
+    struct norm_buf level[VS_NORM_MAX_DEPTH]; /* vs_norm_decode: pieces of depth i + 1 */
+};
+
+/* ---- tables ------------------------------------------------------------------ */
+
+/* ASCII fold: A-Z lowercased, \t \n \v \f \r become a space, the rest unchanged. */
+static const uint8_t fold_ascii[128] = {
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x20, 0x20, 0x20, 0x20, 0x20, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+    0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f,
+    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
+    0x40, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0x7e, 0x7f,
+};
+/* Classes of folded bytes: N_LETTER 1, N_LEET 2, N_DIGIT 4, N_WORD 8, N_SEP 16, N_SPACE 32. */
+static const uint8_t ncls[256] = {
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+    48,  0,  0,  0, 10,  0,  0,  0,  0,  0,  0,  0,  0, 16, 16,  0,
+    14, 14, 12, 14, 14, 14, 12, 14, 12, 12,  0,  0,  0,  0,  0,  0,
+    10,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,
+     9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  0,  0,  0,  0, 16,
+     0,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,
+     9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  0,  0,  0,  0,  0,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+     8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,  8,
+};
+/* Classes for run detection: D_B64 1 (base64 and base64url alphabet), D_HEX 2, D_DIGIT 4. */
+static const uint8_t dcls[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 0, 0, 0, 0,
+    0, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+    0, 3, 3, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* Base64 digit values (standard and URL alphabets); 255: not a digit. */
+static const uint8_t b64val[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255,  62, 255,  63,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255, 255, 255, 255,
+    255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255,  63,
+    255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
+/* Hex digit values; 255: not a hex digit. */
+static const uint8_t hexval[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+      0,   1,   2,   3,   4,   5,   6,   7,   8,   9, 255, 255, 255, 255, 255, 255,
+    255,  10,  11,  12,  13,  14,  15, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255,  10,  11,  12,  13,  14,  15, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
+
+enum {
+    N_LETTER = 1, /* a-z (A-Z never reaches refine) */
+    N_LEET = 2,   /* 0 1 3 4 5 7 @ $ */
+    N_DIGIT = 4,  /* 0-9 */
+    N_WORD = 8,   /* letters, digits, leet candidates, bytes >= 0x80 */
+    N_SEP = 16,   /* separators between spaced-out letters: space - . _ */
+    N_SPACE = 32, /* the space (fold_text turned all whitespace into it) */
+};
+
+enum { D_B64 = 1, D_HEX = 2, D_DIGIT = 4 };
+
+/* Base letters of U+00C0-U+017F ('.': not folded). */
+static const char latin_fold[] = "aaaaaa.ceeeeiiiidnooooo.ouuuuy.." /* U+00C0 */
+                                 "aaaaaa.ceeeeiiiidnooooo.ouuuuy.y" /* U+00E0 */
+                                 "aaaaaaccccccccddddeeeeeeeeeegggg" /* U+0100 */
+                                 "gggghhhhiiiiiiiiii..jjkkklllllll" /* U+0120 */
+                                 "lllnnnnnnnnnoooooo..rrrrrrssssss" /* U+0140 */
+                                 "ssttttttuuuuuuuuuuuuwwyyyzzzzzzs" /* U+0160 */;
+_Static_assert(sizeof latin_fold == 0x180 - 0xC0 + 1, "latin_fold covers U+00C0-U+017F");
+
+/* Look-alikes in one 58-letter block of the math Greek alphabets
+ * (U+1D6A8...): capitals Alpha-Omega, nabla, small alpha-omega, partial,
+ * then the symbol variants ('.': not folded). */
+static const char math_greek[] = "ab..ezh.ik.mn.o.p..ty.x..." "a.y.e...ik..v.o.p..tu.x.w." "e.k.p.";
+_Static_assert(sizeof math_greek == 58 + 1, "math_greek is one block");
+
+enum fold_op {
+    OP_CHAR,       /* arg, a look-alike */
+    OP_SEQ,        /* arg + (cp - lo): a run of look-alikes in alphabetical order */
+    OP_INVIS,      /* removed (VS_NORM_INVISIBLE) */
+    OP_MARK,       /* combining mark: removed (VS_NORM_DIACRITIC) */
+    OP_SPACE,      /* a Unicode space: ' ', no bit */
+    OP_LATIN,      /* latin_fold (VS_NORM_DIACRITIC) */
+    OP_FULLWIDTH,  /* U+FF01-FF5E: ASCII 0x21-0x7E */
+    OP_MATH_LATIN, /* 13 styles of A-Z a-z */
+    OP_MATH_GREEK, /* 5 styles of math_greek */
+    OP_MATH_DIGIT, /* 5 styles of 0-9 */
+};
+
+struct fold_range {
+    uint32_t lo, hi;
+    uint8_t op;
+    char arg;
+};
+
+#define C1(cp, ch) {cp, cp, OP_CHAR, ch}
+#define RANGE(lo, hi, op) {lo, hi, op, 0}
+
+/* Sorted by code point and not overlapping: fold_find is a binary search. */
+static const struct fold_range fold_ranges[] = {
+    RANGE(0x0085, 0x0085, OP_SPACE), RANGE(0x00A0, 0x00A0, OP_SPACE),
+    RANGE(0x00AD, 0x00AD, OP_INVIS), RANGE(0x00C0, 0x017F, OP_LATIN),
+    /* IPA and small capitals in Latin Extended-B / IPA Extensions */
+    C1(0x0237, 'j'), C1(0x0251, 'a'), C1(0x0261, 'g'), C1(0x0262, 'g'), C1(0x0269, 'i'),
+    C1(0x026A, 'i'), C1(0x0274, 'n'), C1(0x0280, 'r'), C1(0x028F, 'y'), C1(0x0299, 'b'),
+    C1(0x029C, 'h'), C1(0x029F, 'l'),
+    RANGE(0x0300, 0x034E, OP_MARK), RANGE(0x034F, 0x034F, OP_INVIS),
+    RANGE(0x0350, 0x036F, OP_MARK),
+    /* Greek */
+    C1(0x0391, 'a'), C1(0x0392, 'b'), C1(0x0395, 'e'), C1(0x0396, 'z'), C1(0x0397, 'h'),
+    C1(0x0399, 'i'), C1(0x039A, 'k'), C1(0x039C, 'm'), C1(0x039D, 'n'), C1(0x039F, 'o'),
+    C1(0x03A1, 'p'), C1(0x03A4, 't'), C1(0x03A5, 'y'), C1(0x03A7, 'x'), C1(0x03B1, 'a'),
+    C1(0x03B3, 'y'), C1(0x03B5, 'e'), C1(0x03B9, 'i'), C1(0x03BA, 'k'), C1(0x03BD, 'v'),
+    C1(0x03BF, 'o'), C1(0x03C1, 'p'), C1(0x03C4, 't'), C1(0x03C5, 'u'), C1(0x03C7, 'x'),
+    C1(0x03C9, 'w'), C1(0x03F2, 'c'), C1(0x03F3, 'j'), C1(0x03F9, 'c'),
+    /* Cyrillic */
+    C1(0x0401, 'e'), C1(0x0405, 's'), C1(0x0406, 'i'), C1(0x0407, 'i'), C1(0x0408, 'j'),
+    C1(0x0410, 'a'), C1(0x0412, 'b'), C1(0x0415, 'e'), C1(0x041A, 'k'), C1(0x041C, 'm'),
+    C1(0x041D, 'h'), C1(0x041E, 'o'), C1(0x0420, 'p'), C1(0x0421, 'c'), C1(0x0422, 't'),
+    C1(0x0423, 'y'), C1(0x0425, 'x'), C1(0x0430, 'a'), C1(0x0435, 'e'), C1(0x043A, 'k'),
+    C1(0x043E, 'o'), C1(0x0440, 'p'), C1(0x0441, 'c'), C1(0x0443, 'y'), C1(0x0445, 'x'),
+    C1(0x0451, 'e'), C1(0x0455, 's'), C1(0x0456, 'i'), C1(0x0457, 'i'), C1(0x0458, 'j'),
+    C1(0x04AE, 'y'), C1(0x04AF, 'y'), C1(0x04BA, 'h'), C1(0x04BB, 'h'), C1(0x04C0, 'i'),
+    C1(0x04CF, 'i'), C1(0x0500, 'd'), C1(0x0501, 'd'), C1(0x051A, 'q'), C1(0x051B, 'q'),
+    C1(0x051C, 'w'), C1(0x051D, 'w'),
+    /* Armenian */
+    C1(0x0570, 'h'), C1(0x0578, 'n'), C1(0x057D, 'u'), C1(0x0585, 'o'),
+    RANGE(0x061C, 0x061C, OP_INVIS), RANGE(0x115F, 0x1160, OP_INVIS),
+    RANGE(0x1680, 0x1680, OP_SPACE), RANGE(0x17B4, 0x17B5, OP_INVIS),
+    RANGE(0x180B, 0x180F, OP_INVIS), RANGE(0x1AB0, 0x1AFF, OP_MARK),
+    /* small capitals */
+    C1(0x1D00, 'a'), C1(0x1D04, 'c'), C1(0x1D05, 'd'), C1(0x1D07, 'e'), C1(0x1D0A, 'j'),
+    C1(0x1D0B, 'k'), C1(0x1D0D, 'm'), C1(0x1D0F, 'o'), C1(0x1D18, 'p'), C1(0x1D1B, 't'),
+    C1(0x1D1C, 'u'), C1(0x1D20, 'v'), C1(0x1D21, 'w'), C1(0x1D22, 'z'),
+    RANGE(0x1DC0, 0x1DFF, OP_MARK),
+    RANGE(0x2000, 0x200A, OP_SPACE), RANGE(0x200B, 0x200F, OP_INVIS),
+    RANGE(0x2028, 0x2029, OP_SPACE), RANGE(0x202A, 0x202E, OP_INVIS),
+    RANGE(0x202F, 0x202F, OP_SPACE), RANGE(0x205F, 0x205F, OP_SPACE),
+    RANGE(0x2060, 0x2064, OP_INVIS), RANGE(0x2066, 0x206F, OP_INVIS),
+    RANGE(0x20D0, 0x20FF, OP_MARK),
+    /* letterlike symbols */
+    C1(0x2102, 'c'), C1(0x210A, 'g'), C1(0x210B, 'h'), C1(0x210C, 'h'), C1(0x210D, 'h'),
+    C1(0x210E, 'h'), C1(0x2110, 'i'), C1(0x2111, 'i'), C1(0x2112, 'l'), C1(0x2113, 'l'),
+    C1(0x2115, 'n'), C1(0x2119, 'p'), C1(0x211A, 'q'), C1(0x211B, 'r'), C1(0x211C, 'r'),
+    C1(0x211D, 'r'), C1(0x2124, 'z'), C1(0x2128, 'z'), C1(0x212A, 'k'), C1(0x212B, 'a'),
+    C1(0x212C, 'b'), C1(0x212D, 'c'), C1(0x212F, 'e'), C1(0x2130, 'e'), C1(0x2131, 'f'),
+    C1(0x2133, 'm'), C1(0x2134, 'o'), C1(0x2139, 'i'),
+    /* Roman numerals */
+    C1(0x2160, 'i'), C1(0x2164, 'v'), C1(0x2169, 'x'), C1(0x216C, 'l'), C1(0x216D, 'c'),
+    C1(0x216E, 'd'), C1(0x216F, 'm'), C1(0x2170, 'i'), C1(0x2174, 'v'), C1(0x2179, 'x'),
+    C1(0x217C, 'l'), C1(0x217D, 'c'), C1(0x217E, 'd'), C1(0x217F, 'm'),
+    /* parenthesized, circled capital, circled small letters */
+    {0x249C, 0x24B5, OP_SEQ, 'a'}, {0x24B6, 0x24CF, OP_SEQ, 'a'}, {0x24D0, 0x24E9, OP_SEQ, 'a'},
+    RANGE(0x3000, 0x3000, OP_SPACE), RANGE(0x3164, 0x3164, OP_INVIS),
+    C1(0xA730, 'f'), C1(0xA731, 's'),
+    RANGE(0xFE00, 0xFE0F, OP_INVIS), RANGE(0xFE20, 0xFE2F, OP_MARK),
+    RANGE(0xFEFF, 0xFEFF, OP_INVIS), RANGE(0xFF01, 0xFF5E, OP_FULLWIDTH),
+    RANGE(0xFFA0, 0xFFA0, OP_INVIS), RANGE(0xFFF9, 0xFFFB, OP_INVIS),
+    RANGE(0x1BCA0, 0x1BCA3, OP_INVIS), RANGE(0x1D173, 0x1D17A, OP_INVIS),
+    RANGE(0x1D400, 0x1D6A3, OP_MATH_LATIN), C1(0x1D6A4, 'i'), C1(0x1D6A5, 'j'),
+    RANGE(0x1D6A8, 0x1D7C9, OP_MATH_GREEK), RANGE(0x1D7CE, 0x1D7FF, OP_MATH_DIGIT),
+    /* squared, negative circled, negative squared capitals */
+    {0x1F130, 0x1F149, OP_SEQ, 'a'}, {0x1F150, 0x1F169, OP_SEQ, 'a'},
+    {0x1F170, 0x1F189, OP_SEQ, 'a'},
+    RANGE(0xE0000, 0xE007F, OP_INVIS), RANGE(0xE0100, 0xE01EF, OP_INVIS),
+};
+
+#undef C1
+#undef RANGE
+
+/* ---- buffers and UTF-8 ----------------------------------------------------- */
+
+/* p grown to hold at least need elements of elem bytes (*cap counts
+ * elements); NULL on failure, p then still valid. */
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    size_t ncap = *cap > 0 ? *cap : 256;
+    void *q;
+
+    if (need <= *cap && p != NULL) {
+        return p;
+    }
+    while (ncap < need) {
+        ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
+    }
+    if (ncap > SIZE_MAX / elem) {
+        return NULL;
+    }
+    q = realloc(p, ncap * elem);
+    if (q != NULL) {
+        *cap = ncap;
+    }
+    return q;
+}
+
+/* The code point of the well-formed UTF-8 sequence at p[0..n) (p[0] >=
+ * 0x80): its length, or 0 when ill-formed (overlong, surrogate, above
+ * U+10FFFF, truncated, bad continuation). */
+static size_t utf8_decode(const uint8_t *p, size_t n, uint32_t *cp)
+{
+    uint8_t b = p[0], lo = 0x80, hi = 0xBF;
+    size_t len;
+
+    if (b >= 0xC2 && b <= 0xDF) {
+        len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3;
+        lo = b == 0xE0 ? 0xA0 : 0x80;
+        hi = b == 0xED ? 0x9F : 0xBF;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4;
+        lo = b == 0xF0 ? 0x90 : 0x80;
+        hi = b == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    *cp = b & (0x7Fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        *cp = (*cp << 6) | (p[i] & 0x3Fu);
+    }
+    return len;
+}
+
+/* cp (<= U+10FFFF, not a surrogate) as UTF-8 in out; its length. */
+static size_t utf8_encode(uint32_t cp, uint8_t out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (uint8_t)(0xC0 | (cp >> 6));
+        out[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (uint8_t)(0xE0 | (cp >> 12));
+        out[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (uint8_t)(0xF0 | (cp >> 18));
+    out[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* ---- folding (first pass) ------------------------------------------------------ */
+
+enum fold_result { FOLD_PASS, FOLD_DROP, FOLD_CHAR };
+
+static const struct fold_range *fold_find(uint32_t cp)
+{
+    size_t lo = 0, hi = sizeof fold_ranges / sizeof fold_ranges[0];
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < fold_ranges[mid].lo) {
+            hi = mid;
+        } else if (cp > fold_ranges[mid].hi) {
+            lo = mid + 1;
+        } else {
+            return &fold_ranges[mid];
+        }
+    }
+    return NULL;
+}
+
+/* A character removed when it hides something, kept when it belongs to the
+ * non-ASCII character before it: ZWJ and variation selectors in emoji
+ * sequences and after CJK ideographs, combining marks on other scripts. */
+static bool joins_previous(uint32_t cp, enum fold_op op)
+{
+    return op == OP_MARK || cp == 0x200D || (cp >= 0xFE00 && cp <= 0xFE0F) || cp >= 0xE0100;
+}
+
+/* A one-letter result, ch. */
+static enum fold_result fold_letter(char ch, unsigned bit, uint8_t *out, unsigned *tf)
+{
+    *out = (uint8_t)ch;
+    *tf |= bit;
+    return FOLD_CHAR;
+}
+
+/* The same from a table where '.' means "kept unchanged". */
+static enum fold_result fold_table(char ch, unsigned bit, uint8_t *out, unsigned *tf)
+{
+    return ch == '.' ? FOLD_PASS : fold_letter(ch, bit, out, tf);
+}
+
+/* What the non-ASCII code point cp becomes: kept, dropped, or *out.
+ * after_pass: the character before it was kept unchanged and non-ASCII. */
+static enum fold_result fold_cp(uint32_t cp, bool after_pass, uint8_t *out, unsigned *tf)
+{
+    const struct fold_range *r = fold_find(cp);
+    uint32_t k;
+
+    if (r == NULL) {
+        return FOLD_PASS;
+    }
+    k = cp - r->lo;
+    switch ((enum fold_op)r->op) {
+    case OP_CHAR:
+        return fold_letter(r->arg, VS_NORM_HOMOGLYPH, out, tf);
+    case OP_SEQ:
+        return fold_letter((char)('a' + k), VS_NORM_HOMOGLYPH, out, tf);
+    case OP_SPACE:
+        *out = ' ';
+        return FOLD_CHAR;
+    case OP_INVIS:
+    case OP_MARK:
+        if (after_pass && joins_previous(cp, (enum fold_op)r->op)) {
+            return FOLD_PASS;
+        }
+        *tf |= r->op == OP_MARK ? VS_NORM_DIACRITIC : VS_NORM_INVISIBLE;
+        return FOLD_DROP;
+    case OP_LATIN:
+        return fold_table(latin_fold[k], VS_NORM_DIACRITIC, out, tf);
+    case OP_FULLWIDTH:
+        return fold_letter((char)fold_ascii[k + 0x21], VS_NORM_HOMOGLYPH, out, tf);
+    case OP_MATH_LATIN:
+        return fold_letter((char)('a' + k % 52 % 26), VS_NORM_HOMOGLYPH, out, tf);
+    case OP_MATH_GREEK:
+        return fold_table(math_greek[k % 58], VS_NORM_HOMOGLYPH, out, tf);
+    case OP_MATH_DIGIT:
+        return fold_letter((char)('0' + k % 10), VS_NORM_HOMOGLYPH, out, tf);
+    }
+    return FOLD_PASS;
+}
+
+#if VS_NORM_SSE2
+/* Byte masks of v: lo <= byte <= hi (signed: for ASCII ranges), byte == c. */
+static inline __m128i v_range(__m128i v, char lo, char hi)
+{
+    return _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8((char)(lo - 1))),
+                         _mm_cmplt_epi8(v, _mm_set1_epi8((char)(hi + 1))));
+}
+
+static inline __m128i v_eq(__m128i v, char c)
+{
+    return _mm_cmpeq_epi8(v, _mm_set1_epi8(c));
+}
+
+static inline unsigned v_bits(__m128i m)
+{
+    return (unsigned)_mm_movemask_epi8(m);
+}
+
+/* Folds 16-byte blocks of ASCII like fold_ascii; returns where it stopped
+ * (fewer than 16 bytes left, or a byte >= 0x80 in the next block). */
+static size_t fold_ascii_sse2(const uint8_t *in, size_t i, size_t len, uint8_t *o, size_t j)
+{
+    while (len - i >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i)), ws;
+        if (v_bits(v) != 0) {
+            break;
+        }
+        v = _mm_add_epi8(v, _mm_and_si128(v_range(v, 'A', 'Z'), _mm_set1_epi8(0x20)));
+        ws = v_range(v, '\t', '\r');
+        v = _mm_or_si128(_mm_andnot_si128(ws, v), _mm_and_si128(ws, _mm_set1_epi8(' ')));
+        _mm_storeu_si128((__m128i *)(void *)(o + j), v);
+        i += 16;
+        j += 16;
+    }
+    return i;
+}
+#endif
+
+/* Folds the ASCII bytes from in[i] on into o[j...]; returns the index of
+ * the first byte >= 0x80 (or len). The output advances as much as i. */
+static size_t fold_ascii_run(const uint8_t *in, size_t i, size_t len, uint8_t *o, size_t j)
+{
+#if VS_NORM_SSE2
+    size_t i0 = i;
+    i = fold_ascii_sse2(in, i, len, o, j);
+    j += i - i0;
+#endif
+    while (len - i >= 8) {
+        uint64_t w;
+        memcpy(&w, in + i, 8);
+        if (w & 0x8080808080808080u) {
+            break;
+        }
+        for (size_t k = 0; k < 8; k++) {
+            o[j + k] = fold_ascii[in[i + k]];
+        }
+        i += 8;
+        j += 8;
+    }
+    while (i < len && in[i] < 0x80) {
+        o[j++] = fold_ascii[in[i++]];
+    }
+    return i;
+}
+
+/* First pass: in[0..len) folded into o (map m, may be NULL); returns the
+ * output length (<= len). Whitespace becomes spaces, one for one. */
+static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, uint32_t *m, unsigned *tf)
+{
+    size_t i = 0, j = 0;
+    bool after_pass = false;
+
+    while (i < len) {
+        uint32_t cp = 0;
+        uint8_t ch = '?';
+        size_t n;
+
+        if (in[i] < 0x80) {
+            size_t e = fold_ascii_run(in, i, len, o, j);
+            for (; m != NULL && i < e; i++) {
+                m[j++] = (uint32_t)i;
+            }
+            j += e - i;
+            i = e;
+            after_pass = false;
+            continue;
+        }
+        n = utf8_decode(in + i, len - i, &cp);
+        switch (n == 0 ? FOLD_CHAR : fold_cp(cp, after_pass, &ch, tf)) {
+        case FOLD_PASS:
+            for (size_t k = 0; k < n; k++, j++) {
+                o[j] = in[i + k];
+                if (m != NULL) {
+                    m[j] = (uint32_t)(i + k);
+                }
+            }
+            after_pass = true;
+            break;
+        case FOLD_DROP:
+            break;
+        case FOLD_CHAR:
+            o[j] = ch;
+            if (m != NULL) {
+                m[j] = (uint32_t)i;
+            }
+            j++;
+            after_pass = false;
+            break;
+        }
+        i += n > 0 ? n : 1;
+    }
+    return j;
+}
+
+/* ---- leetspeak, spaced letters, whitespace (second pass) ---------------------- */
+
+/* The second pass rewrites the first pass's buffer in place: it reads at i
+ * and writes at j <= i, so look-ahead reads are safe and look-behind uses
+ * the class of the byte read before (prevk), never the buffer. */
+struct refine {
+    uint8_t *s;
+    uint32_t *m;
+    size_t len, j;
+    unsigned tf;
+};
+
+/* Writes c, which came from position from. */
+static inline void put(struct refine *r, uint8_t c, size_t from)
+{
+    r->s[r->j] = c;
+    if (r->m != NULL) {
+        r->m[r->j] = r->m[from];
+    }
+    r->j++;
+}
+
+static uint8_t leet_letter(uint8_t c)
+{
+    switch (c) {
+    case '0':
+        return 'o';
+    case '1':
+        return 'i';
+    case '3':
+        return 'e';
+    case '4':
+    case '@':
+        return 'a';
+    case '5':
+    case '$':
+        return 's';
+    case '7':
+        return 't';
+    default:
+        return c;
+    }
+}
+
+/* Copies the hex literal (0x and hex digits) at s[i] unchanged; returns the
+ * index after it. */
+static size_t hex_literal(struct refine *r, size_t i, unsigned *lastk)
+{
+    size_t e = i + 2;
+
+    while (e < r->len && hexval[r->s[e]] < 16) {
+        e++;
+    }
+    *lastk = ncls[r->s[e - 1]];
+    for (size_t p = i; p < e; p++) {
+        put(r, r->s[p], p);
+    }
+    return e;
+}
+
+/* s[i] starts a run of leet candidates (the byte before is not one). The
+ * run is converted when it is 1-3 long, touches a letter and touches no
+ * other digit; otherwise its first byte is copied (the rest follow as plain
+ * bytes). A hex literal (0x1f) is copied unchanged. Returns the next
+ * index; *lastk gets the class of the last byte written. */
+static size_t leet_run(struct refine *r, size_t i, unsigned prevk, unsigned *lastk)
+{
+    size_t e = i + 1;
+    unsigned nextk;
+
+    if (!(prevk & N_WORD) && r->s[i] == '0' && r->len - i > 2 && r->s[i + 1] == 'x' &&
+        hexval[r->s[i + 2]] < 16) {
+        return hex_literal(r, i, lastk);
+    }
+
+    while (e < r->len && e - i <= 3 && (ncls[r->s[e]] & N_LEET)) {
+        e++;
+    }
+    nextk = e < r->len ? ncls[r->s[e]] : 0;
+    if (e - i <= 3 && !((prevk | nextk) & N_DIGIT) && ((prevk | nextk) & N_LETTER)) {
+        for (size_t p = i; p < e; p++) {
+            put(r, leet_letter(r->s[p]), p);
+        }
+        r->tf |= VS_NORM_LEET;
+        *lastk = N_LETTER | N_WORD;
+        return e;
+    }
+    put(r, r->s[i], i);
+    *lastk = ncls[r->s[i]];
+    return i + 1;
+}
+
+/* Whether a gap of gap separator bytes starting with sep, between two single
+ * letters, is inside a run (the letters are joined) rather than between two
+ * runs. *run_sep is the current run's separator (0: not known yet). */
+static bool gap_joins(uint8_t sep, size_t gap, uint8_t *run_sep)
+{
+    if (gap == 1 && (*run_sep == 0 || *run_sep == sep)) {
+        *run_sep = sep;
+        return true;
+    }
+    *run_sep = 0;
+    return false;
+}
+
+/* Whether the single letters from s[i] on (s[i] is a letter with no word
+ * byte before it and a separator after it) form a phrase to join (see
+ * vs_normalize in the header). *end gets the index just past the phrase's
+ * last single letter, either way; the scan stops at the first byte that
+ * cannot continue the phrase, so it reads each byte once. */
+static bool spaced_phrase(const uint8_t *s, size_t len, size_t i, size_t *end)
+{
+    size_t pos = i, letters = 0, joined = 0;
+    uint8_t run_sep = 0;
+    bool join_next = false;
+
+    *end = i + 1;
+    for (;;) {
+        size_t g = pos + 1;
+        if (g < len && (ncls[s[g]] & N_WORD)) {
+            break; /* s[pos] is not a single letter */
+        }
+        letters++;
+        joined += join_next;
+        *end = g;
+        while (g < len && (ncls[s[g]] & N_SEP)) {
+            g++;
+        }
+        if (g >= len || !(ncls[s[g]] & N_LETTER)) {
+            break;
+        }
+        join_next = gap_joins(s[pos + 1], g - pos - 1, &run_sep);
+        pos = g;
+    }
+    return letters >= 4 && joined > 0;
+}
+
+/* Writes the phrase s[i..end) joined: runs become words, gaps between runs
+ * one space. */
+static void spaced_emit(struct refine *r, size_t i, size_t end)
+{
+    uint8_t run_sep = 0;
+    size_t pos = i;
+
+    put(r, r->s[pos], pos);
+    while (pos + 1 < end) {
+        size_t g = pos + 1;
+        while (ncls[r->s[g]] & N_SEP) {
+            g++;
+        }
+        if (!gap_joins(r->s[pos + 1], g - pos - 1, &run_sep)) {
+            put(r, ' ', pos + 1);
+        }
+        put(r, r->s[g], g);
+        pos = g;
+    }
+    r->tf |= VS_NORM_SPACED;
+}
+
+/* One byte (or a leet run, or a spaced phrase) at s[i] that may need a
+ * decision; returns the next index. *prevk: class of the byte read before
+ * s[i], updated. *sp_skip: no phrase starts before it. */
+static size_t refine_step(struct refine *r, size_t i, unsigned *prevk, size_t *sp_skip)
+{
+    const uint8_t *s = r->s;
+    uint8_t c = s[i];
+    unsigned k = ncls[c];
+    size_t end;
+
+    if ((k & N_LEET) && !(*prevk & N_LEET)) {
+        return leet_run(r, i, *prevk, prevk);
+    }
+    if ((k & N_LETTER) && !(*prevk & N_WORD) && i >= *sp_skip && i + 2 < r->len &&
+        (ncls[s[i + 1]] & N_SEP)) {
+        if (spaced_phrase(s, r->len, i, &end)) {
+            spaced_emit(r, i, end);
+            *prevk = N_LETTER | N_WORD;
+            return end;
+        }
+        *sp_skip = end;
+    }
+    if (!(k & *prevk & N_SPACE)) {
+        put(r, c, i);
+    }
+    *prevk = k;
+    return i + 1;
+}
+
+#if VS_NORM_SSE2
+/* Bit i set when byte i of the 16 at p is a leet candidate, a letter, a
+ * word byte, a separator, a space. */
+struct blk_masks {
+    unsigned leet, letter, word, sep, space;
+};
+
+static inline struct blk_masks blk_classify(const uint8_t *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i digit = v_range(v, '0', '9'), at = _mm_or_si128(v_eq(v, '@'), v_eq(v, '$'));
+    __m128i not_leet = _mm_or_si128(_mm_or_si128(v_eq(v, '2'), v_eq(v, '6')),
+                                    _mm_or_si128(v_eq(v, '8'), v_eq(v, '9')));
+    __m128i letter = v_range(v, 'a', 'z'), space = v_eq(v, ' ');
+    __m128i sep = _mm_or_si128(_mm_or_si128(space, v_eq(v, '-')),
+                               _mm_or_si128(v_eq(v, '.'), v_eq(v, '_')));
+    struct blk_masks b;
+
+    b.leet = v_bits(_mm_or_si128(_mm_andnot_si128(not_leet, digit), at));
+    b.letter = v_bits(letter);
+    b.word = v_bits(_mm_or_si128(_mm_or_si128(letter, digit), at)) | v_bits(v);
+    b.sep = v_bits(sep);
+    b.space = v_bits(space);
+    return b;
+}
+
+/* Moves 16 bytes (and their map entries) from i down to j < i (all
+ * loaded before any is stored). */
+static inline void blk_move(uint8_t *s, uint32_t *m, size_t i, size_t j)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+    _mm_storeu_si128((__m128i *)(void *)(s + j), v);
+    if (m != NULL) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(m + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(m + i + 4));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(m + i + 8));
+        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(m + i + 12));
+        _mm_storeu_si128((__m128i *)(void *)(m + j), a);
+        _mm_storeu_si128((__m128i *)(void *)(m + j + 4), b);
+        _mm_storeu_si128((__m128i *)(void *)(m + j + 8), c);
+        _mm_storeu_si128((__m128i *)(void *)(m + j + 12), d);
+    }
+}
+
+/* Copies count (<= 16) bytes from s[from] to the output. */
+static inline void copy_span(struct refine *r, size_t from, size_t count)
+{
+    if (r->j == from) {
+        r->j += count; /* nothing dropped yet: already in place */
+    } else if (from - r->j >= 16 && r->len - from >= 16) {
+        blk_move(r->s, r->m, from, r->j); /* the bytes past count land before from */
+        r->j += count;
+    } else {
+        for (size_t k = 0; k < count; k++) {
+            put(r, r->s[from + k], from + k);
+        }
+    }
+}
+
+/* The block of 16 bytes at s[i] (17 readable: one of look-ahead): copies
+ * the bytes that need no decision (see refine_text) and deals with the
+ * others in order, dropping runs of spaces from the block's masks. Returns
+ * the next index (past the block, or further when a leet run, a spaced
+ * phrase or a run of spaces goes on past it). */
+static size_t refine_block(struct refine *r, size_t i, unsigned *prevk, size_t *sp_skip)
+{
+    struct blk_masks b = blk_classify(r->s + i);
+    unsigned next_sep = (b.sep >> 1) | ((unsigned)(ncls[r->s[i + 16]] & N_SEP) << 11);
+    unsigned prev_word = (b.word << 1) | ((*prevk & N_WORD) != 0);
+    unsigned prev_leet = (b.leet << 1) | ((*prevk & N_LEET) != 0);
+    unsigned prev_space = (b.space << 1) | ((*prevk & N_SPACE) != 0);
+    unsigned ev = ((b.leet & ~prev_leet) | (b.letter & ~prev_word & next_sep) | (b.space & prev_space)) &
+                  0xFFFFu;
+    size_t pos = 0, q;
+
+    /* The masks stay right after an event is dealt with: a converted leet
+     * run is followed by no leet byte and stays a word, and a dropped space
+     * is still the space before the byte that follows it. */
+    while (pos < 16) {
+        unsigned rest = ev >> pos;
+        size_t n = rest != 0 ? pos + (size_t)__builtin_ctz(rest) : 16;
+        if (n > pos) {
+            *prevk = ncls[r->s[i + n - 1]];
+            copy_span(r, i + pos, n - pos);
+        }
+        if (n == 16) {
+            break;
+        }
+        if ((b.space >> n) & 1) { /* a space after a space: drop the run */
+            pos = n + (size_t)__builtin_ctz(~(b.space >> n));
+            *prevk = N_SPACE | N_SEP;
+            if (pos >= 16) {
+                for (q = i + 16; q < r->len && r->s[q] == ' ';) {
+                    q++;
+                }
+                return q;
+            }
+            continue;
+        }
+        q = refine_step(r, i + n, prevk, sp_skip);
+        if (q >= i + 16) {
+            return q;
+        }
+        pos = q - i;
+    }
+    return i + 16;
+}
+#endif
+
+/* From s[i]: copies, without branching on the class, the bytes that need
+ * no decision, up to one that does (or the last byte), which refine_step
+ * deals with. Returns the next index. */
+static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t *sp_skip)
+{
+    const uint8_t *s = r->s;
+    uint32_t *m = r->m;
+    unsigned pk = *prevk;
+    size_t j = r->j;
+
+    for (; i + 1 < r->len; i++) {
+        unsigned k = ncls[s[i]];
+        unsigned word_start = k & ~(pk >> 3) & N_LETTER;
+        if ((k & ~pk & N_LEET) | (word_start & (ncls[s[i + 1]] >> 4))) {
+            break;
+        }
+        r->s[j] = s[i];
+        if (m != NULL) {
+            m[j] = m[i];
+        }
+        j += 1 - ((k & pk) >> 5 & 1);
+        pk = k;
+    }
+    r->j = j;
+    *prevk = pk;
+    return i < r->len ? refine_step(r, i, prevk, sp_skip) : i;
+}
+
+/* Second pass over s[0..len) in place; returns the new length. A byte needs
+ * a decision when it starts a run of leet candidates, is a letter that
+ * starts a word and is followed by a separator (a possible spaced phrase),
+ * or is a space after a space; every other byte is copied. */
+static size_t refine_text(uint8_t *s, uint32_t *m, size_t len, unsigned *tf)
+{
+    struct refine r = {s, m, len, 0, 0};
+    size_t i = 0, sp_skip = 0;
+    unsigned prevk = 0; /* class of the byte read before s[i] */
+
+    _Static_assert(N_LETTER == 1 && N_WORD == 8 && N_SEP == 16 && N_SPACE == 32,
+                   "the shifts in refine_scalar");
+    while (i < len) {
+#if VS_NORM_SSE2
+        if (len - i >= 17) {
+            i = refine_block(&r, i, &prevk, &sp_skip);
+            continue;
+        }
+#endif
+        i = refine_scalar(&r, i, &prevk, &sp_skip);
+    }
+    *tf |= r.tf;
+    return r.j;
+}
+
+/* ---- vs_normalize ----------------------------------------------------------- */
+
+int vs_normalizer_new(vs_normalizer **out)
+{
+    if (out == NULL) {
+        return -EINVAL;
+    }
+    *out = calloc(1, sizeof **out);
+    return *out != NULL ? 0 : -ENOMEM;
+}
+
+void vs_normalizer_free(vs_normalizer *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    free(n->text);
+    free(n->map);
+    for (size_t i = 0; i < VS_NORM_MAX_DEPTH; i++) {
+        free(n->level[i].p);
+    }
+    free(n);
+}
+
+/* Room for the output of an input of len bytes (and its map). */
+static int normalize_reserve(vs_normalizer *n, size_t len, bool with_map)
+{
+    uint8_t *t = grow(n->text, &n->text_cap, len, 1);
+    uint32_t *m;
+
+    if (t == NULL) {
+        return -ENOMEM;
+    }
+    n->text = t;
+    if (!with_map) {
+        return 0;
+    }
+    m = grow(n->map, &n->map_cap, len, sizeof *m);
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    n->map = m;
+    return 0;
+}
+
+int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
+                 size_t *out_len, unsigned *transforms, const uint32_t **map)
+{
+    unsigned tf = 0;
+    uint32_t *m;
+    size_t olen;
+    int rc;
+
+    if (n == NULL || out == NULL || out_len == NULL || (in == NULL && len > 0) ||
+        (map != NULL && len > UINT32_MAX)) {
+        return -EINVAL;
+    }
+    rc = normalize_reserve(n, len, map != NULL);
+    if (rc != 0) {
+        return rc;
+    }
+    m = map != NULL ? n->map : NULL;
+    olen = len > 0 ? fold_text(in, len, n->text, m, &tf) : 0;
+    olen = refine_text(n->text, m, olen, &tf);
+    *out = n->text;
+    *out_len = olen;
+    if (transforms != NULL) {
+        *transforms = tf;
+    }
+    if (map != NULL) {
+        *map = n->map;
+    }
+    return 0;
+}
+
+/* ---- vs_norm_decode: shared state, budget, pieces ------------------------------ */
+
+#define B64_MIN 16u    /* base64 run length */
+#define HEX_MIN 16u    /* hex digits */
+#define PROBE_CHARS 64 /* encoded characters decoded to judge a run cheaply */
+#define ESC_GAP 16u    /* bytes allowed between two escapes of a run */
+#define ESC_WIDEN 64u  /* how far a run of escapes is widened to its word */
+
+struct dctx {
+    vs_normalizer *n;
+    unsigned max_depth;
+    size_t max_total, total; /* budget of decoded bytes, and used */
+    bool stopped;            /* the budget is spent */
+    vs_norm_decoded_fn fn;
+    void *arg;
+};
+
+static int scan_text(struct dctx *c, const uint8_t *s, size_t len, unsigned depth, unsigned tf,
+                     size_t top_off);
+
+/* The buffer for a piece of this depth, with room for want bytes or what
+ * is left of the budget if less (*room). Returns 0 or -ENOMEM. */
+static int piece_buf(struct dctx *c, unsigned depth, size_t want, uint8_t **buf, size_t *room)
+{
+    struct norm_buf *b = &c->n->level[depth - 1];
+    size_t left = c->max_total - c->total;
+    uint8_t *p;
+
+    if (want > left) {
+        want = left;
+    }
+    p = grow(b->p, &b->cap, want, 1);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    b->p = p;
+    *buf = p;
+    *room = want;
+    return 0;
+}
+
+/* Counts used decoded bytes against the budget. */
+static void charge(struct dctx *c, size_t used)
+{
+    c->total += used;
+    if (c->total >= c->max_total) {
+        c->stopped = true;
+    }
+}
+
+/* Whether >= 90% of p[0..n) is printable ASCII, tab, CR, LF or part of a
+ * well-formed UTF-8 sequence; below 24 bytes, all must be printable ASCII
+ * (a few random bytes too easily look like 2-byte UTF-8). Stops at the
+ * first bad byte too many, so binary is rejected after a few bytes. */
+static bool mostly_printable(const uint8_t *p, size_t n)
+{
+    size_t bad = 0, max_bad = n >= 24 ? n / 10 : 0, i = 0;
+
+    while (i < n && bad <= max_bad) {
+        uint32_t cp;
+        size_t k;
+        if (p[i] < 0x80) {
+            bad += !((p[i] >= 0x20 && p[i] < 0x7F) || p[i] == '\t' || p[i] == '\n' || p[i] == '\r');
+            i++;
+            continue;
+        }
+        k = n >= 24 ? utf8_decode(p + i, n - i, &cp) : 0;
+        bad += k == 0;
+        i += k > 0 ? k : 1;
+    }
+    return n > 0 && bad <= max_bad;
+}
+
+/* Reports a piece, then searches it while below the depth limit. */
+static int emit_piece(struct dctx *c, const uint8_t *p, size_t n, unsigned tf, size_t off,
+                      unsigned depth)
+{
+    int rc;
+
+    if (n == 0) {
+        return 0;
+    }
+    rc = c->fn(p, n, tf, off, c->arg);
+    if (rc != 0 || depth >= c->max_depth || c->stopped) {
+        return rc;
+    }
+    return scan_text(c, p, n, depth + 1, tf, off);
+}
+
+/* ---- base64 and hex ------------------------------------------------------------ */
+
+/* Decodes base64 / base64url digits s[0..n) (no padding) into at most room
+ * bytes; returns the count. */
+static size_t b64_decode(const uint8_t *s, size_t n, uint8_t *out, size_t room)
+{
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k < room; i++) {
+        acc = ((acc << 6) | b64val[s[i]]) & 0xFFFFu;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[k++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return k;
+}
+
+/* Decodes pairs of hex digits s[0..n) into at most room bytes. */
+static size_t hex_decode(const uint8_t *s, size_t n, uint8_t *out, size_t room)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i + 1 < n && k < room; i += 2) {
+        out[k++] = (uint8_t)((hexval[s[i]] << 4) | hexval[s[i + 1]]);
+    }
+    return k;
+}
+
+typedef size_t (*run_decoder)(const uint8_t *s, size_t n, uint8_t *out, size_t room);
+
+/* Decodes the run s[0..n) with dec when its first PROBE_CHARS characters,
+ * then all of it, decode to mostly printable text; reports it with bit.
+ * *found tells whether it was reported. Returns 0 or fn's / -ENOMEM. */
+static int try_run(struct dctx *c, const uint8_t *s, size_t n, run_decoder dec, unsigned bit,
+                   unsigned depth, unsigned tf, size_t off, bool *found)
+{
+    uint8_t probe[PROBE_CHARS], *buf;
+    size_t got = dec(s, n < PROBE_CHARS ? n : PROBE_CHARS, probe, sizeof probe), room;
+    int rc;
+
+    *found = false;
+    if (c->stopped || !mostly_printable(probe, got)) {
+        return 0;
+    }
+    rc = piece_buf(c, depth, n, &buf, &room);
+    if (rc != 0) {
+        return rc;
+    }
+    got = dec(s, n, buf, room);
+    charge(c, got);
+    if (!mostly_printable(buf, got)) {
+        return 0;
+    }
+    *found = true;
+    return emit_piece(c, buf, got, tf | bit, off, depth);
+}
+
+/* AND of the run classes of s[0..n). */
+static unsigned run_class(const uint8_t *s, size_t n)
+{
+    unsigned all = D_B64 | D_HEX | D_DIGIT;
+
+    for (size_t i = 0; i < n; i++) {
+        all &= dcls[s[i]];
+    }
+    return all;
+}
+
+/* A maximal run s[i..e) of base64-alphabet characters, all its characters'
+ * classes ANDed in all, at least B64_MIN long: tried as hex (after an
+ * optional 0x), then as base64 at its 4 alignments. */
+static int try_alnum_run(struct dctx *c, const uint8_t *s, size_t i, size_t e, unsigned all,
+                         unsigned depth, unsigned tf, size_t top_off)
+{
+    bool ox = s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X');
+    size_t h = ox ? i + 2 : i;
+    bool found = false;
+    int rc;
+
+    if (ox) {
+        all = run_class(s + h, e - h);
+    }
+    if ((all & D_HEX) && !(all & D_DIGIT) && e - h >= HEX_MIN && (e - h) % 2 == 0) {
+        rc = try_run(c, s + h, e - h, hex_decode, VS_NORM_HEX, depth, tf,
+                     depth == 1 ? h : top_off, &found);
+        if (rc != 0 || found) {
+            return rc;
+        }
+    }
+    if (ox || (all & D_DIGIT)) {
+        return 0;
+    }
+    for (size_t a = 0; a < 4 && e - i - a >= B64_MIN && !found; a++) {
+        rc = try_run(c, s + i + a, e - i - a, b64_decode, VS_NORM_BASE64, depth, tf,
+                     depth == 1 ? i + a : top_off, &found);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- escapes: percent, HTML entities, backslash --------------------------------- */
+
+enum esc_kind { ESC_PCT, ESC_HTML, ESC_BSL };
+
+static const struct {
+    uint8_t lead;
+    unsigned bit, min;
+} esc_info[] = {
+    [ESC_PCT] = {'%', VS_NORM_PERCENT, 3},
+    [ESC_HTML] = {'&', VS_NORM_HTML, 2},
+    [ESC_BSL] = {'\\', VS_NORM_UESCAPE, 3},
+};
+
+static const struct {
+    const char *name;
+    uint32_t cp;
+} html_names[] = {
+    {"amp", '&'},     {"lt", '<'},      {"gt", '>'},       {"quot", '"'},    {"apos", '\''},
+    {"nbsp", 0xA0},   {"colon", ':'},   {"semi", ';'},     {"sol", '/'},     {"bsol", '\\'},
+    {"lpar", '('},    {"rpar", ')'},    {"period", '.'},   {"comma", ','},   {"excl", '!'},
+    {"quest", '?'},   {"num", '#'},     {"dollar", '$'},   {"percnt", '%'},  {"ast", '*'},
+    {"plus", '+'},    {"equals", '='},  {"commat", '@'},   {"lsqb", '['},    {"rsqb", ']'},
+    {"lcub", '{'},    {"rcub", '}'},    {"verbar", '|'},   {"lowbar", '_'},  {"grave", '`'},
+    {"Tab", '\t'},    {"NewLine", '\n'}, {"hyphen", 0x2010}, {"shy", 0xAD},  {"zwj", 0x200D},
+    {"zwnj", 0x200C},
+};
+
+/* The value of up to max hex (base 16) or decimal digits at s[0..n), at
+ * least one; *len gets their count (0: none). */
+static uint32_t digits(const uint8_t *s, size_t n, unsigned base, size_t max, size_t *len)
+{
+    uint32_t v = 0;
+    size_t i = 0;
+
+    while (i < n && i < max && hexval[s[i]] < base) {
+        v = v * base + hexval[s[i]];
+        i++;
+    }
+    *len = i;
+    return v;
+}
+
+/* Whether cp can be encoded (a Unicode scalar value other than NUL). */
+static bool scalar_ok(uint32_t cp)
+{
+    return cp > 0 && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+}
+
+/* &name; &#N; &#xN; at s[0..n) (s[0] == '&'): its length (0: none). */
+static size_t esc_html(const uint8_t *s, size_t n, uint8_t out[4], size_t *olen)
+{
+    size_t p = 2, d;
+    unsigned base = 10;
+    uint32_t v;
+
+    if (n < 4) {
+        return 0;
+    }
+    if (s[1] != '#') {
+        for (size_t k = 0; k < sizeof html_names / sizeof html_names[0]; k++) {
+            size_t l = strlen(html_names[k].name);
+            if (l + 2 <= n && memcmp(s + 1, html_names[k].name, l) == 0 && s[l + 1] == ';') {
+                *olen = utf8_encode(html_names[k].cp, out);
+                return l + 2;
+            }
+        }
+        return 0;
+    }
+    if (s[2] == 'x' || s[2] == 'X') {
+        base = 16;
+        p = 3;
+    }
+    v = digits(s + p, n - p, base, base == 16 ? 6 : 7, &d);
+    p += d;
+    if (d == 0 || p >= n || s[p] != ';' || !scalar_ok(v)) {
+        return 0;
+    }
+    *olen = utf8_encode(v, out);
+    return p + 1;
+}
+
+/* \xXX \uXXXX (surrogate pairs joined) \u{X..X} \UXXXXXXXX at s[0..n)
+ * (s[0] == '\\'): its length (0: none). \x gives the raw byte; a lone
+ * surrogate gives '?'. */
+static size_t esc_backslash(const uint8_t *s, size_t n, uint8_t out[4], size_t *olen)
+{
+    size_t d;
+    uint32_t v, lo;
+
+    if (n < 4) {
+        return 0;
+    }
+    if (s[1] == 'x') {
+        v = digits(s + 2, 2, 16, 2, &d);
+        out[0] = (uint8_t)v;
+        *olen = 1;
+        return d == 2 ? 4 : 0;
+    }
+    if (s[1] == 'U' || (s[1] == 'u' && s[2] == '{')) {
+        bool brace = s[1] == 'u';
+        v = digits(s + 2 + brace, n - 2 - brace, 16, brace ? 6 : 8, &d);
+        if (d == 0 || (brace && (2 + 1 + d >= n || s[3 + d] != '}')) || (!brace && d != 8) ||
+            !scalar_ok(v)) {
+            return 0;
+        }
+        *olen = utf8_encode(v, out);
+        return 2 + d + 2 * brace;
+    }
+    if (s[1] != 'u' || n < 6 || (v = digits(s + 2, 4, 16, 4, &d), d != 4)) {
+        return 0;
+    }
+    if (v >= 0xD800 && v <= 0xDBFF && n >= 12 && s[6] == '\\' && s[7] == 'u' &&
+        (lo = digits(s + 8, 4, 16, 4, &d), d == 4) && lo >= 0xDC00 && lo <= 0xDFFF) {
+        *olen = utf8_encode(0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00), out);
+        return 12;
+    }
+    if (!scalar_ok(v)) {
+        out[0] = '?';
+        *olen = 1;
+        return 6;
+    }
+    *olen = utf8_encode(v, out);
+    return 6;
+}
+
+/* The escape of kind k at s[0..n): its length (0: none) and its decoded
+ * bytes out[0..*olen), never more than its length. */
+static size_t esc_at(enum esc_kind k, const uint8_t *s, size_t n, uint8_t out[4], size_t *olen)
+{
+    if (n == 0 || s[0] != esc_info[k].lead) {
+        return 0;
+    }
+    switch (k) {
+    case ESC_PCT:
+        if (n < 3 || hexval[s[1]] > 15 || hexval[s[2]] > 15) {
+            return 0;
+        }
+        out[0] = (uint8_t)((hexval[s[1]] << 4) | hexval[s[2]]);
+        *olen = 1;
+        return 3;
+    case ESC_HTML:
+        return esc_html(s, n, out, olen);
+    case ESC_BSL:
+        return esc_backslash(s, n, out, olen);
+    }
+    return 0;
+}
+
+/* From the escape at s[i], the escapes of kind k that each follow the one
+ * before within ESC_GAP bytes on the same line: their count, and *end just
+ * past the last one. */
+static size_t esc_run(enum esc_kind k, const uint8_t *s, size_t len, size_t i, size_t *end)
+{
+    uint8_t tmp[4];
+    size_t count = 0, p = i, tl, el;
+
+    *end = i;
+    while ((el = esc_at(k, s + p, len - p, tmp, &tl)) > 0) {
+        count++;
+        p += el;
+        *end = p;
+        while (p < len && p - *end <= ESC_GAP && s[p] != '\n' &&
+               (s[p] != esc_info[k].lead || esc_at(k, s + p, len - p, tmp, &tl) == 0)) {
+            p++;
+        }
+        if (p >= len || p - *end > ESC_GAP || s[p] == '\n') {
+            break;
+        }
+    }
+    return count;
+}
+
+/* Whether a run of escapes is widened over c (part of the same word). */
+static bool word_byte(uint8_t c)
+{
+    return c > 0x20 && c != 0x7F && c != '"' && c != '\'' && c != '<' && c != '>' && c != '`';
+}
+
+/* s[0..n) with the escapes of kind k decoded, into at most room bytes. */
+static size_t esc_decode(enum esc_kind k, const uint8_t *s, size_t n, uint8_t *out, size_t room)
+{
+    size_t i = 0, o = 0;
+
+    while (i < n) {
+        uint8_t tmp[4];
+        size_t tl = 1, el = esc_at(k, s + i, n - i, tmp, &tl);
+        if (el == 0) {
+            tmp[0] = s[i];
+            tl = 1;
+            el = 1;
+        }
+        if (room - o < tl) {
+            break;
+        }
+        memcpy(out + o, tmp, tl);
+        o += tl;
+        i += el;
+    }
+    return o;
+}
+
+/* At s[i] (a lead byte): a run of escapes of kind k, if long enough,
+ * widened to its word and decoded. *next: where the scan goes on (after the
+ * run's last escape). */
+static int try_escapes(struct dctx *c, const uint8_t *s, size_t len, size_t i, enum esc_kind k,
+                       unsigned depth, unsigned tf, size_t top_off, size_t *next)
+{
+    size_t end, lo = i, hi, room, got;
+    size_t count = esc_run(k, s, len, i, &end);
+    uint8_t *buf;
+    int rc;
+
+    *next = end > i ? end : i + 1;
+    if (count < esc_info[k].min) {
+        return 0;
+    }
+    while (lo > 0 && i - lo < ESC_WIDEN && word_byte(s[lo - 1])) {
+        lo--;
+    }
+    for (hi = end; hi < len && hi - end < ESC_WIDEN && word_byte(s[hi]);) {
+        hi++;
+    }
+    rc = piece_buf(c, depth, hi - lo, &buf, &room);
+    if (rc != 0) {
+        return rc;
+    }
+    got = esc_decode(k, s + lo, hi - lo, buf, room);
+    charge(c, got);
+    return emit_piece(c, buf, got, tf | esc_info[k].bit, depth == 1 ? lo : top_off, depth);
+}
+
+/* ---- the scan ------------------------------------------------------------------- */
+
+#if VS_NORM_SSE2
+/* From s[i], skips 16-byte blocks holding nothing to decode: returns the
+ * first index that may matter, the start of a base64-alphabet run that
+ * reaches B64_MIN bytes or a '%', '&' or '\\' (or, near the end, the start
+ * of the run in progress). s[i] is taken as the start of a run. */
+static size_t skip_plain(const uint8_t *s, size_t i, size_t len)
+{
+    size_t run = 0; /* base64-alphabet bytes just before s[i] */
+
+    _Static_assert(B64_MIN == 16, "one block completes a run");
+    while (len - i >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i alpha = v_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 'z');
+        __m128i sym = _mm_or_si128(_mm_or_si128(v_eq(v, '+'), v_eq(v, '/')),
+                                   _mm_or_si128(v_eq(v, '-'), v_eq(v, '_')));
+        unsigned nb = ~v_bits(_mm_or_si128(_mm_or_si128(alpha, v_range(v, '0', '9')), sym)) & 0xFFFFu;
+        unsigned lead = v_bits(_mm_or_si128(_mm_or_si128(v_eq(v, '%'), v_eq(v, '&')), v_eq(v, '\\')));
+        if (nb == 0 || run + (size_t)__builtin_ctz(nb) >= B64_MIN) {
+            return i - run; /* a long run starts there */
+        }
+        if (lead != 0) {
+            return i + (size_t)__builtin_ctz(lead);
+        }
+        run = 15 - (size_t)(31 - __builtin_clz(nb)); /* the ones above the last zero */
+        i += 16;
+    }
+    return i - run;
+}
+#endif
+
+/* Searches s[0..len) for runs; pieces found are of depth depth, carry tf
+ * plus their own bit, and report top_off (or, at depth 1, their own
+ * position). */
+static int scan_text(struct dctx *c, const uint8_t *s, size_t len, unsigned depth, unsigned tf,
+                     size_t top_off)
+{
+    size_t i = 0;
+    int rc = 0;
+
+    while (i < len && rc == 0 && !c->stopped) {
+        uint8_t b;
+#if VS_NORM_SSE2
+        i = skip_plain(s, i, len);
+        if (i >= len) {
+            break;
+        }
+#endif
+        b = s[i];
+        if (dcls[b] & D_B64) {
+            size_t e = i;
+            unsigned all = D_B64 | D_HEX | D_DIGIT;
+            while (e < len && (dcls[s[e]] & D_B64)) {
+                all &= dcls[s[e++]];
+            }
+            if (e - i >= B64_MIN) {
+                rc = try_alnum_run(c, s, i, e, all, depth, tf, top_off);
+            }
+            i = e;
+        } else if (b == '%' || b == '&' || b == '\\') {
+            enum esc_kind k = b == '%' ? ESC_PCT : b == '&' ? ESC_HTML : ESC_BSL;
+            rc = try_escapes(c, s, len, i, k, depth, tf, top_off, &i);
+        } else {
+            i++;
+        }
+    }
+    return rc;
+}
+
+int vs_norm_decode(vs_normalizer *n, const uint8_t *in, size_t len, unsigned max_depth,
+                   size_t max_total, vs_norm_decoded_fn fn, void *arg)
+{
+    struct dctx c = {n, max_depth < VS_NORM_MAX_DEPTH ? max_depth : VS_NORM_MAX_DEPTH,
+                     max_total, 0, max_total == 0, fn, arg};
+
+    if (n == NULL || fn == NULL || (in == NULL && len > 0)) {
+        return -EINVAL;
+    }
+    if (c.max_depth == 0 || len == 0) {
+        return 0;
+    }
+    return scan_text(&c, in, len, 1, 0, SIZE_MAX);
+}
