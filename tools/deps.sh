@@ -9,8 +9,10 @@ protobuf-c-compiler libseccomp-dev libsodium-dev liblmdb-dev libyaml-dev libjans
 libcmocka-dev libssl-dev libhyperscan-dev libpcre2-dev nats-server"
 # What only the tests and benchmarks need: real programs to sandbox
 # (busybox, python3), the launchers we compare with (bubblewrap, podman
-# with runc), hyperfine, and SQLite (the ledger benchmark's baseline).
-VS_DEBIAN_TEST_PACKAGES="busybox-static python3 bubblewrap podman runc hyperfine libsqlite3-dev"
+# with runc), hyperfine, SQLite (the ledger benchmark's baseline) and
+# python3-jsonschema (vs-scan's SARIF log against the SARIF schema).
+VS_DEBIAN_TEST_PACKAGES="busybox-static python3 python3-jsonschema bubblewrap podman runc hyperfine
+libsqlite3-dev"
 
 # vs_deps_missing [test]: the packages not installed (with "test", the test
 # packages too).
