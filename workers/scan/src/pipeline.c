@@ -123,16 +123,21 @@ int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, 
         return rc;
     if (s->ndeep > 1)
         qsort(s->deep, s->ndeep, sizeof *s->deep, by_position);
+    size_t longest = 0;
+    struct line_cursor lines = {0, 0};
     for (size_t i = 0; i < s->ndeep; i++) {
         struct vs_finding *f = &s->deep[i];
         bool repeat = false;
-        for (size_t j = 0; j < i && !repeat; j++) {
+        /* sorted by offset: only findings within the longest length seen can overlap */
+        for (size_t j = i; j-- > 0 && !repeat && s->deep[j].offset + longest > f->offset;) {
             const struct vs_finding *p = &s->deep[j];
             repeat = p->rule_id == f->rule_id && p->offset + p->length > f->offset;
         }
+        if (f->length > longest)
+            longest = f->length;
         if (repeat)
             continue;
-        vs__line_column(data, f->offset, &f->line, &f->column);
+        vs__line_advance(data, &lines, f->offset, &f->line, &f->column);
         if ((rc = fn(f, arg)) != 0)
             return rc;
     }

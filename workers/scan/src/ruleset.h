@@ -74,8 +74,13 @@ struct vs_scan_scratch {
     size_t ndeep, deep_cap;
 };
 
-/* 1-based line and column of offset in data. */
-void vs__line_column(const uint8_t *data, size_t offset, size_t *line, size_t *col);
+/* 1-based line and column of offset in data, counting newlines on from
+ * the cursor's last offset (from the start when offset is before it). */
+struct line_cursor {
+    size_t at, line;        /* line: the line of at; 0 before the first use */
+};
+void vs__line_advance(const uint8_t *data, struct line_cursor *lc, size_t offset, size_t *line,
+                      size_t *col);
 
 /* Compile pattern with PCRE2 (JIT when available) under RULE_* flags;
  * NULL with err set on failure. */

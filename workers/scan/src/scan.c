@@ -70,7 +70,7 @@ struct scan_ctx {
     vs_finding_fn fn;
     void *arg;
     int stop;               /* fn's nonzero value, or an error */
-    size_t line_at, line;   /* newlines counted up to line_at: line is its line */
+    struct line_cursor lines;
 };
 
 /* The match ending at end: its start from PCRE2 on the window before end,
@@ -148,33 +148,21 @@ static bool marked_line(const struct scan_ctx *c, size_t start, size_t end)
     return false;
 }
 
-void vs__line_column(const uint8_t *data, size_t offset, size_t *line, size_t *col)
+void vs__line_advance(const uint8_t *data, struct line_cursor *lc, size_t offset, size_t *line,
+                      size_t *col)
 {
-    size_t n = 1;
-    for (const uint8_t *p = data, *e = data + offset; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
-        n++;
+    if (lc->line == 0 || offset < lc->at) {
+        lc->at = 0;
+        lc->line = 1;
+    }
+    for (const uint8_t *p = data + lc->at, *e = data + offset;
+         (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        lc->line++;
+    lc->at = offset;
     size_t bol = offset;
     while (bol > 0 && data[bol - 1] != '\n')
         bol--;
-    *line = n;
-    *col = offset - bol + 1;
-}
-
-/* 1-based line and column of offset (newlines counted incrementally). */
-static void position(struct scan_ctx *c, size_t offset, size_t *line, size_t *col)
-{
-    if (offset < c->line_at) {
-        c->line_at = 0;
-        c->line = 1;
-    }
-    for (const uint8_t *p = c->data + c->line_at, *e = c->data + offset;
-         (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
-        c->line++;
-    c->line_at = offset;
-    size_t bol = offset;
-    while (bol > 0 && c->data[bol - 1] != '\n')
-        bol--;
-    *line = c->line;
+    *line = lc->line;
     *col = offset - bol + 1;
 }
 
@@ -274,14 +262,16 @@ static int emit(struct scan_ctx *c)
     vs_scan_scratch *s = c->s;
     if (s->nfound > 1)
         qsort(s->found, s->nfound, sizeof *s->found, by_offset);
-    size_t kept = 0;
+    size_t kept = 0, longest = 0;
     for (size_t i = 0; i < s->nfound; i++) {
         struct vs_finding *f = &s->found[i];
         bool drop = false;
-        for (size_t j = kept; j-- > 0 && !drop;) {
+        /* Sorted by offset: only findings that start within the longest
+         * length seen so far can reach this one. */
+        for (size_t j = kept; j-- > 0 && !drop && s->found[j].offset + longest > f->offset;) {
             struct vs_finding *k = &s->found[j];
             if (k->offset + k->length <= f->offset)
-                continue; /* earlier ones may still overlap (a long match) */
+                continue;
             if (k->rule_id == f->rule_id)
                 continue;
             if (outranks(k, f))
@@ -289,14 +279,17 @@ static int emit(struct scan_ctx *c)
             else
                 k->length = 0; /* marked: dropped below */
         }
-        if (!drop)
+        if (!drop) {
+            if (f->length > longest)
+                longest = f->length;
             s->found[kept++] = *f;
+        }
     }
     for (size_t i = 0; i < kept; i++) {
         struct vs_finding *f = &s->found[i];
         if (f->length == 0)
             continue;
-        position(c, f->offset, &f->line, &f->column);
+        vs__line_advance(c->data, &c->lines, f->offset, &f->line, &f->column);
         int rc = c->fn(f, c->arg);
         if (rc != 0)
             return rc;
@@ -314,7 +307,7 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
     memset(s->last_end, 0, rs->n * sizeof *s->last_end);
     s->nfound = 0;
     struct scan_ctx c = {.rs = rs, .s = s, .data = data, .len = len, .transforms = transforms,
-                         .fn = fn, .arg = arg, .line = 1};
+                         .fn = fn, .arg = arg};
     hs_error_t e = hs_scan(rs->db, len > 0 ? (const char *)data : "", (unsigned)len, 0, s->hs, on_hit,
                            &c);
     if (e == HS_SCAN_TERMINATED)

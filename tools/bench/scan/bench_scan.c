@@ -1,0 +1,402 @@
+/*
+ * bench_scan.c - throughput and recall of the scanners (workers/scan) on
+ * a mixed corpus, beside secretlint on the same corpus in the same run.
+ *
+ * The corpus is every file of tests/data/scan (source code, JSON, logs,
+ * prose, lock files, hashes, base64 images, secrets, injections), the
+ * hard negatives 20 times for each copy of the positives, repeated to
+ * --mib MiB (64 by default) and cut into 1 MiB blocks as files would be. Measured, on one thread (so per core):
+ *   - exfil: vs_scan with the exfil ruleset;
+ *   - injection: vs_scan_deep with the injection ruleset - the text as it
+ *     is, normalized, and every encoded run decoded;
+ *   - secretlint (npm `secretlint` with `@secretlint/secretlint-rule-
+ *     preset-recommend`, installed into the scratch directory from the
+ *     npm registry) on the same blocks written as files, timed as a whole
+ *     run of its command line;
+ *   - recall of both on the corpus's secrets: each exfil positive file of
+ *     tests/data/scan on its own; vs-scan must name the expected rule,
+ *     secretlint must report anything in that file.
+ * Targets (the scanners' issue): exfil >= 500 MB/s and injection >= 1000
+ * MB/s per core, >= 10x secretlint's throughput, recall above secretlint's.
+ * The exit status says whether the run completed, never whether a target
+ * was met. --quick (8 MiB, no secretlint) is the ctest smoke run.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+#include "vs/scan.h"
+
+#define BLOCK (1u << 20)
+#define ROUNDS 3
+#define NEG_WEIGHT 20
+
+struct buf {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+/* snprintf that reports truncation: 0, or -ENAMETOOLONG. */
+static int fmt(char *out, size_t size, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static int fmt(char *out, size_t size, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(out, size, f, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static int append(struct buf *b, const void *p, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1u << 20;
+        while (cap < b->n + n)
+            cap *= 2;
+        uint8_t *np = realloc(b->p, cap);
+        if (np == NULL)
+            return -ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return 0;
+}
+
+static int read_file(const char *path, struct buf *b)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -errno;
+    char chunk[65536];
+    size_t got;
+    int rc = 0;
+    while (rc == 0 && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = append(b, chunk, got);
+    fclose(f);
+    return rc;
+}
+
+/* Every file of dir (sorted), appended to b with a newline after each;
+ * *files counts them. */
+static int add_dir(const char *dir, struct buf *b, unsigned *files)
+{
+    struct dirent **list;
+    int n = scandir(dir, &list, NULL, alphasort);
+    if (n < 0)
+        return -errno;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        struct stat st;
+        if (rc == 0 && list[i]->d_name[0] != '.' &&
+            fmt(path, sizeof path, "%s/%s", dir, list[i]->d_name) == 0 && stat(path, &st) == 0 &&
+            S_ISREG(st.st_mode)) {
+            rc = read_file(path, b);
+            if (rc == 0)
+                rc = append(b, "\n", 1);
+            ++*files;
+        }
+        free(list[i]);
+    }
+    free(list);
+    return rc;
+}
+
+static int count_finding(const struct vs_finding *f, void *arg)
+{
+    (void)f;
+    ++*(unsigned long *)arg;
+    return 0;
+}
+
+/* MB/s of one ruleset over the corpus in blocks (best of ROUNDS). */
+static double throughput(const vs_ruleset *rs, bool deep, const struct buf *corpus,
+                         unsigned long *findings)
+{
+    vs_scan_scratch *s = NULL;
+    if (vs_scan_scratch_new(rs, &s) != 0)
+        return 0;
+    double best = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        unsigned long n = 0;
+        double t0 = bench_now_s();
+        for (size_t off = 0; off < corpus->n; off += BLOCK) {
+            size_t len = corpus->n - off < BLOCK ? corpus->n - off : BLOCK;
+            int rc = deep ? vs_scan_deep(rs, s, corpus->p + off, len, count_finding, &n)
+                          : vs_scan(rs, s, corpus->p + off, len, 0, count_finding, &n);
+            if (rc != 0) {
+                vs_scan_scratch_free(s);
+                return 0;
+            }
+        }
+        double rate = (double)corpus->n / 1e6 / (bench_now_s() - t0);
+        if (rate > best)
+            best = rate;
+        *findings = n;
+    }
+    vs_scan_scratch_free(s);
+    return best;
+}
+
+struct expect {
+    const char *rule;
+    bool hit;
+};
+
+static int expect_rule(const struct vs_finding *f, void *arg)
+{
+    struct expect *e = arg;
+    if (strcmp(f->rule_id, e->rule) == 0)
+        e->hit = true;
+    return 0;
+}
+
+/* The exfil positives (manifest lines with a rule): how many vs-scan names. */
+static int our_recall(const vs_ruleset *rs, const char *data, unsigned *found, unsigned *total)
+{
+    char path[4096];
+    FILE *m = fmt(path, sizeof path, "%s/scan/exfil/manifest.tsv", data) == 0 ? fopen(path, "r") : NULL;
+    if (m == NULL)
+        return -errno;
+    vs_scan_scratch *s = NULL;
+    int rc = vs_scan_scratch_new(rs, &s);
+    char line[1024];
+    while (rc == 0 && fgets(line, sizeof line, m) != NULL) {
+        if (line[0] == '#')
+            continue;
+        line[strcspn(line, "\r\n")] = '\0';
+        char *file = strtok(line, "\t"), *rule = strtok(NULL, "\t");
+        if (file == NULL || rule == NULL || strcmp(rule, "none") == 0)
+            continue;
+        struct buf b = {0};
+        struct expect e = {.rule = rule};
+        if ((rc = fmt(path, sizeof path, "%s/scan/exfil/%s", data, file)) == 0 &&
+            (rc = read_file(path, &b)) == 0)
+            rc = vs_scan(rs, s, b.p, b.n, 0, expect_rule, &e);
+        free(b.p);
+        ++*total;
+        *found += e.hit;
+    }
+    fclose(m);
+    vs_scan_scratch_free(s);
+    return rc;
+}
+
+/* Run a shell command; its exit status, or -1. */
+static int run(const char *cmd)
+{
+    int st = system(cmd);
+    return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
+}
+
+static int write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return -errno;
+    int rc = fwrite(p, 1, n, f) == n ? 0 : -EIO;
+    return fclose(f) == 0 ? rc : -EIO;
+}
+
+/* secretlint in dir (installed there when missing): its MB/s on the
+ * corpus blocks, and its recall on the exfil positives. 0 when it could
+ * not run (said on stderr). */
+static int secretlint(const char *dir, const char *data, const struct buf *corpus, double *rate,
+                      unsigned *found, unsigned *total)
+{
+    char cmd[16384], path[4096];
+    if (fmt(path, sizeof path, "%s/node_modules/.bin/secretlint", dir) != 0)
+        return -1;
+    if (access(path, X_OK) != 0) {
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && npm install --no-audit --no-fund --silent secretlint "
+                 "@secretlint/secretlint-rule-preset-recommend > npm.log 2>&1",
+                 dir);
+        if (run(cmd) != 0) {
+            fprintf(stderr, "bench_scan: npm install secretlint failed (see %s/npm.log)\n", dir);
+            return -1;
+        }
+    }
+    static const char rc_json[] =
+        "{\"rules\": [{\"id\": \"@secretlint/secretlint-rule-preset-recommend\"}]}\n";
+    if (fmt(path, sizeof path, "%s/.secretlintrc.json", dir) != 0 ||
+        fmt(cmd, sizeof cmd, "mkdir -p '%s/corpus' '%s/pos'", dir, dir) != 0 ||
+        write_file(path, rc_json, sizeof rc_json - 1) != 0 || run(cmd) != 0)
+        return -1;
+    for (size_t off = 0, i = 0; off < corpus->n; off += BLOCK, i++) {
+        if (fmt(path, sizeof path, "%s/corpus/block-%04zu.txt", dir, i) != 0 ||
+            write_file(path, corpus->p + off, corpus->n - off < BLOCK ? corpus->n - off : BLOCK))
+            return -1;
+    }
+    if (fmt(cmd, sizeof cmd,
+            "cd '%s' && ./node_modules/.bin/secretlint --secretlintrc .secretlintrc.json "
+            "'corpus/*.txt' > corpus.out 2>&1",
+            dir) != 0)
+        return -1;
+    double t0 = bench_now_s();
+    int st = run(cmd);
+    double secs = bench_now_s() - t0;
+    if (st != 0 && st != 1) {
+        fprintf(stderr, "bench_scan: secretlint exited %d (see %s/corpus.out)\n", st, dir);
+        return -1;
+    }
+    *rate = (double)corpus->n / 1e6 / secs;
+    /* Recall: the exfil positives as files of their own, one JSON report. */
+    if (fmt(cmd, sizeof cmd,
+            "cp '%s/scan/exfil/pos/'*.txt '%s/pos/' && cd '%s' && "
+            "./node_modules/.bin/secretlint --secretlintrc .secretlintrc.json --format json "
+            "'pos/*.txt' > pos.json 2> pos.err",
+            data, dir, dir) != 0 ||
+        fmt(path, sizeof path, "%s/pos.json", dir) != 0)
+        return -1;
+    st = run(cmd);
+    json_error_t jerr;
+    json_t *report = json_load_file(path, 0, &jerr);
+    if ((st != 0 && st != 1) || !json_is_array(report)) {
+        fprintf(stderr, "bench_scan: secretlint's JSON report is unreadable (%s)\n", path);
+        json_decref(report);
+        return -1;
+    }
+    size_t i;
+    json_t *file;
+    json_array_foreach(report, i, file) {
+        ++*total;
+        *found += json_array_size(json_object_get(file, "messages")) > 0;
+    }
+    json_decref(report);
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: bench_scan [--mib N] [--dir PARENT] [--no-secretlint] [--quick]\n"
+                 "  --mib N          corpus size in MiB (64)\n"
+                 "  --dir PARENT     where secretlint is installed and its files go (/tmp)\n"
+                 "  --no-secretlint  measure the scanners only\n"
+                 "  --quick          8 MiB, no secretlint (the ctest smoke run)\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"mib", required_argument, NULL, 'm'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"no-secretlint", no_argument, NULL, 'n'},
+                                         {"quick", no_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    unsigned long mib = 64;
+    const char *parent = "/tmp";
+    bool with_secretlint = true;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': mib = strtoul(optarg, NULL, 10); break;
+        case 'd': parent = optarg; break;
+        case 'n': with_secretlint = false; break;
+        case 'q': mib = 8; with_secretlint = false; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (mib == 0 || mib > 4096) {
+        usage(stderr);
+        return 2;
+    }
+    const char *data = VS_SOURCE_DIR "/tests/data";
+    vs_ruleset *exfil = NULL, *injection = NULL;
+    char err[600];
+    if (vs_ruleset_load(VS_SOURCE_DIR "/workers/scan/rules/exfil.yaml", &exfil, err, sizeof err) ||
+        vs_ruleset_load(VS_SOURCE_DIR "/workers/scan/rules/injection.yaml", &injection, err,
+                        sizeof err)) {
+        fprintf(stderr, "bench_scan: %s\n", err);
+        return 1;
+    }
+    /* The unit of the corpus: the hard negatives NEG_WEIGHT times, then
+     * the positives once - secrets and injections sprinkled through
+     * ordinary files rather than packed together. */
+    struct buf neg = {0}, pos = {0}, unit = {0}, corpus = {0};
+    unsigned files = 0;
+    static const struct {
+        const char *dir;
+        bool positive;
+    } dirs[] = {{"scan/exfil/neg", false}, {"scan/exfil/pos", true},
+                {"scan/injection/neg", false}, {"scan/injection/pos", true}};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char d[4096];
+        if (fmt(d, sizeof d, "%s/%s", data, dirs[i].dir) != 0 ||
+            add_dir(d, dirs[i].positive ? &pos : &neg, &files) != 0) {
+            fprintf(stderr, "bench_scan: cannot read %s\n", d);
+            return 1;
+        }
+    }
+    for (int i = 0; i < NEG_WEIGHT; i++)
+        if (append(&unit, neg.p, neg.n) != 0)
+            return 1;
+    if (append(&unit, pos.p, pos.n) != 0)
+        return 1;
+    while (corpus.n < mib << 20)
+        if (append(&corpus, unit.p, unit.n) != 0)
+            return 1;
+    corpus.n = mib << 20;
+    printf("bench_scan: corpus %lu MiB (%u files of tests/data/scan, the hard negatives %dx, in a "
+           "%.0f KiB unit, repeated), 1 MiB blocks, one thread\n",
+           mib, files, NEG_WEIGHT, (double)unit.n / 1024);
+    unsigned long nx = 0, ni = 0;
+    double ex = throughput(exfil, false, &corpus, &nx);
+    double in = throughput(injection, true, &corpus, &ni);
+    if (ex == 0 || in == 0) {
+        fprintf(stderr, "bench_scan: a scan failed\n");
+        return 1;
+    }
+    printf("exfil:     %6.0f MB/s per core (%zu rules, %lu findings)   (target >= 500)\n", ex,
+           vs_ruleset_size(exfil), nx);
+    printf("injection: %6.0f MB/s per core (%zu rules, normalized and decoded, %lu findings)   "
+           "(target >= 1000)\n",
+           in, vs_ruleset_size(injection), ni);
+    unsigned ours = 0, total = 0;
+    if (our_recall(exfil, data, &ours, &total) != 0 || total == 0) {
+        fprintf(stderr, "bench_scan: cannot read the exfil positives\n");
+        return 1;
+    }
+    int status = 0;
+    if (with_secretlint) {
+        char dir[4096];
+        double rate = 0;
+        unsigned theirs = 0, their_total = 0;
+        if (bench_scratch_dir(dir, sizeof dir, parent, "vs-bench-scan", "bench_scan") != 0)
+            return 1;
+        if (secretlint(dir, data, &corpus, &rate, &theirs, &their_total) == 0 && rate > 0) {
+            printf("secretlint: %6.0f MB/s (preset-recommend, whole command line)   exfil/secretlint "
+                   "%.1fx (target >= 10)\n",
+                   rate, ex / rate);
+            printf("recall on the corpus's %u secrets: vs-scan %.3f, secretlint %.3f (%u of %u "
+                   "files)\n",
+                   total, (double)ours / total, their_total ? (double)theirs / their_total : 0.0,
+                   theirs, their_total);
+        } else {
+            status = 1;
+        }
+        bench_rmtree(dir);
+    } else {
+        printf("recall on the corpus's %u secrets: vs-scan %.3f (secretlint not run)\n", total,
+               (double)ours / total);
+    }
+    free(neg.p);
+    free(pos.p);
+    free(unit.p);
+    free(corpus.p);
+    vs_ruleset_free(exfil);
+    vs_ruleset_free(injection);
+    return status;
+}
