@@ -31,6 +31,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_util.h"
+
 #include "vs/config.h"
 #include "vs/keys.h"
 
@@ -235,9 +237,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 static void write_seeds(const char *dir)
 {
-    static const struct {
-        const char *name, *text;
-    } seeds[] = {
+    static const struct fuzz_seed seeds[] = {
         {"full.yaml",
          "# every key type\n"
          "name: vs-fuzz\n"
@@ -282,18 +282,7 @@ static void write_seeds(const char *dir)
         {"duration.txt", "1500ms"},
         {"bad-utf8.yaml", "name: \xff\xfe\n"},
     };
-    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
-        char path[4096];
-        FILE *f;
-        size_t len = strlen(seeds[i].text);
-
-        snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
-        f = fopen(path, "wb");
-        if (f == NULL || fwrite(seeds[i].text, 1, len, f) != len || fclose(f) != 0) {
-            perror(path);
-            exit(1);
-        }
-    }
+    fuzz_write_seeds(dir, seeds, sizeof seeds / sizeof seeds[0]);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "vs/normalize.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -140,9 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 static void write_seeds(const char *dir)
 {
-    static const struct {
-        const char *name, *text;
-    } seeds[] = {
+    static const struct fuzz_seed seeds[] = {
         {"plain.txt", "The quick brown fox jumps over the lazy dog.\n\tversion 1.0.3, port 8080\n"},
         {"invisible.txt", "ig\u200Bno\u200Dre \u202Eprev\u2066ious \U000E0041\U000E0042 in\u00ADst"},
         {"homoglyph.txt", "\u0406gn\u03BFre \uFF49\uFF47\uFF4E \U0001D422\U0001D420 \u00EFgn\u0308"},
@@ -156,18 +155,7 @@ static void write_seeds(const char *dir)
         {"bad-utf8.txt", "\x80\xC0\xAF\xE0\x80\xAF\xED\xA0\x80\xF4\x90\x80\x80\xE2\x82"},
         {"emoji.txt", "\xE2\x9D\xA4\xEF\xB8\x8F \xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x92\xBB"},
     };
-    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
-        char path[4096];
-        FILE *f;
-        size_t len = strlen(seeds[i].text);
-
-        snprintf(path, sizeof path, "%s/%s", dir, seeds[i].name);
-        f = fopen(path, "wb");
-        if (f == NULL || fwrite(seeds[i].text, 1, len, f) != len || fclose(f) != 0) {
-            perror(path);
-            exit(1);
-        }
-    }
+    fuzz_write_seeds(dir, seeds, sizeof seeds / sizeof seeds[0]);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
