@@ -6,7 +6,7 @@
  * IBAN mod-97, JWT structure, entropy), the allowlists (global and per
  * rule: literals, regexes, stopwords) and the `vs:allow` marker, one
  * finding per secret for open-ended patterns, overlapping rules settled
- * in favour of the more confident one, stopping from the callback, and
+ * in favour of the more severe one, stopping from the callback, and
  * rule files refused with the line and the reason.
  */
 #include <errno.h>

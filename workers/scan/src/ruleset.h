@@ -18,6 +18,10 @@
 #define RULE_MULTILINE 4u
 #define RULE_DEFAULT_MAX_LEN 512
 #define DOWNGRADE_REACH 200
+/* PCRE2's backtracking budget per match (its default is 10 million): far
+ * above what any rule needs on a window, and a crafted input that makes
+ * every hit's confirmation backtrack costs 50 times less per hit. */
+#define MATCH_LIMIT 200000
 
 /* Values a secret must not be (literals), must not match (regexes) or
  * must not contain, case-insensitively (stopwords). */
@@ -66,6 +70,7 @@ struct vs_scan_scratch {
     const vs_ruleset *rs;
     hs_scratch_t *hs;
     pcre2_match_data *md;
+    pcre2_match_context *mctx;  /* the match limit: no regex runs away on hostile input */
     size_t *last_end;           /* per rule: the end of its last confirmed match */
     struct vs_finding *found;   /* one scan's findings before overlaps are settled */
     size_t nfound, found_cap;

@@ -35,8 +35,11 @@ int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out)
         return -ENOMEM;
     s->rs = rs;
     s->md = pcre2_match_data_create(rs->max_groups + 1, NULL);
+    s->mctx = pcre2_match_context_create(NULL);
+    if (s->mctx != NULL)
+        pcre2_set_match_limit(s->mctx, MATCH_LIMIT);
     s->last_end = calloc(rs->n, sizeof *s->last_end);
-    if (s->md == NULL || s->last_end == NULL || hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS ||
+    if (s->md == NULL || s->mctx == NULL || s->last_end == NULL || hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS ||
         vs_normalizer_new(&s->norm) != 0 || vs_normalizer_new(&s->norm_decoded) != 0) {
         vs_scan_scratch_free(s);
         return -ENOMEM;
@@ -53,6 +56,7 @@ void vs_scan_scratch_free(vs_scan_scratch *s)
         hs_free_scratch(s->hs);
     if (s->md != NULL)
         pcre2_match_data_free(s->md);
+    pcre2_match_context_free(s->mctx);
     free(s->last_end);
     free(s->found);
     free(s->deep);
@@ -79,13 +83,13 @@ static bool confirm(struct scan_ctx *c, const struct rule *r, size_t end, size_t
 {
     size_t from = end > r->max_len ? end - r->max_len : 0;
     while (from < end) {
-        int rc = pcre2_match(r->re, c->data, end, from, 0, c->s->md, NULL);
+        int rc = pcre2_match(r->re, c->data, end, from, 0, c->s->md, c->s->mctx);
         if (rc < 0)
             return false;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
         if (ov[1] == end) {
             size_t start = ov[0];
-            if (pcre2_match(r->re, c->data, c->len, start, PCRE2_ANCHORED, c->s->md, NULL) < 0)
+            if (pcre2_match(r->re, c->data, c->len, start, PCRE2_ANCHORED, c->s->md, c->s->mctx) < 0)
                 return false;
             *ms = ov[0];
             *me = ov[1];
@@ -106,7 +110,8 @@ static bool contains_ci(const uint8_t *s, size_t n, const char *word)
     return strstr(low, word) != NULL;
 }
 
-static bool allowed_by(const struct allowlist *a, pcre2_match_data *md, const uint8_t *s, size_t n)
+static bool allowed_by(const struct allowlist *a, const vs_scan_scratch *sc, const uint8_t *s,
+                       size_t n)
 {
     for (size_t i = 0; i < a->nliterals; i++)
         if (strlen(a->literals[i]) == n && memcmp(a->literals[i], s, n) == 0)
@@ -115,7 +120,7 @@ static bool allowed_by(const struct allowlist *a, pcre2_match_data *md, const ui
         if (contains_ci(s, n, a->stopwords[i]))
             return true;
     for (size_t i = 0; i < a->nregexes; i++)
-        if (pcre2_match(a->regexes[i], s, n, 0, 0, md, NULL) >= 0)
+        if (pcre2_match(a->regexes[i], s, n, 0, 0, sc->md, sc->mctx) >= 0)
             return true;
     return false;
 }
@@ -186,7 +191,7 @@ static bool downgraded(struct scan_ctx *c, const struct rule *r, size_t ms)
     while (lo > 0 && ms - lo < DOWNGRADE_REACH && c->data[lo - 1] != '\n')
         lo--;
     for (size_t i = 0; i < r->ndowngrade; i++)
-        if (pcre2_match(r->downgrade[i], c->data + lo, ms - lo, 0, 0, c->s->md, NULL) >= 0)
+        if (pcre2_match(r->downgrade[i], c->data + lo, ms - lo, 0, 0, c->s->md, c->s->mctx) >= 0)
             return true;
     return false;
 }
@@ -212,8 +217,8 @@ static int on_hit(unsigned int id, unsigned long long from, unsigned long long t
     }
     const uint8_t *secret = c->data + ss;
     size_t n = se - ss;
-    if (n == 0 || !valid(r, secret, n) || allowed_by(&c->rs->allow, c->s->md, secret, n) ||
-        allowed_by(&r->allow, c->s->md, secret, n) || marked_line(c, ms, me))
+    if (n == 0 || !valid(r, secret, n) || allowed_by(&c->rs->allow, c->s, secret, n) ||
+        allowed_by(&r->allow, c->s, secret, n) || marked_line(c, ms, me))
         return 0;
     vs_scan_scratch *s = c->s;
     if (s->nfound == s->found_cap) {
