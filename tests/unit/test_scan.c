@@ -240,6 +240,52 @@ static void test_stop_and_empty(void **state)
     vs_ruleset_free(rs);
 }
 
+/* Detector rules: random-looking runs of the base64 or hex alphabet, long
+ * enough, are reported; regular ones, short ones and digests are not. */
+static void test_detectors(void **state)
+{
+    (void)state;
+    vs_ruleset *rs = load("ruleset: t\nrules:\n"
+                          "  - id: hex-run\n    family: covert\n    detector: hex-run\n"
+                          "    min_len: 129\n    window: 64\n    min_entropy: 3.0\n"
+                          "  - id: b64-run\n    family: covert\n    detector: base64-run\n"
+                          "    min_len: 120\n    window: 64\n    min_entropy: 4.5\n");
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char hex[] = "0123456789abcdef";
+    char text[1024];
+    uint32_t x = 12345;
+    size_t k = (size_t)snprintf(text, sizeof text, "blob: ");
+    for (int i = 0; i < 200; i++, x = x * 1103515245u + 12345u)
+        text[k++] = b64[(x >> 16) % 64];
+    text[k++] = '=';
+    k += (size_t)snprintf(text + k, sizeof text - k, "\nhex ");
+    size_t hex_at = k;
+    for (int i = 0; i < 256; i++, x = x * 1103515245u + 12345u)
+        text[k++] = hex[(x >> 16) % 16];
+    snprintf(text + k, sizeof text - k, "\n");
+    struct found r = {0};
+    scan(rs, text, &r);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.f[0].rule_id, "b64-run");
+    assert_int_equal(r.f[0].offset, 6);
+    assert_int_equal(r.f[0].length, 201); /* with its padding */
+    assert_string_equal(r.f[1].rule_id, "hex-run");
+    assert_int_equal(r.f[1].offset, hex_at);
+    assert_int_equal(r.f[1].length, 256);
+    /* Regular, short, or a digest: nothing. */
+    memset(text, 'A', 300);
+    text[300] = '\0';
+    struct found none = {0};
+    scan(rs, text, &none);
+    scan(rs, "sha512-Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmF"
+             "yYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6 "
+             "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2"
+             "877eec2f63b931bd47417a81a538327af927da3e",
+         &none);
+    assert_int_equal(none.n, 0);
+    vs_ruleset_free(rs);
+}
+
 static void test_rule_files_refused(void **state)
 {
     (void)state;
@@ -263,6 +309,10 @@ static void test_rule_files_refused(void **state)
          "severity: unknown value 'dire'"},
         {"rules: [\n", "YAML"},
         {"ruleset: t\n", "ruleset and rules are required"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    detector: hex-run\n",
+         "a detector needs min_len, window and min_entropy"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: hex-run\n",
+         "either a pattern or a detector"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         vs_ruleset *rs = NULL;
@@ -286,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_allowlists_and_marker),
         cmocka_unit_test(test_one_finding_per_secret),
         cmocka_unit_test(test_stop_and_empty),
+        cmocka_unit_test(test_detectors),
         cmocka_unit_test(test_rule_files_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

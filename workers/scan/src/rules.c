@@ -22,6 +22,9 @@
  *       max_len: 512
  *       allow: {literals: [...], regexes: [...], stopwords: [...]}
  *       downgrade: [regex, ...]      (on the line before a match: medium at most)
+ *     - id: covert-hex-run             (a detector instead of a pattern, detect.c)
+ *       detector: hex-run|base64-run
+ *       min_len: 129                   window: 64    min_entropy: 3.0
  * Why libyaml's document API: rule files are small, and a tree gives every
  * error a line number without a hand-written state machine.
  */
@@ -283,6 +286,13 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
             r->max_len = (size_t)d;
     } else if (strcmp(key, "allow") == 0) {
         rc = allowlist(ld, v, &r->allow);
+    } else if (strcmp(key, "detector") == 0) {
+        static const char *const detectors[] = {"none", "hex-run", "base64-run"};
+        if ((rc = enum_value(ld, v, key, detectors, 3, &e)) == 0)
+            r->detector = (enum detector)e;
+    } else if (strcmp(key, "min_len") == 0 || strcmp(key, "window") == 0) {
+        if ((rc = number(ld, v, key, 8, 1 << 20, &d)) == 0)
+            *(key[0] == 'm' ? &r->min_len : &r->window) = (size_t)d;
     } else if (strcmp(key, "downgrade") == 0) {
         rc = regexes(ld, v, "downgrade regex", &r->downgrade, &r->ndowngrade);
     } else {
@@ -322,10 +332,15 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
         if (rc)
             return rc;
     }
-    if (r->id == NULL || r->pattern == NULL || r->family == NULL)
-        return fail(ld, n, "a rule needs id, family and pattern");
+    if (r->id == NULL || r->family == NULL || (r->pattern == NULL) == (r->detector == DETECT_NONE))
+        return fail(ld, n, "a rule needs id, family and either a pattern or a detector");
     if (r->validator == VS_VALID_ENTROPY && r->min_entropy <= 0)
         return fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
+    if (r->detector != DETECT_NONE) {
+        if (r->min_len == 0 || r->window == 0 || r->min_entropy <= 0)
+            return fail(ld, n, "rule %s: a detector needs min_len, window and min_entropy", r->id);
+        return 0;
+    }
     char msg[300];
     if ((r->re = vs_rule_pcre(r->pattern, r->flags, msg, sizeof msg)) == NULL)
         return fail(ld, n, "rule %s: pattern %s", r->id, msg);
@@ -337,24 +352,30 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
     return 0;
 }
 
-/* One Hyperscan database of every rule (expression id = the rule's index). */
+/* One Hyperscan database of every pattern rule (expression id = the
+ * rule's index; detector rules have none). */
 static int compile_hs(struct loader *ld, vs_ruleset *rs)
 {
     const char **exprs = calloc(rs->n, sizeof *exprs);
     unsigned *flags = calloc(rs->n, sizeof *flags), *ids = calloc(rs->n, sizeof *ids);
     int rc = exprs == NULL || flags == NULL || ids == NULL ? -ENOMEM : 0;
+    unsigned k = 0;
     for (size_t i = 0; i < rs->n && rc == 0; i++) {
         const struct rule *r = &rs->rules[i];
-        exprs[i] = r->pattern;
-        ids[i] = (unsigned)i;
-        flags[i] = (r->flags & RULE_CASELESS ? HS_FLAG_CASELESS : 0) |
-                   (r->flags & RULE_DOTALL ? HS_FLAG_DOTALL : 0) |
-                   (r->flags & RULE_MULTILINE ? HS_FLAG_MULTILINE : 0);
+        if (r->detector != DETECT_NONE) {
+            rs->has_detectors = true;
+            continue;
+        }
+        exprs[k] = r->pattern;
+        ids[k] = (unsigned)i;
+        flags[k++] = (r->flags & RULE_CASELESS ? HS_FLAG_CASELESS : 0) |
+                     (r->flags & RULE_DOTALL ? HS_FLAG_DOTALL : 0) |
+                     (r->flags & RULE_MULTILINE ? HS_FLAG_MULTILINE : 0);
     }
     hs_compile_error_t *ce = NULL;
-    if (rc == 0 && hs_compile_multi(exprs, flags, ids, (unsigned)rs->n, HS_MODE_BLOCK, NULL, &rs->db,
-                                    &ce) != HS_SUCCESS) {
-        int which = ce != NULL ? ce->expression : -1;
+    if (rc == 0 && k > 0 &&
+        hs_compile_multi(exprs, flags, ids, k, HS_MODE_BLOCK, NULL, &rs->db, &ce) != HS_SUCCESS) {
+        int which = ce != NULL && ce->expression >= 0 ? (int)ids[ce->expression] : -1;
         const yaml_node_t *none = NULL;
         if (which >= 0 && (size_t)which < rs->n)
             rc = fail(ld, none, "rule %s (line %d): hyperscan: %s", rs->rules[which].id,
@@ -391,7 +412,8 @@ static int rules_list(struct loader *ld, const yaml_node_t *n, vs_ruleset *rs)
             if (strcmp(rs->rules[i].id, r->id) == 0)
                 return fail(ld, e, "rule id %s is used twice", r->id);
         uint32_t groups = 0;
-        pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &groups);
+        if (r->re != NULL)
+            pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &groups);
         if (groups > rs->max_groups)
             rs->max_groups = groups;
     }

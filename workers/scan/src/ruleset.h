@@ -34,8 +34,15 @@ struct allowlist {
     size_t nstopwords;
 };
 
+/* A rule found by a linear pass instead of a pattern (detect.c): maximal
+ * runs of the hex or the base64 alphabet, at least min_len long, whose
+ * Shannon entropy over a sliding window averages min_entropy or more. */
+enum detector { DETECT_NONE, DETECT_HEX_RUN, DETECT_BASE64_RUN };
+
 struct rule {
     char *id, *family, *description, *pattern;
+    enum detector detector;     /* instead of pattern */
+    size_t min_len, window;
     unsigned flags;             /* RULE_* */
     enum vs_severity severity;
     enum vs_confidence confidence;
@@ -60,7 +67,8 @@ struct vs_ruleset {
     struct rule *rules;
     size_t n;
     struct allowlist allow;     /* global */
-    hs_database_t *db;          /* every rule, id = its index */
+    hs_database_t *db;          /* every pattern rule, id = its index; NULL: none */
+    bool has_detectors;
     uint32_t max_groups;        /* the most capture groups of a rule, for match data */
 };
 
@@ -86,6 +94,11 @@ struct line_cursor {
 };
 void vs__line_advance(const uint8_t *data, struct line_cursor *lc, size_t offset, size_t *line,
                       size_t *col);
+
+/* The detector rules' pass over data: each run that qualifies as
+ * (start, end, rule index) to fn; fn's nonzero value stops it. */
+typedef int (*detect_fn)(size_t start, size_t end, size_t rule, void *arg);
+int vs__detect_runs(const vs_ruleset *rs, const uint8_t *data, size_t len, detect_fn fn, void *arg);
 
 /* Compile pattern with PCRE2 (JIT when available) under RULE_* flags;
  * NULL with err set on failure. */

@@ -39,7 +39,8 @@ int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out)
     if (s->mctx != NULL)
         pcre2_set_match_limit(s->mctx, MATCH_LIMIT);
     s->last_end = calloc(rs->n, sizeof *s->last_end);
-    if (s->md == NULL || s->mctx == NULL || s->last_end == NULL || hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS ||
+    if (s->md == NULL || s->mctx == NULL || s->last_end == NULL ||
+        (rs->db != NULL && hs_alloc_scratch(rs->db, &s->hs) != HS_SUCCESS) ||
         vs_normalizer_new(&s->norm) != 0 || vs_normalizer_new(&s->norm_decoded) != 0) {
         vs_scan_scratch_free(s);
         return -ENOMEM;
@@ -196,6 +197,9 @@ static bool downgraded(struct scan_ctx *c, const struct rule *r, size_t ms)
     return false;
 }
 
+static int add_finding(struct scan_ctx *c, const struct rule *r, size_t ms, size_t me, size_t ss,
+                       size_t se);
+
 static int on_hit(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags,
                   void *arg)
 {
@@ -215,6 +219,15 @@ static int on_hit(unsigned int id, unsigned long long from, unsigned long long t
         ss = ov[2 * r->secret_group];
         se = ov[2 * r->secret_group + 1];
     }
+    return add_finding(c, r, ms, me, ss, se);
+}
+
+/* A confirmed match [ms, me) with its secret [ss, se): kept unless the
+ * validator, an allowlist or the line's marker says otherwise. 0, or 1
+ * to stop (out of memory, in c->stop). */
+static int add_finding(struct scan_ctx *c, const struct rule *r, size_t ms, size_t me, size_t ss,
+                       size_t se)
+{
     const uint8_t *secret = c->data + ss;
     size_t n = se - ss;
     if (n == 0 || !valid(r, secret, n) || allowed_by(&c->rs->allow, c->s, secret, n) ||
@@ -240,6 +253,12 @@ static int on_hit(unsigned int id, unsigned long long from, unsigned long long t
         f->severity = VS_SEV_MEDIUM;
     redact(secret, n, f->sample);
     return 0;
+}
+
+static int on_run(size_t start, size_t end, size_t rule, void *arg)
+{
+    struct scan_ctx *c = arg;
+    return add_finding(c, &c->rs->rules[rule], start, end, start, end);
 }
 
 static int by_offset(const void *a, const void *b)
@@ -313,11 +332,16 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
     s->nfound = 0;
     struct scan_ctx c = {.rs = rs, .s = s, .data = data, .len = len, .transforms = transforms,
                          .fn = fn, .arg = arg};
-    hs_error_t e = hs_scan(rs->db, len > 0 ? (const char *)data : "", (unsigned)len, 0, s->hs, on_hit,
-                           &c);
+    hs_error_t e = rs->db == NULL ? HS_SUCCESS
+                                  : hs_scan(rs->db, len > 0 ? (const char *)data : "", (unsigned)len,
+                                            0, s->hs, on_hit, &c);
     if (e == HS_SCAN_TERMINATED)
         return c.stop;
-    return e == HS_SUCCESS ? emit(&c) : -EIO;
+    if (e != HS_SUCCESS)
+        return -EIO;
+    if (rs->has_detectors && vs__detect_runs(rs, data, len, on_run, &c) != 0)
+        return c.stop;
+    return emit(&c);
 }
 
 const char *vs_severity_name(enum vs_severity s)
