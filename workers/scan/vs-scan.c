@@ -116,13 +116,13 @@ static int on_finding(const struct vs_finding *f, void *arg)
         r->blocked = true;
     if (r->format == FORMAT_TEXT) {
         printf("%s:%zu:%zu: %s %s (%s): %s [%s]%s%s%s\n", r->input, f->line, f->column,
-               vs_severity_name(f->severity), f->rule_id, f->family, f->description, f->sample,
+               vs_scan_severity_name(f->severity), f->rule_id, f->family, f->description, f->sample,
                how[0] ? " (found after: " : "", how, how[0] ? ")" : "");
         return 0;
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "rule", f->rule_id,
                           "family", f->family, "description", f->description, "severity",
-                          vs_severity_name(f->severity), "offset", (json_int_t)f->offset, "length",
+                          vs_scan_severity_name(f->severity), "offset", (json_int_t)f->offset, "length",
                           (json_int_t)f->length, "line", (json_int_t)f->line, "column",
                           (json_int_t)f->column, "sample", f->sample, "found_after", how);
     return o == NULL || json_array_append_new(r->findings, o) != 0 ? -ENOMEM : 0;
@@ -145,7 +145,7 @@ static json_t *sarif(const vs_ruleset *rs, const struct report *r)
         json_array_append_new(
             rules, json_pack("{s:s, s:{s:s}, s:{s:s}, s:{s:s, s:s}}", "id", id, "shortDescription",
                              "text", desc, "defaultConfiguration", "level", sarif_level(sev),
-                             "properties", "family", family, "severity", vs_severity_name(sev)));
+                             "properties", "family", family, "severity", vs_scan_severity_name(sev)));
     }
     json_t *results = json_array();
     size_t i;
@@ -153,7 +153,7 @@ static json_t *sarif(const vs_ruleset *rs, const struct report *r)
     json_array_foreach(r->findings, i, f) {
         const char *sev = json_string_value(json_object_get(f, "severity"));
         enum vs_severity s = VS_SEV_MEDIUM;
-        vs_severity_parse(sev, &s);
+        vs_scan_severity_parse(sev, &s);
         char msg[256];
         snprintf(msg, sizeof msg, "%s: %s", json_string_value(json_object_get(f, "description")),
                  json_string_value(json_object_get(f, "sample")));
@@ -204,7 +204,7 @@ int main(int argc, char **argv)
         case 's': r.format = FORMAT_SARIF; break;
         case 'r': rules = optarg; break;
         case 'b':
-            if (vs_severity_parse(optarg, &r.block) != 0) {
+            if (vs_scan_severity_parse(optarg, &r.block) != 0) {
                 fprintf(stderr, "vs-scan: --block: unknown level '%s'\n", optarg);
                 return 2;
             }

@@ -344,16 +344,16 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
     return emit(&c);
 }
 
-const char *vs_severity_name(enum vs_severity s)
+const char *vs_scan_severity_name(enum vs_severity s)
 {
     static const char *const names[] = {"info", "low", "medium", "high", "critical"};
     return (unsigned)s < 5 ? names[s] : "unknown";
 }
 
-int vs_severity_parse(const char *name, enum vs_severity *out)
+int vs_scan_severity_parse(const char *name, enum vs_severity *out)
 {
     for (int i = VS_SEV_INFO; name != NULL && i <= VS_SEV_CRITICAL; i++) {
-        if (strcmp(name, vs_severity_name((enum vs_severity)i)) == 0) {
+        if (strcmp(name, vs_scan_severity_name((enum vs_severity)i)) == 0) {
             *out = (enum vs_severity)i;
             return 0;
         }

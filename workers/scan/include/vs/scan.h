@@ -93,8 +93,8 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
 int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
                  vs_finding_fn fn, void *arg);
 
-const char *vs_severity_name(enum vs_severity s);
+const char *vs_scan_severity_name(enum vs_severity s);
 /* "info".."critical" -> the level; -EINVAL otherwise. */
-int vs_severity_parse(const char *name, enum vs_severity *out);
+int vs_scan_severity_parse(const char *name, enum vs_severity *out);
 
 #endif
