@@ -64,7 +64,7 @@ static int keep(const struct vs_finding *f, void *arg)
 static int scan_both(const vs_ruleset *rs, struct deep *d, vs_normalizer *n, const uint8_t *text,
                      size_t len, unsigned transforms)
 {
-    int rc = vs_scan(rs, d->s, text, len, transforms, keep, d);
+    int rc = vs__scan_block(rs, d->s, text, len, transforms, false, keep, d);
     if (rc)
         return rc;
     const uint8_t *norm;
@@ -79,7 +79,7 @@ static int scan_both(const vs_ruleset *rs, struct deep *d, vs_normalizer *n, con
     size_t saved_len = d->map_len;
     d->map = map;
     d->map_len = nlen;
-    rc = vs_scan(rs, d->s, norm, nlen, transforms | t, keep, d);
+    rc = vs__scan_block(rs, d->s, norm, nlen, transforms | t, false, keep, d);
     d->map = saved_map;
     d->map_len = saved_len;
     return rc;

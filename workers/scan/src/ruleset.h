@@ -95,6 +95,12 @@ struct line_cursor {
 void vs__line_advance(const uint8_t *data, struct line_cursor *lc, size_t offset, size_t *line,
                       size_t *col);
 
+/* vs_scan without the argument checks; positions false leaves findings'
+ * line and column 0 (vs_scan_deep maps findings back and positions them
+ * in the original text itself). */
+int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
+                   unsigned transforms, bool positions, vs_finding_fn fn, void *arg);
+
 /* The detector rules' pass over data: each run that qualifies as
  * (start, end, rule index) to fn; fn's nonzero value stops it. */
 typedef int (*detect_fn)(size_t start, size_t end, size_t rule, void *arg);

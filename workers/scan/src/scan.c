@@ -75,6 +75,7 @@ struct scan_ctx {
     vs_finding_fn fn;
     void *arg;
     int stop;               /* fn's nonzero value, or an error */
+    bool positions;         /* give findings their line and column */
     struct line_cursor lines;
 };
 
@@ -313,7 +314,8 @@ static int emit(struct scan_ctx *c)
         struct vs_finding *f = &s->found[i];
         if (f->length == 0)
             continue;
-        vs__line_advance(c->data, &c->lines, f->offset, &f->line, &f->column);
+        if (c->positions)
+            vs__line_advance(c->data, &c->lines, f->offset, &f->line, &f->column);
         int rc = c->fn(f, c->arg);
         if (rc != 0)
             return rc;
@@ -326,12 +328,18 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
 {
     if (rs == NULL || s == NULL || s->rs != rs || (data == NULL && len > 0) || fn == NULL)
         return -EINVAL;
+    return vs__scan_block(rs, s, data, len, transforms, true, fn, arg);
+}
+
+int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
+                   unsigned transforms, bool positions, vs_finding_fn fn, void *arg)
+{
     if (len > UINT32_MAX)
         return -EFBIG;
     memset(s->last_end, 0, rs->n * sizeof *s->last_end);
     s->nfound = 0;
     struct scan_ctx c = {.rs = rs, .s = s, .data = data, .len = len, .transforms = transforms,
-                         .fn = fn, .arg = arg};
+                         .positions = positions, .fn = fn, .arg = arg};
     hs_error_t e = rs->db == NULL ? HS_SUCCESS
                                   : hs_scan(rs->db, len > 0 ? (const char *)data : "", (unsigned)len,
                                             0, s->hs, on_hit, &c);
