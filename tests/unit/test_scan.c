@@ -286,6 +286,34 @@ static void test_detectors(void **state)
     vs_ruleset_free(rs);
 }
 
+/* A prefilter stands in for the pattern in Hyperscan and the pattern is
+ * searched around its hits; a dns-labels detector hands long labels to
+ * the pattern. Both find exactly what the pattern alone would. */
+static void test_prefilter_and_labels(void **state)
+{
+    (void)state;
+    vs_ruleset *rs = load("ruleset: t\nrules:\n"
+                          "  - id: mail\n    family: pii\n"
+                          "    pattern: '(?:^|[^A-Za-z0-9._%+-])([A-Za-z0-9._%+-]{1,64}@[a-z]+\\.[a-z]{2,8})\\b'\n"
+                          "    prefilter: '@[a-z]+\\.[a-z]{2,8}\\b'\n    secret_group: 1\n"
+                          "  - id: tunnel\n    family: covert\n"
+                          "    pattern: '\\b((?:[a-z0-9]{20,63}\\.){3,}[a-z]{2,24})\\b'\n"
+                          "    detector: dns-labels\n    min_len: 20\n    secret_group: 1\n");
+    static const char text[] = "write to first.last+tag@example.org now\n"
+                               "two long labels: aaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbb.com\n"
+                               "three: x.0123456789abcdefghij.0123456789abcdefghijk.0123456789abcdefghijkl.io!\n";
+    struct found r = {0};
+    scan(rs, text, &r);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.f[0].rule_id, "mail");
+    assert_int_equal(r.f[0].offset, strstr(text, "first") - text);
+    assert_int_equal(r.f[0].length, strlen("first.last+tag@example.org"));
+    assert_string_equal(r.f[1].rule_id, "tunnel");
+    assert_int_equal(r.f[1].offset, strstr(text, "0123456789abcdefghij.") - text);
+    assert_int_equal(r.f[1].length, 3 * 21 + 3 + 2);
+    vs_ruleset_free(rs);
+}
+
 static void test_rule_files_refused(void **state)
 {
     (void)state;
@@ -312,7 +340,14 @@ static void test_rule_files_refused(void **state)
         {"ruleset: t\nrules:\n  - id: a\n    family: f\n    detector: hex-run\n",
          "a detector needs min_len, window and min_entropy"},
         {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: hex-run\n",
-         "either a pattern or a detector"},
+         "detectors hex-run and base64-run take none"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    detector: dns-labels\n",
+         "detectors hex-run and base64-run take none"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: dns-labels\n",
+         "dns-labels needs min_len"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x+'\n    detector: dns-labels\n"
+         "    min_len: 20\n    prefilter: 'x'\n",
+         "a detector rule takes no prefilter"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         vs_ruleset *rs = NULL;
@@ -337,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_one_finding_per_secret),
         cmocka_unit_test(test_stop_and_empty),
         cmocka_unit_test(test_detectors),
+        cmocka_unit_test(test_prefilter_and_labels),
         cmocka_unit_test(test_rule_files_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,7 +20,9 @@
 
 #include "ruleset.h"
 
-enum { C_B64 = 1, C_HEX = 2, C_PAD = 4 };
+/* C_SPAN: the characters of a hostname made of such runs (the alphabet
+ * and the dot); the pass looks for long spans and judges the runs in them. */
+enum { C_B64 = 1, C_HEX = 2, C_PAD = 4, C_SPAN = 8 };
 
 static unsigned char cls[256];
 
@@ -29,8 +31,9 @@ static void init_classes(void)
     for (int c = 0; c < 256; c++) {
         bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
         bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-        cls[c] = (unsigned char)((alnum || c == '+' || c == '/' || c == '-' || c == '_' ? C_B64 : 0) |
-                                 (hex ? C_HEX : 0) | (c == '=' ? C_PAD : 0));
+        bool b64 = alnum || c == '+' || c == '/' || c == '-' || c == '_';
+        cls[c] = (unsigned char)((b64 ? C_B64 : 0) | (hex ? C_HEX : 0) | (c == '=' ? C_PAD : 0) |
+                                 (b64 || c == '.' ? C_SPAN : 0));
     }
 }
 
@@ -68,34 +71,92 @@ static double window_entropy(const uint8_t *s, size_t n, size_t w)
     return total / (double)windows;
 }
 
-int vs__detect_runs(const vs_ruleset *rs, const uint8_t *data, size_t len, detect_fn fn, void *arg)
+/* The detector rules that take the run [start, end) (pads up to stop). */
+static int judge_run(const vs_ruleset *rs, const uint8_t *data, size_t len, size_t start,
+                     size_t end, size_t stop, detect_fn fn, void *arg)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_classes);
-    size_t i = 0;
-    while (i < len) {
+    unsigned all = C_HEX;
+    for (size_t k = start; k < end; k++)
+        all &= cls[data[k]];
+    enum detector kind = all & C_HEX ? DETECT_HEX_RUN : DETECT_BASE64_RUN;
+    for (size_t r = 0; r < rs->n; r++) {
+        const struct rule *rule = &rs->rules[r];
+        int rc = 0;
+        if (rule->detector == DETECT_DNS_LABELS) {
+            if (end - start >= rule->min_len && end < len && data[end] == '.')
+                rc = fn(start, end, r, arg);
+        } else if (rule->detector == kind && end - start >= rule->min_len &&
+                   end - start >= rule->window &&
+                   window_entropy(data + start, end - start, rule->window) >= rule->min_entropy) {
+            rc = fn(start, stop, r, arg);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The runs of the alphabet in the span [start, end), with their pads. */
+static int judge_span(const vs_ruleset *rs, const uint8_t *data, size_t len, size_t start,
+                      size_t end, detect_fn fn, void *arg)
+{
+    size_t i = start;
+    while (i < end) {
         if (!(cls[data[i]] & C_B64)) {
             i++;
             continue;
         }
-        size_t start = i;
-        unsigned all = C_HEX;
-        while (i < len && (cls[data[i]] & C_B64))
-            all &= cls[data[i++]];
-        size_t end = i;
-        while (i < len && (cls[data[i]] & C_PAD) && i - end < 2)
+        size_t run = i;
+        while (i < end && (cls[data[i]] & C_B64))
             i++;
-        enum detector kind = all & C_HEX ? DETECT_HEX_RUN : DETECT_BASE64_RUN;
-        for (size_t r = 0; r < rs->n; r++) {
-            const struct rule *rule = &rs->rules[r];
-            if (rule->detector != kind || end - start < rule->min_len || end - start < rule->window)
-                continue;
-            if (window_entropy(data + start, end - start, rule->window) < rule->min_entropy)
-                continue;
-            int rc = fn(start, i, r, arg);
+        size_t stop = i;
+        while (stop < len && (cls[data[stop]] & C_PAD) && stop - i < 2)
+            stop++;
+        int rc = judge_run(rs, data, len, run, i, stop, fn, arg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The shortest span a detector rule can take: its run length, or for DNS
+ * labels three labels with their dots. */
+size_t vs__detect_min_span(const struct rule *r)
+{
+    if (r->detector == DETECT_DNS_LABELS)
+        return 3 * (r->min_len + 1);
+    return r->min_len > r->window ? r->min_len : r->window;
+}
+
+/* Spans shorter than the shortest a rule takes (L) are never looked at
+ * whole: a span of L or more that starts in [i, i + L) covers i + L - 1,
+ * so when that byte is outside the span's characters the search moves on
+ * by L bytes. Otherwise the span through it is found by scanning back (to
+ * i at most: i is always at a span's border) and forward. On text made of
+ * words, code and numbers this reads a fraction of the bytes. */
+int vs__detect_runs(const vs_ruleset *rs, const uint8_t *data, size_t len, detect_fn fn, void *arg)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_classes);
+    const size_t L = rs->detect_min_len;
+    size_t i = 0;
+    while (L > 0 && len - i >= L) {
+        size_t probe = i + L - 1;
+        if (!(cls[data[probe]] & C_SPAN)) {
+            i = probe + 1;
+            continue;
+        }
+        size_t start = probe, end = probe + 1;
+        while (start > i && (cls[data[start - 1]] & C_SPAN))
+            start--;
+        while (end < len && (cls[data[end]] & C_SPAN))
+            end++;
+        if (end - start >= L) {
+            int rc = judge_span(rs, data, len, start, end, fn, arg);
             if (rc)
                 return rc;
         }
+        i = end;
     }
     return 0;
 }

@@ -251,6 +251,7 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
                   : strcmp(key, "family") == 0      ? &r->family
                   : strcmp(key, "description") == 0 ? &r->description
                   : strcmp(key, "pattern") == 0     ? &r->pattern
+                  : strcmp(key, "prefilter") == 0   ? &r->prefilter
                                                     : NULL;
     if (text != NULL) {
         const char *s = scalar(v);
@@ -287,8 +288,8 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
     } else if (strcmp(key, "allow") == 0) {
         rc = allowlist(ld, v, &r->allow);
     } else if (strcmp(key, "detector") == 0) {
-        static const char *const detectors[] = {"none", "hex-run", "base64-run"};
-        if ((rc = enum_value(ld, v, key, detectors, 3, &e)) == 0)
+        static const char *const detectors[] = {"none", "hex-run", "base64-run", "dns-labels"};
+        if ((rc = enum_value(ld, v, key, detectors, 4, &e)) == 0)
             r->detector = (enum detector)e;
     } else if (strcmp(key, "min_len") == 0 || strcmp(key, "window") == 0) {
         if ((rc = number(ld, v, key, 8, 1 << 20, &d)) == 0)
@@ -307,6 +308,7 @@ static void rule_clear(struct rule *r)
     free(r->family);
     free(r->description);
     free(r->pattern);
+    free(r->prefilter);
     strings_free(r->keywords, r->nkeywords);
     vs_allowlist_clear(&r->allow);
     regexes_free(r->downgrade, r->ndowngrade);
@@ -332,11 +334,19 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
         if (rc)
             return rc;
     }
-    if (r->id == NULL || r->family == NULL || (r->pattern == NULL) == (r->detector == DETECT_NONE))
-        return fail(ld, n, "a rule needs id, family and either a pattern or a detector");
+    /* Runs of an alphabet are judged by entropy alone; label runs are
+     * only candidates that the pattern confirms. */
+    bool judged = r->detector == DETECT_HEX_RUN || r->detector == DETECT_BASE64_RUN;
+    if (r->id == NULL || r->family == NULL || (r->pattern == NULL) != judged)
+        return fail(ld, n, "a rule needs id, family and a pattern (detectors hex-run and "
+                           "base64-run take none)");
     if (r->validator == VS_VALID_ENTROPY && r->min_entropy <= 0)
         return fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
-    if (r->detector != DETECT_NONE) {
+    if (r->prefilter != NULL && r->detector != DETECT_NONE)
+        return fail(ld, n, "rule %s: a detector rule takes no prefilter", r->id);
+    if (r->detector == DETECT_DNS_LABELS && r->min_len == 0)
+        return fail(ld, n, "rule %s: detector dns-labels needs min_len", r->id);
+    if (judged) {
         if (r->min_len == 0 || r->window == 0 || r->min_entropy <= 0)
             return fail(ld, n, "rule %s: a detector needs min_len, window and min_entropy", r->id);
         return 0;
@@ -363,10 +373,12 @@ static int compile_hs(struct loader *ld, vs_ruleset *rs)
     for (size_t i = 0; i < rs->n && rc == 0; i++) {
         const struct rule *r = &rs->rules[i];
         if (r->detector != DETECT_NONE) {
-            rs->has_detectors = true;
+            size_t shortest = vs__detect_min_span(r);
+            if (rs->detect_min_len == 0 || shortest < rs->detect_min_len)
+                rs->detect_min_len = shortest;
             continue;
         }
-        exprs[k] = r->pattern;
+        exprs[k] = r->prefilter != NULL ? r->prefilter : r->pattern;
         ids[k] = (unsigned)i;
         flags[k++] = (r->flags & RULE_CASELESS ? HS_FLAG_CASELESS : 0) |
                      (r->flags & RULE_DOTALL ? HS_FLAG_DOTALL : 0) |

@@ -34,13 +34,23 @@ struct allowlist {
     size_t nstopwords;
 };
 
-/* A rule found by a linear pass instead of a pattern (detect.c): maximal
+/* A rule found by a linear pass instead of Hyperscan (detect.c): maximal
  * runs of the hex or the base64 alphabet, at least min_len long, whose
- * Shannon entropy over a sliding window averages min_entropy or more. */
-enum detector { DETECT_NONE, DETECT_HEX_RUN, DETECT_BASE64_RUN };
+ * Shannon entropy over a sliding window averages min_entropy or more; or
+ * runs of at least min_len directly followed by a dot (a DNS label long
+ * enough to carry data), which the rule's pattern then confirms. Open
+ * character classes like these would match almost everywhere and slow
+ * the whole Hyperscan database down. */
+enum detector { DETECT_NONE, DETECT_HEX_RUN, DETECT_BASE64_RUN, DETECT_DNS_LABELS };
 
 struct rule {
     char *id, *family, *description, *pattern;
+    /* What Hyperscan looks for instead of the pattern, for patterns made
+     * of open character classes that would slow the whole database down
+     * (an e-mail address: its '@' and domain). Every match of the pattern
+     * must hold a prefilter match whose last byte lies inside it; a hit is
+     * then confirmed by searching the pattern around it. */
+    char *prefilter;
     enum detector detector;     /* instead of pattern */
     size_t min_len, window;
     unsigned flags;             /* RULE_* */
@@ -68,7 +78,7 @@ struct vs_ruleset {
     size_t n;
     struct allowlist allow;     /* global */
     hs_database_t *db;          /* every pattern rule, id = its index; NULL: none */
-    bool has_detectors;
+    size_t detect_min_len;      /* the shortest span a detector rule takes; 0: no detectors */
     uint32_t max_groups;        /* the most capture groups of a rule, for match data */
 };
 
@@ -105,6 +115,8 @@ int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data
  * (start, end, rule index) to fn; fn's nonzero value stops it. */
 typedef int (*detect_fn)(size_t start, size_t end, size_t rule, void *arg);
 int vs__detect_runs(const vs_ruleset *rs, const uint8_t *data, size_t len, detect_fn fn, void *arg);
+/* The shortest stretch of text detector rule r can take. */
+size_t vs__detect_min_span(const struct rule *r);
 
 /* Compile pattern with PCRE2 (JIT when available) under RULE_* flags;
  * NULL with err set on failure. */

@@ -79,9 +79,21 @@ struct scan_ctx {
     struct line_cursor lines;
 };
 
+/* The whole greedy match from start (the ovector then holds its groups). */
+static bool rematch(struct scan_ctx *c, const struct rule *r, size_t start, size_t *ms, size_t *me)
+{
+    if (pcre2_match(r->re, c->data, c->len, start, PCRE2_ANCHORED, c->s->md, c->s->mctx) < 0)
+        return false;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
+    *ms = ov[0];
+    *me = ov[1];
+    return true;
+}
+
 /* The match ending at end: its start from PCRE2 on the window before end,
- * then the whole match from there (the ovector then holds its groups). */
-static bool confirm(struct scan_ctx *c, const struct rule *r, size_t end, size_t *ms, size_t *me)
+ * then the whole match from there. */
+static bool confirm_end(struct scan_ctx *c, const struct rule *r, size_t end, size_t *ms,
+                        size_t *me)
 {
     size_t from = end > r->max_len ? end - r->max_len : 0;
     while (from < end) {
@@ -89,15 +101,29 @@ static bool confirm(struct scan_ctx *c, const struct rule *r, size_t end, size_t
         if (rc < 0)
             return false;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
-        if (ov[1] == end) {
-            size_t start = ov[0];
-            if (pcre2_match(r->re, c->data, c->len, start, PCRE2_ANCHORED, c->s->md, c->s->mctx) < 0)
-                return false;
-            *ms = ov[0];
-            *me = ov[1];
-            return true;
-        }
+        if (ov[1] == end)
+            return rematch(c, r, ov[0], ms, me);
         from = ov[0] + 1; /* a shorter match started here; one ending at end starts later */
+    }
+    return false;
+}
+
+/* A prefilter hit ending at end: the first match of the pattern within
+ * max_len either side that holds the hit's last byte. */
+static bool confirm_around(struct scan_ctx *c, const struct rule *r, size_t end, size_t *ms,
+                           size_t *me)
+{
+    size_t from = end > r->max_len ? end - r->max_len : 0;
+    size_t stop = c->len - end > r->max_len ? end + r->max_len : c->len;
+    while (from < end) {
+        if (pcre2_match(r->re, c->data, stop, from, 0, c->s->md, c->s->mctx) < 0)
+            return false;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
+        if (ov[0] >= end)
+            return false;
+        if (ov[1] >= end)
+            return rematch(c, r, ov[0], ms, me);
+        from = ov[0] + 1;
     }
     return false;
 }
@@ -201,17 +227,16 @@ static bool downgraded(struct scan_ctx *c, const struct rule *r, size_t ms)
 static int add_finding(struct scan_ctx *c, const struct rule *r, size_t ms, size_t me, size_t ss,
                        size_t se);
 
-static int on_hit(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags,
-                  void *arg)
+/* Rule id may match around end (a Hyperscan hit, or a detector's
+ * candidate): confirm it, once per match, and keep it. */
+static int confirm_hit(struct scan_ctx *c, size_t id, size_t end)
 {
-    (void)from;
-    (void)flags;
-    struct scan_ctx *c = arg;
     const struct rule *r = &c->rs->rules[id];
-    size_t end = (size_t)to, ms, me;
+    size_t ms, me;
     if (c->s->last_end[id] > 0 && end <= c->s->last_end[id])
         return 0;
-    if (!confirm(c, r, end, &ms, &me))
+    bool around = r->prefilter != NULL || r->detector != DETECT_NONE;
+    if (!(around ? confirm_around : confirm_end)(c, r, end, &ms, &me))
         return 0;
     c->s->last_end[id] = me;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
@@ -221,6 +246,14 @@ static int on_hit(unsigned int id, unsigned long long from, unsigned long long t
         se = ov[2 * r->secret_group + 1];
     }
     return add_finding(c, r, ms, me, ss, se);
+}
+
+static int on_hit(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags,
+                  void *arg)
+{
+    (void)from;
+    (void)flags;
+    return confirm_hit(arg, id, (size_t)to);
 }
 
 /* A confirmed match [ms, me) with its secret [ss, se): kept unless the
@@ -259,7 +292,10 @@ static int add_finding(struct scan_ctx *c, const struct rule *r, size_t ms, size
 static int on_run(size_t start, size_t end, size_t rule, void *arg)
 {
     struct scan_ctx *c = arg;
-    return add_finding(c, &c->rs->rules[rule], start, end, start, end);
+    const struct rule *r = &c->rs->rules[rule];
+    if (r->re != NULL)
+        return confirm_hit(c, rule, end);
+    return add_finding(c, r, start, end, start, end);
 }
 
 static int by_offset(const void *a, const void *b)
@@ -347,7 +383,7 @@ int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data
         return c.stop;
     if (e != HS_SUCCESS)
         return -EIO;
-    if (rs->has_detectors && vs__detect_runs(rs, data, len, on_run, &c) != 0)
+    if (rs->detect_min_len > 0 && vs__detect_runs(rs, data, len, on_run, &c) != 0)
         return c.stop;
     return emit(&c);
 }
