@@ -378,6 +378,8 @@ static int compile_hs(struct loader *ld, vs_ruleset *rs)
                 rs->detect_min_len = shortest;
             continue;
         }
+        if (r->max_len > rs->longest)
+            rs->longest = r->max_len;
         exprs[k] = r->prefilter != NULL ? r->prefilter : r->pattern;
         ids[k] = (unsigned)i;
         flags[k++] = (r->flags & RULE_CASELESS ? HS_FLAG_CASELESS : 0) |

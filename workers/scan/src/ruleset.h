@@ -79,6 +79,7 @@ struct vs_ruleset {
     struct allowlist allow;     /* global */
     hs_database_t *db;          /* every pattern rule, id = its index; NULL: none */
     size_t detect_min_len;      /* the shortest span a detector rule takes; 0: no detectors */
+    size_t longest;             /* the largest max_len: the longest match a rule confirms */
     uint32_t max_groups;        /* the most capture groups of a rule, for match data */
 };
 

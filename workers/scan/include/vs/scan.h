@@ -93,6 +93,22 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
 int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
                  vs_finding_fn fn, void *arg);
 
+/* Streaming: input that arrives in pieces, scanned in bounded memory
+ * (segments of VS_SCAN_SEGMENT bytes overlapping by twice the longest
+ * match) with the findings one vs_scan (deep: vs_scan_deep) of the whole
+ * input would give, in stream offsets and positions. Matches that settle
+ * overlaps are only compared within a segment. The stream uses s until
+ * vs_scan_stream_finish; fn is called from write and finish, whose value
+ * is then fn's nonzero value, or 0, or -errno. */
+#define VS_SCAN_SEGMENT (1u << 20)
+typedef struct vs_scan_stream vs_scan_stream;
+int vs_scan_stream_new(const vs_ruleset *rs, vs_scan_scratch *s, bool deep, vs_finding_fn fn,
+                       void *arg, vs_scan_stream **out);
+int vs_scan_stream_write(vs_scan_stream *st, const uint8_t *data, size_t len);
+/* Scan what is left (call once, at the end of the input). */
+int vs_scan_stream_finish(vs_scan_stream *st);
+void vs_scan_stream_free(vs_scan_stream *st);
+
 const char *vs_scan_severity_name(enum vs_severity s);
 /* "info".."critical" -> the level; -EINVAL otherwise. */
 int vs_scan_severity_parse(const char *name, enum vs_severity *out);
