@@ -287,7 +287,7 @@ static void test_detectors(void **state)
 }
 
 /* A prefilter stands in for the pattern in Hyperscan and the pattern is
- * searched around its hits; a dns-labels detector hands long labels to
+ * searched around its hits; a dotted-run detector hands long labels to
  * the pattern. Both find exactly what the pattern alone would. */
 static void test_prefilter_and_labels(void **state)
 {
@@ -298,7 +298,7 @@ static void test_prefilter_and_labels(void **state)
                           "    prefilter: '@[a-z]+\\.[a-z]{2,8}\\b'\n    secret_group: 1\n"
                           "  - id: tunnel\n    family: covert\n"
                           "    pattern: '\\b((?:[a-z0-9]{20,63}\\.){3,}[a-z]{2,24})\\b'\n"
-                          "    detector: dns-labels\n    min_len: 20\n    secret_group: 1\n");
+                          "    detector: dotted-run\n    min_len: 20\n    secret_group: 1\n");
     static const char text[] = "write to first.last+tag@example.org now\n"
                                "two long labels: aaaaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbb.com\n"
                                "three: x.0123456789abcdefghij.0123456789abcdefghijk.0123456789abcdefghijkl.io!\n";
@@ -341,11 +341,11 @@ static void test_rule_files_refused(void **state)
          "a detector needs min_len, window and min_entropy"},
         {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: hex-run\n",
          "detectors hex-run and base64-run take none"},
-        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    detector: dns-labels\n",
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    detector: dotted-run\n",
          "detectors hex-run and base64-run take none"},
-        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: dns-labels\n",
-         "dns-labels needs min_len"},
-        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x+'\n    detector: dns-labels\n"
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: dotted-run\n",
+         "dotted-run needs min_len"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x+'\n    detector: dotted-run\n"
          "    min_len: 20\n    prefilter: 'x'\n",
          "a detector rule takes no prefilter"},
     };

@@ -79,10 +79,11 @@ static int judge_run(const vs_ruleset *rs, const uint8_t *data, size_t len, size
     for (size_t k = start; k < end; k++)
         all &= cls[data[k]];
     enum detector kind = all & C_HEX ? DETECT_HEX_RUN : DETECT_BASE64_RUN;
-    for (size_t r = 0; r < rs->n; r++) {
+    for (size_t d = 0; d < rs->ndetectors; d++) {
+        size_t r = rs->detectors[d];
         const struct rule *rule = &rs->rules[r];
         int rc = 0;
-        if (rule->detector == DETECT_DNS_LABELS) {
+        if (rule->detector == DETECT_DOTTED_RUN) {
             if (end - start >= rule->min_len && end < len && data[end] == '.')
                 rc = fn(start, end, r, arg);
         } else if (rule->detector == kind && end - start >= rule->min_len &&
@@ -119,44 +120,115 @@ static int judge_span(const vs_ruleset *rs, const uint8_t *data, size_t len, siz
     return 0;
 }
 
-/* The shortest span a detector rule can take: its run length, or for DNS
- * labels three labels with their dots. */
+/* The shortest span a detector rule can take: its run length, or for a
+ * dotted run the rule's min_span (at least the run and its dot). */
 size_t vs__detect_min_span(const struct rule *r)
 {
-    if (r->detector == DETECT_DNS_LABELS)
-        return 3 * (r->min_len + 1);
+    if (r->detector == DETECT_DOTTED_RUN)
+        return r->min_span > r->min_len + 1 ? r->min_span : r->min_len + 1;
     return r->min_len > r->window ? r->min_len : r->window;
 }
 
-/* Spans shorter than the shortest a rule takes (L) are never looked at
- * whole: a span of L or more that starts in [i, i + L) covers i + L - 1,
- * so when that byte is outside the span's characters the search moves on
- * by L bytes. Otherwise the span through it is found by scanning back (to
- * i at most: i is always at a span's border) and forward. On text made of
- * words, code and numbers this reads a fraction of the bytes. */
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Bytes of v in [lo, hi], as unsigned values. */
+static inline __m128i in_range(__m128i v, char lo, char hi)
+{
+    __m128i off = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+    return _mm_cmpeq_epi8(_mm_min_epu8(off, _mm_set1_epi8((char)(hi - lo))), off);
+}
+
+/* Bit i set when p[i] is a span character (the C_SPAN class), 64 bytes. */
+static inline uint64_t span_bits(const uint8_t *p)
+{
+    uint64_t bits = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
+        __m128i m = _mm_or_si128(in_range(v, '0', '9'),
+                                 in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 'z'));
+        m = _mm_or_si128(m, in_range(v, '-', '/'));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('+')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('_')));
+        bits |= (uint64_t)(unsigned)_mm_movemask_epi8(m) << (16 * k);
+    }
+    return bits;
+}
+#else
+static inline uint64_t span_bits(const uint8_t *p)
+{
+    uint64_t bits = 0;
+    for (int k = 0; k < 64; k++)
+        bits |= (uint64_t)((cls[p[k]] & C_SPAN) != 0) << k;
+    return bits;
+}
+#endif
+
+/* The starts of the runs of L or more ones inside m (L <= 64). */
+static uint64_t long_runs(uint64_t m, size_t L)
+{
+    for (size_t have = 1; have < L && m != 0;) {
+        size_t shift = have < L - have ? have : L - have;
+        m &= m >> shift;
+        have += shift;
+    }
+    return m;
+}
+
+/* Every span of L or more bytes, 64 bytes at a time: a span still open
+ * at a block's end is carried as run into the next; one closed by the
+ * block's first other byte is judged then; a span between two other
+ * bytes of one block (only possible when L < 63) is found by long_runs.
+ * Ordinary text has no such spans, so the cost is classifying bytes. */
+static int spans(const vs_ruleset *rs, const uint8_t *data, size_t len, size_t L, detect_fn fn,
+                 void *arg)
+{
+    size_t pos = 0, run = 0;
+    for (; len - pos >= 64; pos += 64) {
+        uint64_t m = span_bits(data + pos);
+        if (m == UINT64_MAX) {
+            run += 64;
+            continue;
+        }
+        size_t lead = (size_t)__builtin_ctzll(~m);
+        if (run + lead >= L) {
+            int rc = judge_span(rs, data, len, pos - run, pos + lead, fn, arg);
+            if (rc)
+                return rc;
+        }
+        size_t tail = (size_t)__builtin_clzll(~m);
+        /* the ones strictly between the first and the last other byte */
+        uint64_t inner = m & ~((UINT64_C(1) << lead) - 1) & (UINT64_MAX >> tail);
+        if (L <= 64 && (size_t)__builtin_popcountll(inner) >= L) {
+            for (uint64_t starts = long_runs(inner, L); starts != 0;) {
+                size_t from = (size_t)__builtin_ctzll(starts);
+                size_t to = from + (size_t)__builtin_ctzll(~(inner >> from));
+                int rc = judge_span(rs, data, len, pos + from, pos + to, fn, arg);
+                if (rc)
+                    return rc;
+                starts &= to < 64 ? ~((UINT64_C(1) << to) - 1) : 0;
+            }
+        }
+        run = tail;
+    }
+    for (; pos < len; pos++) {
+        if (cls[data[pos]] & C_SPAN) {
+            run++;
+            continue;
+        }
+        if (run >= L) {
+            int rc = judge_span(rs, data, len, pos - run, pos, fn, arg);
+            if (rc)
+                return rc;
+        }
+        run = 0;
+    }
+    return run >= L ? judge_span(rs, data, len, len - run, len, fn, arg) : 0;
+}
+
 int vs__detect_runs(const vs_ruleset *rs, const uint8_t *data, size_t len, detect_fn fn, void *arg)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, init_classes);
-    const size_t L = rs->detect_min_len;
-    size_t i = 0;
-    while (L > 0 && len - i >= L) {
-        size_t probe = i + L - 1;
-        if (!(cls[data[probe]] & C_SPAN)) {
-            i = probe + 1;
-            continue;
-        }
-        size_t start = probe, end = probe + 1;
-        while (start > i && (cls[data[start - 1]] & C_SPAN))
-            start--;
-        while (end < len && (cls[data[end]] & C_SPAN))
-            end++;
-        if (end - start >= L) {
-            int rc = judge_span(rs, data, len, start, end, fn, arg);
-            if (rc)
-                return rc;
-        }
-        i = end;
-    }
-    return 0;
+    return rs->detect_min_len == 0 ? 0 : spans(rs, data, len, rs->detect_min_len, fn, arg);
 }

@@ -288,12 +288,13 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
     } else if (strcmp(key, "allow") == 0) {
         rc = allowlist(ld, v, &r->allow);
     } else if (strcmp(key, "detector") == 0) {
-        static const char *const detectors[] = {"none", "hex-run", "base64-run", "dns-labels"};
+        static const char *const detectors[] = {"none", "hex-run", "base64-run", "dotted-run"};
         if ((rc = enum_value(ld, v, key, detectors, 4, &e)) == 0)
             r->detector = (enum detector)e;
-    } else if (strcmp(key, "min_len") == 0 || strcmp(key, "window") == 0) {
+    } else if (strcmp(key, "min_len") == 0 || strcmp(key, "window") == 0 ||
+               strcmp(key, "min_span") == 0) {
         if ((rc = number(ld, v, key, 8, 1 << 20, &d)) == 0)
-            *(key[0] == 'm' ? &r->min_len : &r->window) = (size_t)d;
+            *(key[0] == 'w' ? &r->window : key[4] == 's' ? &r->min_span : &r->min_len) = (size_t)d;
     } else if (strcmp(key, "downgrade") == 0) {
         rc = regexes(ld, v, "downgrade regex", &r->downgrade, &r->ndowngrade);
     } else {
@@ -344,8 +345,8 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
         return fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
     if (r->prefilter != NULL && r->detector != DETECT_NONE)
         return fail(ld, n, "rule %s: a detector rule takes no prefilter", r->id);
-    if (r->detector == DETECT_DNS_LABELS && r->min_len == 0)
-        return fail(ld, n, "rule %s: detector dns-labels needs min_len", r->id);
+    if (r->detector == DETECT_DOTTED_RUN && r->min_len == 0)
+        return fail(ld, n, "rule %s: detector dotted-run needs min_len", r->id);
     if (judged) {
         if (r->min_len == 0 || r->window == 0 || r->min_entropy <= 0)
             return fail(ld, n, "rule %s: a detector needs min_len, window and min_entropy", r->id);
@@ -369,17 +370,21 @@ static int compile_hs(struct loader *ld, vs_ruleset *rs)
     const char **exprs = calloc(rs->n, sizeof *exprs);
     unsigned *flags = calloc(rs->n, sizeof *flags), *ids = calloc(rs->n, sizeof *ids);
     int rc = exprs == NULL || flags == NULL || ids == NULL ? -ENOMEM : 0;
+    rs->detectors = calloc(rs->n, sizeof *rs->detectors);
+    if (rs->detectors == NULL)
+        rc = -ENOMEM;
     unsigned k = 0;
     for (size_t i = 0; i < rs->n && rc == 0; i++) {
         const struct rule *r = &rs->rules[i];
+        if (r->max_len > rs->longest)
+            rs->longest = r->max_len;
         if (r->detector != DETECT_NONE) {
             size_t shortest = vs__detect_min_span(r);
             if (rs->detect_min_len == 0 || shortest < rs->detect_min_len)
                 rs->detect_min_len = shortest;
+            rs->detectors[rs->ndetectors++] = i;
             continue;
         }
-        if (r->max_len > rs->longest)
-            rs->longest = r->max_len;
         exprs[k] = r->prefilter != NULL ? r->prefilter : r->pattern;
         ids[k] = (unsigned)i;
         flags[k++] = (r->flags & RULE_CASELESS ? HS_FLAG_CASELESS : 0) |
@@ -542,6 +547,7 @@ void vs_ruleset_free(vs_ruleset *rs)
     vs_allowlist_clear(&rs->allow);
     if (rs->db != NULL)
         hs_free_database(rs->db);
+    free(rs->detectors);
     free(rs->name);
     free(rs);
 }

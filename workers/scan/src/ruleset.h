@@ -37,11 +37,13 @@ struct allowlist {
 /* A rule found by a linear pass instead of Hyperscan (detect.c): maximal
  * runs of the hex or the base64 alphabet, at least min_len long, whose
  * Shannon entropy over a sliding window averages min_entropy or more; or
- * runs of at least min_len directly followed by a dot (a DNS label long
- * enough to carry data), which the rule's pattern then confirms. Open
+ * runs of at least min_len directly followed by a dot, in a stretch of
+ * the alphabet and dots at least min_span long (a DNS label long enough
+ * to carry data, a token's dotted parts), which the rule's pattern then
+ * confirms. Open
  * character classes like these would match almost everywhere and slow
  * the whole Hyperscan database down. */
-enum detector { DETECT_NONE, DETECT_HEX_RUN, DETECT_BASE64_RUN, DETECT_DNS_LABELS };
+enum detector { DETECT_NONE, DETECT_HEX_RUN, DETECT_BASE64_RUN, DETECT_DOTTED_RUN };
 
 struct rule {
     char *id, *family, *description, *pattern;
@@ -52,7 +54,7 @@ struct rule {
      * then confirmed by searching the pattern around it. */
     char *prefilter;
     enum detector detector;     /* instead of pattern */
-    size_t min_len, window;
+    size_t min_len, window, min_span;
     unsigned flags;             /* RULE_* */
     enum vs_severity severity;
     enum vs_confidence confidence;
@@ -78,6 +80,8 @@ struct vs_ruleset {
     size_t n;
     struct allowlist allow;     /* global */
     hs_database_t *db;          /* every pattern rule, id = its index; NULL: none */
+    size_t *detectors;          /* the detector rules' indices */
+    size_t ndetectors;
     size_t detect_min_len;      /* the shortest span a detector rule takes; 0: no detectors */
     size_t longest;             /* the largest max_len: the longest match a rule confirms */
     uint32_t max_groups;        /* the most capture groups of a rule, for match data */
