@@ -4,6 +4,7 @@
  * --port 0, a mkdtemp state directory), status, the supervisor restarting
  * a daemon killed with SIGKILL, audit emit/tail, pub/sub (core and
  * JetStream), refusals (unknown JSON field, subject outside the table),
+ * keys init-box with seal and unseal,
  * and `vsctl down` leaving no process and no pid file behind.
  *
  * vsctl runs as a child with a clean environment (PATH only) and an
@@ -219,6 +220,58 @@ static void test_help_and_usage(void **unused)
     vsctl_in(dir, 5000, &r, VS_ARGS("frobnicate"));
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "unknown command"));
+    vs_run_free(&r);
+    vs_rmtree(dir);
+    free(dir);
+}
+
+/* keys init-box, seal and unseal without a stack: a payload sealed to a
+ * box key opens with that key alone, to the same bytes. */
+static void test_seal_unseal(void **unused)
+{
+    (void)unused;
+    char *dir = vs_scratch_dir("vs-vsctl-seal");
+    assert_non_null(dir);
+    char key[400], other[400], plain[400], sealed[400];
+    snprintf(key, sizeof key, "%s/pool.key", dir);
+    snprintf(other, sizeof other, "%s/other.key", dir);
+    snprintf(plain, sizeof plain, "%s/plain.txt", dir);
+    snprintf(sealed, sizeof sealed, "%s/sealed.json", dir);
+    static const char text[] = "the task: summarize the report\n";
+    assert_int_equal(vs_write_file(plain, "%s", text), 0);
+    struct vs_run r;
+    vsctl_in(dir, 5000, &r, VS_ARGS("keys", "init-box", key));
+    vs_vsctl_expect(&r, 0, NULL);
+    char pk[65] = "";
+    snprintf(pk, sizeof pk, "%s", r.out);
+    assert_int_equal(strlen(pk), 64);
+    vs_run_free(&r);
+    vsctl_in(dir, 5000, &r, VS_ARGS("keys", "init-box", key));
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "never overwritten"));
+    vs_run_free(&r);
+    vsctl_in(dir, 5000, &r, VS_ARGS("keys", "init-box", other));
+    vs_vsctl_expect(&r, 0, NULL);
+    vs_run_free(&r);
+    cli.state = dir;
+    vs_vsctl_run(&cli, &r, 5000, sealed, VS_ARGS("seal", "--to", pk, plain));
+    vs_vsctl_expect(&r, 0, NULL);
+    vs_run_free(&r);
+    char *json = vs_slurp(sealed);
+    assert_non_null(json);
+    assert_null(strstr(json, "summarize")); /* no plaintext in the sealed form */
+    assert_non_null(strstr(json, "\"ciphertext\""));
+    free(json);
+    vsctl_in(dir, 5000, &r, VS_ARGS("unseal", "--key", key, sealed));
+    vs_vsctl_expect(&r, 0, NULL);
+    assert_string_equal(r.out, text);
+    vs_run_free(&r);
+    vsctl_in(dir, 5000, &r, VS_ARGS("unseal", "--key", other, sealed));
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "does not open"));
+    vs_run_free(&r);
+    vsctl_in(dir, 5000, &r, VS_ARGS("seal", "--to", "abcd", plain));
+    assert_int_equal(r.status, 2);
     vs_run_free(&r);
     vs_rmtree(dir);
     free(dir);
@@ -491,6 +544,7 @@ int main(void)
     cli.scratch = scratch;
     const struct CMUnitTest alone[] = {
         cmocka_unit_test(test_help_and_usage),
+        cmocka_unit_test(test_seal_unseal),
         cmocka_unit_test(test_nothing_up),
     };
     const struct CMUnitTest stack[] = {

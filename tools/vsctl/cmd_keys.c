@@ -10,6 +10,7 @@
  * be compared with a copy obtained out of band.
  */
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ static void keys_usage(FILE *out)
     fprintf(out,
             "usage: vsctl keys [--key FILE]... [--name NAME]\n"
             "       vsctl keys init-audit PATH [--name NAME]\n"
+            "       vsctl keys init-box PATH\n"
             "Verifier keys of the audit log (NAME+HASH+BASE64, the C2SP vkey format that\n"
             "`vsctl audit verify --vkey` takes).\n\n"
             "  --key FILE     print the vkey of this Ed25519 key file (auditd.key,\n"
@@ -35,7 +37,10 @@ static void keys_usage(FILE *out)
             "  --name NAME    the key name (default " DEFAULT_NAME ": auditd signs under its\n"
             "                 auditd.origin)\n"
             "  init-audit PATH  create a new signing key file (0600, never overwritten) and\n"
-            "                 print its vkey: set auditd.key (or auditd.next_key to rotate)\n\n"
+            "                 print its vkey: set auditd.key (or auditd.next_key to rotate)\n"
+            "  init-box PATH  create a new X25519 box key file (0600, never overwritten) and\n"
+            "                 print its public half in hex: a pool key (intake/scanner,\n"
+            "                 launcher) or a requester's key; `vsctl seal --to` takes it\n\n"
             VSCTL_COMMON_HELP);
 }
 
@@ -130,6 +135,25 @@ static int init_audit(const char *path, const char *name)
     return fflush(stdout) == 0 ? VSCTL_OK : VSCTL_FAIL;
 }
 
+static int init_box(const char *path)
+{
+    vs_boxkey *k = NULL;
+    int rc = vs_boxkey_new(&k);
+    if (rc == 0)
+        rc = vs_boxkey_save(k, path);
+    if (rc < 0) {
+        vsctl_err("cannot create %s: %s", path,
+                  rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
+        vs_boxkey_free(k);
+        return VSCTL_FAIL;
+    }
+    char hex[2 * VS_BOX_PUBLICKEY_LEN + 1];
+    sodium_bin2hex(hex, sizeof hex, vs_boxkey_public(k), VS_BOX_PUBLICKEY_LEN);
+    vs_boxkey_free(k);
+    printf("%s\n", hex);
+    return fflush(stdout) == 0 ? VSCTL_OK : VSCTL_FAIL;
+}
+
 int cmd_keys(struct vsctl *ctx, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -164,6 +188,13 @@ int cmd_keys(struct vsctl *ctx, int argc, char **argv)
             return VSCTL_USAGE;
         }
         return init_audit(argv[optind + 1], name);
+    }
+    if (optind < argc && strcmp(argv[optind], "init-box") == 0) {
+        if (argc - optind != 2 || nkeys > 0) {
+            vsctl_err("usage: vsctl keys init-box PATH");
+            return VSCTL_USAGE;
+        }
+        return init_box(argv[optind + 1]);
     }
     if (optind != argc) {
         vsctl_err("unknown keys argument '%s' (see --help)", argv[optind]);

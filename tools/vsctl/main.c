@@ -31,7 +31,9 @@ static const struct command commands[] = {
     {"sub", cmd_sub, "print the messages on a subject (wildcards allowed)"},
     {"audit", cmd_audit, "audit events and log: tail, emit, query, verify, export, prove, backup"},
     {"ledger", cmd_ledger, "the escrow ledger: balance, history, holds, check, deposit, backup"},
-    {"keys", cmd_keys, "verifier keys of the audit log; `keys init-audit` creates auditd's key"},
+    {"keys", cmd_keys, "audit verifier keys; `keys init-audit` / `keys init-box` create keys"},
+    {"seal", cmd_seal, "seal a payload to a pool's box key (SealedPayload JSON for `pub`)"},
+    {"unseal", cmd_unseal, "open the sealed payload of a message (JSON on stdin) with a box key"},
     {"subjects", cmd_subjects, "the subject table (--markdown for the README)"},
 };
 
