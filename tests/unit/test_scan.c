@@ -314,6 +314,30 @@ static void test_prefilter_and_labels(void **state)
     vs_ruleset_free(rs);
 }
 
+/* A lattice is a prefilter of every phrase of its word lists: the rule
+ * finds a match holding any of them (spacing is one whitespace, an empty
+ * word leaves its list out) and nothing that holds none. */
+static void test_lattice(void **state)
+{
+    (void)state;
+    vs_ruleset *rs = load("ruleset: t\nrules:\n"
+                          "  - id: send\n    family: exfiltration\n    flags: [caseless]\n"
+                          "    pattern: '\\b(?:send|post)\\s+(?:(?:the|all)\\s+){0,2}(?:chat log|secrets?)\\b'\n"
+                          "    lattice:\n      - [send, post, the, all]\n      - [chat log, secret, secrets]\n");
+    static const char *const hits[] = {"please send secrets now", "POST\tthe chat log",
+                                       "send all the secret!"};
+    for (size_t i = 0; i < 3; i++) {
+        struct found r = {0};
+        scan(rs, hits[i], &r);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.f[0].rule_id, "send");
+    }
+    struct found none = {0};
+    scan(rs, "send the report; the chat is logged; resend secretly", &none);
+    assert_int_equal(none.n, 0);
+    vs_ruleset_free(rs);
+}
+
 static void test_rule_files_refused(void **state)
 {
     (void)state;
@@ -345,6 +369,13 @@ static void test_rule_files_refused(void **state)
          "detectors hex-run and base64-run take none"},
         {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    detector: dotted-run\n",
          "dotted-run needs min_len"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    lattice: [[x], []]\n",
+         "every list needs a word"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    lattice: []\n",
+         "lattice: expected 1 to 8 word lists"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    prefilter: 'x'\n"
+         "    lattice: [[x]]\n",
+         "a prefilter or a lattice, not both"},
         {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x+'\n    detector: dotted-run\n"
          "    min_len: 20\n    prefilter: 'x'\n",
          "a detector rule takes no prefilter"},
@@ -373,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_stop_and_empty),
         cmocka_unit_test(test_detectors),
         cmocka_unit_test(test_prefilter_and_labels),
+        cmocka_unit_test(test_lattice),
         cmocka_unit_test(test_rule_files_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

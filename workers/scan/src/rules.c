@@ -131,6 +131,94 @@ pcre2_code *vs_rule_pcre(const char *pattern, unsigned flags, char *err, size_t 
     return re;
 }
 
+#define LATTICE_MAX_LISTS 8
+#define LATTICE_MAX_PHRASES 8192
+
+/* Append s to the growing string *buf (len, cap): as it is (raw), or as a
+ * regex matching it literally, a space matching one whitespace character. */
+static int append_text(char **buf, size_t *len, size_t *cap, const char *s, bool raw)
+{
+    for (; *s != '\0'; s++) {
+        if (*len + 3 > *cap) {
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            char *nb = realloc(*buf, ncap);
+            if (nb == NULL)
+                return -ENOMEM;
+            *buf = nb;
+            *cap = ncap;
+        }
+        unsigned char c = (unsigned char)*s;
+        bool plain = raw || c >= 0x80 || (c >= '0' && c <= '9') ||
+                     ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+        if (!plain)
+            (*buf)[(*len)++] = '\\';
+        (*buf)[(*len)++] = !raw && c == ' ' ? 's' : (char)c; /* a space: \s, one blank of any kind */
+    }
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+/* A phrase lattice - a list of word lists - as a prefilter: every phrase
+ * (one word of each list in order, joined by spaces; an empty word leaves
+ * its list out) an alternative, each space one whitespace character (the
+ * normalized text has one between words). Hyperscan runs such a set of
+ * long literals far faster than the same lattice written with short words
+ * and \s+ between them, where every common word ("as", "show") is a hit. */
+static int lattice(struct loader *ld, const yaml_node_t *n, char **out)
+{
+    size_t nlists = n->type == YAML_SEQUENCE_NODE
+                        ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
+                        : 0;
+    if (nlists == 0 || nlists > LATTICE_MAX_LISTS)
+        return fail(ld, n, "lattice: expected 1 to %d word lists", LATTICE_MAX_LISTS);
+    char **words[LATTICE_MAX_LISTS] = {0};
+    size_t counts[LATTICE_MAX_LISTS] = {0}, at[LATTICE_MAX_LISTS] = {0}, phrases = 1;
+    int rc = 0;
+    for (size_t i = 0; i < nlists && rc == 0; i++) {
+        const yaml_node_t *list = yaml_document_get_node(ld->doc, n->data.sequence.items.start[i]);
+        rc = strings(ld, list, true, &words[i], &counts[i]);
+        if (rc == 0 && (counts[i] == 0 || (phrases *= counts[i]) > LATTICE_MAX_PHRASES))
+            rc = fail(ld, list, "lattice: every list needs a word, and %d phrases at most",
+                      LATTICE_MAX_PHRASES);
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (rc == 0)
+        rc = append_text(&buf, &len, &cap, "(?:", true);
+    size_t emitted = 0;
+    for (size_t p = 0; rc == 0 && p < phrases; p++) {
+        size_t mark = len;
+        if (emitted > 0)
+            rc = append_text(&buf, &len, &cap, "|", true);
+        bool empty = true;
+        for (size_t i = 0; rc == 0 && i < nlists; i++) {
+            const char *w = words[i][at[i]];
+            if (w[0] != '\0' && !empty)
+                rc = append_text(&buf, &len, &cap, " ", false);
+            if (rc == 0)
+                rc = append_text(&buf, &len, &cap, w, false);
+            empty = empty && w[0] == '\0';
+        }
+        if (rc == 0 && empty)
+            buf[len = mark] = '\0'; /* every list left out: no phrase */
+        else
+            emitted++;
+        for (size_t i = nlists; i-- > 0 && ++at[i] == counts[i];)
+            at[i] = 0; /* the next phrase, last list fastest */
+    }
+    if (rc == 0)
+        rc = append_text(&buf, &len, &cap, ")", true);
+    for (size_t i = 0; i < nlists; i++)
+        strings_free(words[i], counts[i]);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    free(*out);
+    *out = buf;
+    return 0;
+}
+
 static void regexes_free(pcre2_code **re, size_t n);
 
 void vs_allowlist_clear(struct allowlist *a)
@@ -253,6 +341,8 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
                   : strcmp(key, "pattern") == 0     ? &r->pattern
                   : strcmp(key, "prefilter") == 0   ? &r->prefilter
                                                     : NULL;
+    if (text == &r->prefilter && r->prefilter != NULL)
+        return fail(ld, v, "a rule takes a prefilter or a lattice, not both");
     if (text != NULL) {
         const char *s = scalar(v);
         if (s == NULL || s[0] == '\0')
@@ -295,6 +385,9 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
                strcmp(key, "min_span") == 0) {
         if ((rc = number(ld, v, key, 8, 1 << 20, &d)) == 0)
             *(key[0] == 'w' ? &r->window : key[4] == 's' ? &r->min_span : &r->min_len) = (size_t)d;
+    } else if (strcmp(key, "lattice") == 0) {
+        rc = r->prefilter != NULL ? fail(ld, v, "a rule takes a prefilter or a lattice, not both")
+                                  : lattice(ld, v, &r->prefilter);
     } else if (strcmp(key, "downgrade") == 0) {
         rc = regexes(ld, v, "downgrade regex", &r->downgrade, &r->ndowngrade);
     } else {
