@@ -5,8 +5,9 @@
  * The input is copied into an exactly sized buffer and run through both
  * entry points. Checks:
  *   - vs_normalize succeeds; the output is no longer than the input, holds
- *     no uppercase ASCII, no ASCII whitespace but the space and never two
- *     spaces in a row; the transform bits are vs_normalize's own; the map
+ *     no uppercase ASCII, no ASCII whitespace but the space and the line
+ *     break, never two of them in a row, and a line break only where the
+ *     input has one; the transform bits are vs_normalize's own; the map
  *     has one strictly increasing offset below the input length per output
  *     byte; without a map the output and bits are the same;
  *   - vs_norm_decode (depth 3, a budget of twice the input, then a budget of
@@ -61,9 +62,13 @@ static void check_normalize(const uint8_t *in, size_t size)
     }
     for (size_t i = 0; i < len; i++) {
         uint8_t c = out[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= '\t' && c <= '\r') ||
-            (c == ' ' && i > 0 && out[i - 1] == ' ')) {
-            die("uppercase, whitespace other than one space", i);
+        bool blank = c == ' ' || c == '\n';
+        if ((c >= 'A' && c <= 'Z') || (c >= '\t' && c <= '\r' && c != '\n') ||
+            (blank && i > 0 && (out[i - 1] == ' ' || out[i - 1] == '\n'))) {
+            die("uppercase, whitespace other than one space or line break", i);
+        }
+        if (c == '\n' && map[i] < size && in[map[i]] != '\n') {
+            die("a line break that maps to no line break", i);
         }
         if (map[i] >= size || (i > 0 && map[i] <= map[i - 1])) {
             die("map offset out of range or not increasing", i);

@@ -3,9 +3,10 @@
  * normalizer (vs/normalize.h), through its public API only.
  *
  * vs_normalize: every transformation (invisible characters, homoglyphs,
- * leetspeak, spaced letters) is checked on exact outputs and transform
- * bits, together with the cases that must stay unchanged (ordinary text,
- * numbers, short letter runs), the byte map, and hostile UTF-8. Inputs are
+ * leetspeak, spaced letters, whitespace runs keeping line breaks) is checked
+ * on exact outputs and transform bits, together with the cases that must
+ * stay unchanged (ordinary text, numbers, short letter runs), the byte map,
+ * and hostile UTF-8. Inputs are
  * copied into exactly sized heap buffers so that ASan sees any read past
  * the end. vs_norm_decode: each encoding, nesting and its depth limit, the
  * size budget, the callback's stop value, and encoded-looking text that
@@ -93,7 +94,7 @@ static void test_plain_text_unchanged(void **state)
     check(n, "the quick brown fox jumps over the lazy dog", "the quick brown fox jumps over the lazy dog",
           0);
     /* lowercasing, whitespace runs and Unicode spaces set no bit */
-    check(n, "Hello, World!\tSee  README.md\n", "hello, world! see readme.md ", 0);
+    check(n, "Hello, World!\tSee  README.md\n", "hello, world! see readme.md\n", 0);
     check(n, "no\xC2\xA0" "break\xE2\x80\x83" "em\xE3\x80\x80" "ideographic",
           "no break em ideographic", 0);
     check(n, "int main(void) { return x[0] + y->z; }", "int main(void) { return x[0] + y->z; }", 0);
@@ -186,12 +187,57 @@ static void test_long_text(void **state)
 
     check(n, "Some  text\t\twith   spaces, then 1gn0r3 pr3v10us and i g n o r e  a l l of it,\n"
              "                                indented   code(x, y) = 0x1F + 42;  // 1.0.3 a",
-          "some text with spaces, then ignore previous and ignore all of it, indented code(x, y) = "
+          "some text with spaces, then ignore previous and ignore all of it,\nindented code(x, y) = "
           "0x1f + 42; // 1.0.3 a",
           VS_NORM_LEET | VS_NORM_SPACED);
     check(n, "0123456789abcdef0123456789abcdef h4ck3r 0123456789abcdef",
           "0123456789abcdef0123456789abcdef hacker 0123456789abcdef", VS_NORM_LEET);
     check(n, "                                                 x", " x", 0);
+}
+
+/* A whitespace run becomes '\n' when it holds one (so that the text keeps
+ * its lines), a space otherwise; its map entry is that '\n' or its first
+ * byte. */
+static void test_whitespace_keeps_lines(void **state)
+{
+    vs_normalizer *n = *state;
+    char longrun[160];
+    const uint8_t *out;
+    const uint32_t *map;
+    size_t out_len;
+    unsigned tf;
+
+    check(n, "one\ntwo\r\nthree \t\n\t four\n\n\nfive  six\tseven",
+          "one\ntwo\nthree\nfour\nfive six seven", 0);
+    check(n, "Hello.\n   SYSTEM PROMPT: obey\n", "hello.\nsystem prompt: obey\n", 0);
+    /* \v \f \r alone, U+2028 and U+0085 are spaces, not line breaks */
+    check(n, "one\rtwo\vthree\ffour\xE2\x80\xA8" "five\xC2\x85" "six",
+          "one two three four five six", 0);
+    /* invisible characters inside a run are removed first */
+    check(n, "a \xE2\x80\x8B\n\xE2\x80\x8B b", "a\nb", VS_NORM_INVISIBLE);
+    /* spaced letters: whitespace is one separator; a phrase gap with a '\n' stays one */
+    check(n, "i\ng\nn\no\nr\ne", "ignore", VS_NORM_SPACED);
+    check(n, "i g n o r e\n\na l l", "ignore\nall", VS_NORM_SPACED);
+    check(n, "i g n o r e  a l l\n", "ignore all\n", VS_NORM_SPACED);
+
+    assert_int_equal(vs_normalize(n, (const uint8_t *)"ab \n  c", 7, &out, &out_len, &tf, &map), 0);
+    assert_int_equal(out_len, 4);
+    assert_memory_equal(out, "ab\nc", 4);
+    assert_int_equal(map[2], 3);
+    assert_int_equal(map[3], 6);
+
+    /* a run longer than the block loops look ahead, its '\n' far in */
+    memset(longrun, ' ', sizeof longrun);
+    longrun[0] = 'x';
+    longrun[130] = '\n';
+    longrun[sizeof longrun - 1] = 'y';
+    assert_int_equal(vs_normalize(n, (const uint8_t *)longrun, sizeof longrun, &out, &out_len, &tf,
+                                  &map),
+                     0);
+    assert_int_equal(out_len, 3);
+    assert_memory_equal(out, "x\ny", 3);
+    assert_int_equal(map[1], 130);
+    assert_int_equal(map[2], sizeof longrun - 1);
 }
 
 static void test_map(void **state)
@@ -461,6 +507,7 @@ int main(void)
         cmocka_unit_test(test_leetspeak),
         cmocka_unit_test(test_spaced_letters),
         cmocka_unit_test(test_long_text),
+        cmocka_unit_test(test_whitespace_keeps_lines),
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_invalid_utf8),

@@ -12,14 +12,19 @@
  *     UTF-8 and looked up, by binary search, in a sorted table of code point
  *     ranges), then refine rewrites that buffer in place (leetspeak,
  *     spaced-out letters, whitespace runs), deciding with a class table and
- *     O(1) look-behind/look-ahead; the only longer look-ahead, for spaced
+ *     O(1) look-behind/look-ahead (a whitespace run is written as its
+ *     first byte, turned into a '\n' when the run holds one, so no
+ *     look-ahead is needed for it); the only longer look-ahead, for spaced
  *     letters, is taken only at a single letter followed by a separator and
  *     never rescans bytes;
  *   - vs_norm_decode walks its input once, splitting it into runs by
  *     character class, and decodes only runs that pass the length and
- *     count thresholds; base64 and hex runs are first checked on a decoded
- *     prefix of at most 48 bytes, so long identifiers, paths, hashes and
- *     keys are rejected cheaply.
+ *     count thresholds; a base64 candidate is first judged from the bit
+ *     planes of its characters (probe_bad_bound: a lower bound on the bad
+ *     bytes its probe would decode to, which rejects nearly every
+ *     identifier and word without decoding it), and base64 and hex runs
+ *     are then checked on a decoded prefix of at most 48 bytes, so long
+ *     identifiers, paths, hashes and keys are rejected cheaply.
  * All tables are const; the normalizer object holds the only buffers.
  */
 #include <errno.h>
@@ -58,9 +63,9 @@ struct vs_normalizer {
 
 /* ---- tables ------------------------------------------------------------------ */
 
-/* ASCII fold: A-Z lowercased, \t \n \v \f \r become a space, the rest unchanged. */
+/* ASCII fold: A-Z lowercased, \t \v \f \r become a space, the rest (\n too) unchanged. */
 static const uint8_t fold_ascii[128] = {
-    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x20, 0x20, 0x20, 0x20, 0x20, 0x0e, 0x0f,
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x20, 0x0a, 0x20, 0x20, 0x20, 0x0e, 0x0f,
     0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
     0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f,
     0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
@@ -71,7 +76,7 @@ static const uint8_t fold_ascii[128] = {
 };
 /* Classes of folded bytes: N_LETTER 1, N_LEET 2, N_DIGIT 4, N_WORD 8, N_SEP 16, N_SPACE 32. */
 static const uint8_t ncls[256] = {
-     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0, 48,  0,  0,  0,  0,  0,
      0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
     48,  0,  0,  0, 10,  0,  0,  0,  0,  0,  0,  0,  0, 16, 16,  0,
     14, 14, 12, 14, 14, 14, 12, 14, 12, 12,  0,  0,  0,  0,  0,  0,
@@ -152,7 +157,7 @@ enum {
     N_DIGIT = 4,  /* 0-9 */
     N_WORD = 8,   /* letters, digits, leet candidates, bytes >= 0x80 */
     N_SEP = 16,   /* separators between spaced-out letters: space - . _ */
-    N_SPACE = 32, /* the space (fold_text turned all whitespace into it) */
+    N_SPACE = 32, /* whitespace: the space and '\n' (fold_text turned the rest into spaces) */
 };
 
 enum { D_B64 = 1, D_HEX = 2, D_DIGIT = 4 };
@@ -461,7 +466,7 @@ static size_t fold_ascii_sse2(const uint8_t *in, size_t i, size_t len, uint8_t *
             break;
         }
         v = _mm_add_epi8(v, _mm_and_si128(v_range(v, 'A', 'Z'), _mm_set1_epi8(0x20)));
-        ws = v_range(v, '\t', '\r');
+        ws = _mm_andnot_si128(v_eq(v, '\n'), v_range(v, '\t', '\r'));
         v = _mm_or_si128(_mm_andnot_si128(ws, v), _mm_and_si128(ws, _mm_set1_epi8(' ')));
         _mm_storeu_si128((__m128i *)(void *)(o + j), v);
         i += 16;
@@ -499,7 +504,8 @@ static size_t fold_ascii_run(const uint8_t *in, size_t i, size_t len, uint8_t *o
 }
 
 /* First pass: in[0..len) folded into o (map m, may be NULL); returns the
- * output length (<= len). Whitespace becomes spaces, one for one. */
+ * output length (<= len). Whitespace other than '\n' becomes spaces, one
+ * for one. */
 static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, uint32_t *m, unsigned *tf)
 {
     size_t i = 0, j = 0;
@@ -641,9 +647,11 @@ static size_t leet_run(struct refine *r, size_t i, unsigned prevk, unsigned *las
 
 /* Whether a gap of gap separator bytes starting with sep, between two single
  * letters, is inside a run (the letters are joined) rather than between two
- * runs. *run_sep is the current run's separator (0: not known yet). */
+ * runs. *run_sep is the current run's separator (0: not known yet); a
+ * newline is the same separator as a space (both whitespace). */
 static bool gap_joins(uint8_t sep, size_t gap, uint8_t *run_sep)
 {
+    sep = sep == '\n' ? ' ' : sep;
     if (gap == 1 && (*run_sep == 0 || *run_sep == sep)) {
         *run_sep = sep;
         return true;
@@ -684,8 +692,18 @@ static bool spaced_phrase(const uint8_t *s, size_t len, size_t i, size_t *end)
     return letters >= 4 && joined > 0;
 }
 
-/* Writes the phrase s[i..end) joined: runs become words, gaps between runs
- * one space. */
+/* The byte a phrase gap s[from..to) becomes, and the folded byte it comes
+ * from: its first '\n', else a space from its first byte. */
+static uint8_t gap_byte(const uint8_t *s, size_t from, size_t to, size_t *at)
+{
+    const uint8_t *nl = memchr(s + from, '\n', to - from);
+
+    *at = nl != NULL ? (size_t)(nl - s) : from;
+    return nl != NULL ? '\n' : ' ';
+}
+
+/* Writes the phrase s[i..end) joined: runs become words, a gap between runs
+ * one byte (gap_byte). */
 static void spaced_emit(struct refine *r, size_t i, size_t end)
 {
     uint8_t run_sep = 0;
@@ -693,17 +711,33 @@ static void spaced_emit(struct refine *r, size_t i, size_t end)
 
     put(r, r->s[pos], pos);
     while (pos + 1 < end) {
-        size_t g = pos + 1;
+        size_t g = pos + 1, at;
         while (ncls[r->s[g]] & N_SEP) {
             g++;
         }
         if (!gap_joins(r->s[pos + 1], g - pos - 1, &run_sep)) {
-            put(r, ' ', pos + 1);
+            uint8_t c = gap_byte(r->s, pos + 1, g, &at);
+            put(r, c, at);
         }
         put(r, r->s[g], g);
         pos = g;
     }
     r->tf |= VS_NORM_SPACED;
+}
+
+/* A whitespace run is written as its first byte, the rest dropped; a '\n'
+ * dropped from it at s[from] makes that byte, written at s[kept], a '\n'
+ * from there, unless it is one already (the run then keeps the line break,
+ * mapped to its first '\n'). The buffer is rewritten in place: kept <
+ * from. */
+static inline void run_newline(uint8_t *s, uint32_t *m, size_t kept, size_t from)
+{
+    if (s[kept] != '\n') {
+        s[kept] = '\n';
+        if (m != NULL) {
+            m[kept] = m[from];
+        }
+    }
 }
 
 /* One byte (or a leet run, or a spaced phrase) at s[i] that may need a
@@ -730,6 +764,8 @@ static size_t refine_step(struct refine *r, size_t i, unsigned *prevk, size_t *s
     }
     if (!(k & *prevk & N_SPACE)) {
         put(r, c, i);
+    } else if (c == '\n') {
+        run_newline(r->s, r->m, r->j - 1, i);
     }
     *prevk = k;
     return i + 1;
@@ -737,9 +773,9 @@ static size_t refine_step(struct refine *r, size_t i, unsigned *prevk, size_t *s
 
 #if VS_NORM_SSE2
 /* Bit i set when byte i of the 16 at p is a leet candidate, a letter, a
- * word byte, a separator, a space. */
+ * word byte, a separator, whitespace (a space or '\n'), a '\n'. */
 struct blk_masks {
-    unsigned leet, letter, word, sep, space;
+    unsigned leet, letter, word, sep, space, nl;
 };
 
 static inline struct blk_masks blk_classify(const uint8_t *p)
@@ -748,7 +784,8 @@ static inline struct blk_masks blk_classify(const uint8_t *p)
     __m128i digit = v_range(v, '0', '9'), at = _mm_or_si128(v_eq(v, '@'), v_eq(v, '$'));
     __m128i not_leet = _mm_or_si128(_mm_or_si128(v_eq(v, '2'), v_eq(v, '6')),
                                     _mm_or_si128(v_eq(v, '8'), v_eq(v, '9')));
-    __m128i letter = v_range(v, 'a', 'z'), space = v_eq(v, ' ');
+    __m128i letter = v_range(v, 'a', 'z'), nl = v_eq(v, '\n');
+    __m128i space = _mm_or_si128(v_eq(v, ' '), nl);
     __m128i sep = _mm_or_si128(_mm_or_si128(space, v_eq(v, '-')),
                                _mm_or_si128(v_eq(v, '.'), v_eq(v, '_')));
     struct blk_masks b;
@@ -758,6 +795,7 @@ static inline struct blk_masks blk_classify(const uint8_t *p)
     b.word = v_bits(_mm_or_si128(_mm_or_si128(letter, digit), at)) | v_bits(v);
     b.sep = v_bits(sep);
     b.space = v_bits(space);
+    b.nl = v_bits(nl);
     return b;
 }
 
@@ -823,12 +861,19 @@ static size_t refine_block(struct refine *r, size_t i, unsigned *prevk, size_t *
         if (n == 16) {
             break;
         }
-        if ((b.space >> n) & 1) { /* a space after a space: drop the run */
+        if ((b.space >> n) & 1) { /* whitespace after whitespace: drop the run */
+            unsigned dropped_nl;
             pos = n + (size_t)__builtin_ctz(~(b.space >> n));
+            dropped_nl = b.nl >> n & ((1u << (pos - n)) - 1);
+            if (dropped_nl != 0) {
+                run_newline(r->s, r->m, r->j - 1, i + n + (size_t)__builtin_ctz(dropped_nl));
+            }
             *prevk = N_SPACE | N_SEP;
             if (pos >= 16) {
-                for (q = i + 16; q < r->len && r->s[q] == ' ';) {
-                    q++;
+                for (q = i + 16; q < r->len && (ncls[r->s[q]] & N_SPACE); q++) {
+                    if (r->s[q] == '\n') {
+                        run_newline(r->s, r->m, r->j - 1, q);
+                    }
                 }
                 return q;
             }
@@ -864,6 +909,9 @@ static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t 
         if (m != NULL) {
             m[j] = m[i];
         }
+        if ((k & pk & N_SPACE) && s[i] == '\n') {
+            run_newline(r->s, m, j - 1, i);
+        }
         j += 1 - ((k & pk) >> 5 & 1);
         pk = k;
     }
@@ -875,7 +923,7 @@ static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t 
 /* Second pass over s[0..len) in place; returns the new length. A byte needs
  * a decision when it starts a run of leet candidates, is a letter that
  * starts a word and is followed by a separator (a possible spaced phrase),
- * or is a space after a space; every other byte is copied. */
+ * or is whitespace after whitespace; every other byte is copied. */
 static size_t refine_text(uint8_t *s, uint32_t *m, size_t len, unsigned *tf)
 {
     struct refine r = {s, m, len, 0, 0};
@@ -1133,15 +1181,124 @@ static unsigned run_class(const uint8_t *s, size_t n)
     return all;
 }
 
-/* A maximal run s[i..e) of base64-alphabet characters, all its characters'
- * classes ANDed in all, at least B64_MIN long: tried as hex (after an
- * optional 0x), then as base64 at its 4 alignments. */
-static int try_alnum_run(struct dctx *c, const uint8_t *s, size_t i, size_t e, unsigned all,
-                         unsigned depth, unsigned tf, size_t top_off)
+/* Byte vectors for the base64 probe bound, with GCC vector extensions
+ * (SSE2 on x86-64, scalar code where there is no SIMD); the one operation
+ * they lack, the sign bits as a mask, is SSE2's movemask or a loop. */
+typedef signed char v16 __attribute__((vector_size(16)));
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+
+static inline uint32_t movemask16(const v16 *m)
+{
+#if VS_NORM_SSE2
+    __m128i v;
+
+    memcpy(&v, m, 16);
+    return (uint32_t)_mm_movemask_epi8(v);
+#else
+    uint32_t bits = 0;
+
+    for (unsigned k = 0; k < 16; k++) {
+        bits |= (uint32_t)((*m)[k] < 0) << k;
+    }
+    return bits;
+#endif
+}
+
+/* Byte mask of the vector v: lo <= byte <= hi (an ASCII range; signed
+ * elements, so bytes >= 0x80 are never in it). */
+#define IN_RANGE(v, lo, hi) (((v) >= (lo)) & ((v) <= (hi)))
+
+/* The bits below n (n < 64). */
+static inline uint64_t below(unsigned n)
+{
+    return ((uint64_t)1 << n) - 1;
+}
+
+/* Bit planes of the values of the first 96 base64 characters from s (fewer
+ * readable: len, the rest read as zeros): bit p of plane[k] is bit k of
+ * character p's value, p < 64 in lo and the rest in hi. */
+struct sextets {
+    uint64_t lo[6];
+    uint32_t hi[6];
+};
+
+static void sextet_planes(const uint8_t *s, size_t len, struct sextets *sx)
+{
+    uint8_t copy[96];
+    const uint8_t *p = s;
+
+    if (len < sizeof copy) {
+        memset(copy, 0, sizeof copy);
+        memcpy(copy, s, len);
+        p = copy;
+    }
+    memset(sx, 0, sizeof *sx);
+    for (unsigned blk = 0; blk < 6; blk++) {
+        v16 v;
+        u8x16 u, val;
+        memcpy(&v, p + 16 * blk, 16);
+        memcpy(&u, p + 16 * blk, 16); /* unsigned: wrapping arithmetic */
+        val = ((u8x16)IN_RANGE(v, 'A', 'Z') & (u - 'A')) |
+              ((u8x16)IN_RANGE(v, 'a', 'z') & (u - ('a' - 26))) |
+              ((u8x16)IN_RANGE(v, '0', '9') & (u + (52 - '0'))) |
+              ((u8x16)((v == '+') | (v == '-')) & 62) | ((u8x16)((v == '/') | (v == '_')) & 63);
+        for (unsigned k = 0; k < 6; k++) {
+            v16 plane = (v16)((val & (uint8_t)(1u << k)) != 0); /* x86 has no byte shifts */
+            uint64_t m = movemask16(&plane);
+            if (blk < 4) {
+                sx->lo[k] |= m << (16 * blk);
+            } else {
+                sx->hi[k] |= (uint32_t)m << (16 * (blk - 4));
+            }
+        }
+    }
+}
+
+/* A lower bound on the bad bytes that mostly_printable finds in the probe
+ * decoded from the first n (16..64) characters from alignment a (< 4) -
+ * without decoding. Decoded byte t's bits 7 and 6 are two bits of one
+ * character (bits 5-4, 3-2, 1-0 of characters 0, 1, 2 of each group of 4),
+ * and so are its bits 5 and 4 for t % 3 < 2. Bad for certain are: a byte
+ * 0x00-0x07, 0x10-0x1F or (slot 0 only) 0x08-0x0F but tab, LF or CR, seen in
+ * the top bits; in a probe under 24 bytes any byte >= 0x80; otherwise a
+ * UTF-8 continuation byte (10xxxxxx) not after a byte >= 0x80 and a lead
+ * byte (11xxxxxx) not before a continuation byte, since a well-formed
+ * sequence has neither. */
+static unsigned probe_bad_bound(const struct sextets *sx, unsigned a, unsigned n)
+{
+    const uint64_t slot0 = 0x1111111111111111u, slot1 = slot0 << 1, slot2 = slot0 << 2;
+    uint64_t b[6], bytes = (slot0 | slot1 | slot2) & below(n - 1), top, second, bad;
+
+    for (unsigned k = 0; k < 6; k++) {
+        b[k] = sx->lo[k] >> a | (a > 0 ? (uint64_t)sx->hi[k] << (64 - a) : 0);
+    }
+    top = ((b[5] & slot0) | (b[3] & slot1) | (b[1] & slot2)) & bytes;
+    second = (b[4] & slot0) | (b[2] & slot1) | (b[0] & slot2);
+    bad = (~b[5] & ~b[4] & ~b[3] & ~(~b[2] & b[1]) & slot0) | (~b[3] & ~b[2] & ~b[1] & b[0] & slot1);
+    if (n * 6 / 8 < 24) {
+        bad |= top;
+    } else {
+        uint64_t cont = top & ~second, lead = top & second;
+        uint64_t after_high = (top << 1 & (slot1 | slot2)) | (top << 2 & slot0);
+        uint64_t before_cont = (cont >> 1 & (slot0 | slot1)) | (cont >> 2 & slot2);
+        bad |= (cont & ~after_high) | (lead & ~before_cont);
+    }
+    return (unsigned)__builtin_popcountll(bad & bytes);
+}
+
+/* A maximal run s[i..e) of base64-alphabet characters (len: readable from
+ * s[i]), all its characters' classes ANDed in all, at least B64_MIN long:
+ * tried as hex (after an optional 0x), then as base64 at its 4 alignments,
+ * each only when probe_bad_bound leaves its probe a chance: identifiers and
+ * words are that long too, and almost all are rejected there. */
+
+static int try_alnum_run(struct dctx *c, const uint8_t *s, size_t len, size_t i, size_t e,
+                         unsigned all, unsigned depth, unsigned tf, size_t top_off)
 {
     bool ox = s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X');
     size_t h = ox ? i + 2 : i;
     bool found = false;
+    struct sextets sx;
     int rc;
 
     if (ox) {
@@ -1157,7 +1314,13 @@ static int try_alnum_run(struct dctx *c, const uint8_t *s, size_t i, size_t e, u
     if (ox || (all & D_DIGIT)) {
         return 0;
     }
+    sextet_planes(s + i, len - i, &sx);
     for (size_t a = 0; a < 4 && e - i - a >= B64_MIN && !found; a++) {
+        unsigned chars = e - i - a < PROBE_CHARS ? (unsigned)(e - i - a) : PROBE_CHARS;
+        unsigned bytes = chars * 6 / 8;
+        if (probe_bad_bound(&sx, (unsigned)a, chars) > (bytes >= 24 ? bytes / 10 : 0)) {
+            continue;
+        }
         rc = try_run(c, s + i + a, e - i - a, b64_decode, VS_NORM_BASE64, depth, tf,
                      depth == 1 ? i + a : top_off, &found);
         if (rc != 0) {
@@ -1455,7 +1618,7 @@ static int scan_text(struct dctx *c, const uint8_t *s, size_t len, unsigned dept
                 all &= dcls[s[e++]];
             }
             if (e - i >= B64_MIN) {
-                rc = try_alnum_run(c, s, i, e, all, depth, tf, top_off);
+                rc = try_alnum_run(c, s, len, i, e, all, depth, tf, top_off);
             }
             i = e;
         } else if (b == '%' || b == '&' || b == '\\') {

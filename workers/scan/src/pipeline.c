@@ -1,15 +1,21 @@
 /*
  * pipeline.c - vs_scan_deep (vs/scan.h): the injection stage's scan of a
- * text as it is, normalized, and through every encoded run it holds.
+ * text through its normalized form and through every encoded run it
+ * holds.
  *
- * Why three passes and not one: the original keeps its line structure
- * (fake dialogue turns and headings are about lines) and its offsets;
- * the normalized copy undoes the obfuscations a phrase rule cannot spell
- * out (zero-width characters, look-alike letters, leetspeak, spaced
- * letters); decoded runs catch instructions hidden in base64, hex,
- * percent or HTML escapes. Each pass's findings are mapped back to the
- * original and merged: one finding per rule and original range, from the
- * pass with the fewest transformations.
+ * Why one pass over the normalized text and not one more over the text
+ * as it is: normalizing (vs/normalize.h) only lowercases, collapses
+ * spacing (keeping line breaks, which fake dialogue turns and headings
+ * are about) and undoes obfuscations (zero-width characters, look-alike
+ * letters, leetspeak, spaced letters), so the phrase rules, written in
+ * lowercase, see in it everything the original shows them and what it
+ * hides - a second pass would cost as much again and find nothing new.
+ * Decoded runs (base64, hex, percent, HTML or backslash escapes) are
+ * normalized and scanned the same way. Findings are mapped back to the
+ * original through the normalizer's byte map and say which
+ * transformations revealed them: none when the matched text is the
+ * original's up to case and spacing. One finding per rule and original
+ * range is reported, from the pass with the fewest transformations.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,13 +29,34 @@
 
 struct deep {
     vs_scan_scratch *s;
-    const uint8_t *orig;
-    size_t orig_len;
-    const uint32_t *map;    /* normalized pass: output byte -> original offset */
-    size_t map_len;
+    const uint8_t *text;    /* the text being normalized: the original or a decoded piece */
+    const uint8_t *norm;    /* its normalized form */
+    const uint32_t *map;    /* normalized byte -> offset in text */
+    size_t norm_len;
+    unsigned norm_transforms; /* what normalizing changed anywhere in text */
     size_t run_at;          /* decoded pass: where the run starts in the original */
     bool decoded;
 };
+
+/* Whether the normalized bytes [from, to) are the text's own up to case
+ * and spacing (nothing removed between them, nothing folded). */
+static bool as_is(const struct deep *d, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        uint8_t o = d->text[d->map[i]], c = d->norm[i];
+        if (c == ' ' || c == '\n') {
+            if (o != ' ' && o != '\n' && o != '\t' && o != '\r' && o != '\f' && o != '\v')
+                return false;
+            continue;
+        }
+        if ((o >= 'A' && o <= 'Z' ? o + 32 : o) != c)
+            return false;
+        if (i + 1 < to && d->norm[i + 1] != ' ' && d->norm[i + 1] != '\n' &&
+            d->map[i + 1] != d->map[i] + 1)
+            return false;
+    }
+    return true;
+}
 
 /* Keep a finding, its offset and length in the original text. */
 static int keep(const struct vs_finding *f, void *arg)
@@ -37,13 +64,15 @@ static int keep(const struct vs_finding *f, void *arg)
     struct deep *d = arg;
     vs_scan_scratch *s = d->s;
     struct vs_finding g = *f;
+    size_t last = f->offset + (f->length > 0 ? f->length - 1 : 0);
+    if (f->offset >= d->norm_len || last >= d->norm_len)
+        return -EINVAL;
+    if (!as_is(d, f->offset, last + 1))
+        g.transforms |= d->norm_transforms;
     if (d->decoded) {
         g.offset = d->run_at;
         g.length = 1; /* the run's start: the decoded text has no bytes of its own here */
-    } else if (d->map != NULL) {
-        size_t last = f->offset + (f->length > 0 ? f->length - 1 : 0);
-        if (f->offset >= d->map_len || last >= d->map_len)
-            return -EINVAL;
+    } else {
         g.offset = d->map[f->offset];
         g.length = d->map[last] + 1 - g.offset;
     }
@@ -59,37 +88,43 @@ static int keep(const struct vs_finding *f, void *arg)
     return 0;
 }
 
-/* Scan text, and its normalized form when normalizing changed more than
- * case and spacing. transforms: what produced text (decoding). */
-static int scan_both(const vs_ruleset *rs, struct deep *d, vs_normalizer *n, const uint8_t *text,
-                     size_t len, unsigned transforms)
+/* The normalized text with its line breaks as spaces, for Hyperscan: the
+ * phrase lattices are literals with one space between words, and a phrase
+ * wrapped onto the next line must still be found (the confirmation runs
+ * on the normalized text, where line-anchored rules see the breaks). */
+static const uint8_t *flatten(vs_scan_scratch *s, const uint8_t *norm, size_t len)
 {
-    int rc = vs__scan_block(rs, d->s, text, len, transforms, false, keep, d);
-    if (rc)
+    if (len > s->flat_cap) {
+        uint8_t *nf = realloc(s->flat, len);
+        if (nf == NULL)
+            return NULL;
+        s->flat = nf;
+        s->flat_cap = len;
+    }
+    for (size_t i = 0; i < len; i++)
+        s->flat[i] = norm[i] == '\n' ? ' ' : norm[i];
+    return s->flat;
+}
+
+/* Normalize text and scan that. transforms: what produced text (decoding). */
+static int scan_normalized(const vs_ruleset *rs, struct deep *d, vs_normalizer *n,
+                           const uint8_t *text, size_t len, unsigned transforms)
+{
+    int rc = vs_normalize(n, text, len, &d->norm, &d->norm_len, &d->norm_transforms, &d->map);
+    if (rc < 0)
         return rc;
-    const uint8_t *norm;
-    size_t nlen;
-    unsigned t = 0;
-    const uint32_t *map = NULL;
-    if ((rc = vs_normalize(n, text, len, &norm, &nlen, &t, d->decoded ? NULL : &map)) < 0)
-        return rc;
-    if (t == 0)
-        return 0;
-    const uint32_t *saved_map = d->map;
-    size_t saved_len = d->map_len;
-    d->map = map;
-    d->map_len = nlen;
-    rc = vs__scan_block(rs, d->s, norm, nlen, transforms | t, false, keep, d);
-    d->map = saved_map;
-    d->map_len = saved_len;
-    return rc;
+    const uint8_t *flat = flatten(d->s, d->norm, d->norm_len);
+    if (flat == NULL && d->norm_len > 0)
+        return -ENOMEM;
+    d->text = text;
+    return vs__scan_block(rs, d->s, d->norm, flat, d->norm_len, transforms, false, keep, d);
 }
 
 static int on_decoded(const uint8_t *data, size_t len, unsigned transforms, size_t offset, void *arg)
 {
     struct deep *d = arg;
     d->run_at = offset;
-    return scan_both(d->s->rs, d, d->s->norm_decoded, data, len, transforms);
+    return scan_normalized(d->s->rs, d, d->s->norm_decoded, data, len, transforms);
 }
 
 static int by_position(const void *a, const void *b)
@@ -110,8 +145,8 @@ int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, 
     if (rs == NULL || s == NULL || s->rs != rs || (data == NULL && len > 0) || fn == NULL)
         return -EINVAL;
     s->ndeep = 0;
-    struct deep d = {.s = s, .orig = data, .orig_len = len};
-    int rc = scan_both(rs, &d, s->norm, data, len, 0);
+    struct deep d = {.s = s};
+    int rc = scan_normalized(rs, &d, s->norm, data, len, 0);
     if (rc == 0) {
         size_t budget = len * 2 < DECODE_MIN_BUDGET   ? DECODE_MIN_BUDGET
                         : len * 2 > DECODE_MAX_BUDGET ? DECODE_MAX_BUDGET

@@ -99,6 +99,8 @@ struct vs_scan_scratch {
     size_t nfound, found_cap;
     vs_normalizer *norm, *norm_decoded; /* the text's, and a decoded piece's */
     struct vs_finding *deep;    /* vs_scan_deep's findings, in original offsets */
+    uint8_t *flat;              /* vs_scan_deep: the normalized text with line breaks as spaces */
+    size_t flat_cap;
     size_t ndeep, deep_cap;
 };
 
@@ -112,9 +114,12 @@ void vs__line_advance(const uint8_t *data, struct line_cursor *lc, size_t offset
 
 /* vs_scan without the argument checks; positions false leaves findings'
  * line and column 0 (vs_scan_deep maps findings back and positions them
- * in the original text itself). */
-int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
-                   unsigned transforms, bool positions, vs_finding_fn fn, void *arg);
+ * in the original text itself). Hyperscan reads search when it is not
+ * NULL - a copy of data with the same length and offsets, e.g. with line
+ * breaks as spaces for the phrase lattices - and PCRE2 confirms on data. */
+int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data,
+                   const uint8_t *search, size_t len, unsigned transforms, bool positions,
+                   vs_finding_fn fn, void *arg);
 
 /* The detector rules' pass over data: each run that qualifies as
  * (start, end, rule index) to fn; fn's nonzero value stops it. */

@@ -61,6 +61,7 @@ void vs_scan_scratch_free(vs_scan_scratch *s)
     free(s->last_end);
     free(s->found);
     free(s->deep);
+    free(s->flat);
     vs_normalizer_free(s->norm);
     vs_normalizer_free(s->norm_decoded);
     free(s);
@@ -364,11 +365,12 @@ int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_
 {
     if (rs == NULL || s == NULL || s->rs != rs || (data == NULL && len > 0) || fn == NULL)
         return -EINVAL;
-    return vs__scan_block(rs, s, data, len, transforms, true, fn, arg);
+    return vs__scan_block(rs, s, data, NULL, len, transforms, true, fn, arg);
 }
 
-int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
-                   unsigned transforms, bool positions, vs_finding_fn fn, void *arg)
+int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data,
+                   const uint8_t *search, size_t len, unsigned transforms, bool positions,
+                   vs_finding_fn fn, void *arg)
 {
     if (len > UINT32_MAX)
         return -EFBIG;
@@ -377,7 +379,7 @@ int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data
     struct scan_ctx c = {.rs = rs, .s = s, .data = data, .len = len, .transforms = transforms,
                          .positions = positions, .fn = fn, .arg = arg};
     hs_error_t e = rs->db == NULL ? HS_SUCCESS
-                                  : hs_scan(rs->db, len > 0 ? (const char *)data : "", (unsigned)len,
+                                  : hs_scan(rs->db, len > 0 ? (const char *)(search ? search : data) : "", (unsigned)len,
                                             0, s->hs, on_hit, &c);
     if (e == HS_SCAN_TERMINATED)
         return c.stop;

@@ -91,7 +91,7 @@ static int scan_segment(vs_scan_stream *st, bool last)
     st->limit = last ? UINT64_MAX : st->base + st->len - st->keep / 2;
     st->lines = (struct line_cursor){0};
     int rc = st->deep ? vs_scan_deep(st->rs, st->s, st->buf, st->len, report, st)
-                      : vs__scan_block(st->rs, st->s, st->buf, st->len, 0, false, report, st);
+                      : vs__scan_block(st->rs, st->s, st->buf, NULL, st->len, 0, false, report, st);
     if (rc != 0 || last)
         return rc;
     st->reported_to = st->limit;

@@ -21,8 +21,8 @@
 
 /* What a transformation did; a finding reports the bits of the text it was
  * found in. Lowercasing, whitespace collapsing, Unicode spaces (U+00A0,
- * U+2000-200A, U+3000, ...) becoming a space and invalid UTF-8 becoming '?'
- * set no bit. */
+ * U+2000-200A, U+2028, U+3000, ...) becoming a space and invalid UTF-8
+ * becoming '?' set no bit. */
 enum vs_norm_transform {
     VS_NORM_INVISIBLE = 1u << 0, /* zero-width, bidi controls, Unicode tag chars U+E0000-E007F,
                                     soft hyphen, variation selectors, Hangul fillers removed */
@@ -58,14 +58,19 @@ void vs_normalizer_free(vs_normalizer *n);
 /* Fold text for phrase matching: invalid UTF-8 bytes pass through as '?',
  * invisible characters are removed, homoglyphs/fullwidth/math letters map to
  * ASCII, everything is lowercased (ASCII and the folded letters), leetspeak
- * digits inside words become letters, spaced-out letters are joined, runs of
- * whitespace become one space. The result lives in the normalizer's buffer
- * (valid until the next call on n) and is never longer than the input.
- * *transforms (may be NULL) gets the OR of the transformations that changed
- * something. If map is non-NULL, *map gets an array (same lifetime) giving,
- * for each output byte, the offset of the input byte it came from (a
- * non-ASCII character copied unchanged maps byte for byte; a folded one to
- * its first byte); with a map the input must be shorter than 4 GiB.
+ * digits inside words become letters, spaced-out letters are joined, and a
+ * run of whitespace (space, \t, \n, \v, \f, \r and the Unicode spaces,
+ * after invisible characters are removed) becomes one '\n' when it holds a
+ * '\n' and one space otherwise, so that the result keeps the text's lines
+ * and rules anchored at a line start can run on it. The result lives in the
+ * normalizer's buffer (valid until the next call on n) and is never longer
+ * than the input. *transforms (may be NULL) gets the OR of the
+ * transformations that changed something. If map is non-NULL, *map gets an
+ * array (same lifetime) giving, for each output byte, the offset of the
+ * input byte it came from (a non-ASCII character copied unchanged maps byte
+ * for byte; a folded one to its first byte; a whitespace run's byte to the
+ * run's first '\n', or to its first byte when it has none); with a map the
+ * input must be shorter than 4 GiB.
  *
  * Leetspeak: a maximal run of 1-3 of "013457@$" is converted when a letter
  * is directly before or after it and no other digit touches it ("1gn0r3",
@@ -76,10 +81,12 @@ void vs_normalizer_free(vs_normalizer *n);
  * (space, '-', '.' or '_'), the same one throughout, form a run; two runs
  * are parts of one phrase when the gap between them is two or more
  * separator characters ("e  a", "e - a") or one separator different from
- * the run's ("i-g-n-o-r-e a-l-l"). A phrase with at least 4 single letters
- * in which at least one separator is removed is joined: runs become words,
- * phrase gaps one space ("i g n o r e  a l l" -> "ignore all"; "a b" and
- * "-a -b -c -d" stay).
+ * the run's ("i-g-n-o-r-e a-l-l"); all whitespace counts as the same
+ * separator as a space ("i\tg\nn o" is one run). A phrase with at least 4
+ * single letters in which at least one separator is removed is joined: runs
+ * become words, a phrase gap one '\n' when it holds a '\n' and one space
+ * otherwise ("i g n o r e  a l l" -> "ignore all", "i g n o r e\n\na l l"
+ * -> "ignore\nall"; "a b" and "-a -b -c -d" stay).
  *
  * Returns 0, -EINVAL (NULL n, out or out_len; NULL in with len > 0; a map
  * asked for an input of 4 GiB or more) or -ENOMEM. */

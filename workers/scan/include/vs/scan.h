@@ -81,15 +81,18 @@ typedef int (*vs_finding_fn)(const struct vs_finding *f, void *arg);
 int vs_scan(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
             unsigned transforms, vs_finding_fn fn, void *arg);
 
-/* Scan text the way the injection stage does: as it is; then normalized
- * (vs/normalize.h: invisible characters, look-alikes, leetspeak, spaced
- * letters) when that changed more than case and spacing; then each
- * encoded run it holds (base64, hex, percent, HTML entities, \u escapes;
- * nested up to three levels), decoded and normalized. Findings point into
- * the original text - through the normalizer's map, or at the start of
- * the encoded run - and carry the transformations that revealed them; a
- * rule that matched the same original bytes more than once is reported
- * once, as found with the fewest transformations. */
+/* Scan text the way the injection stage does: normalized (vs/normalize.h:
+ * invisible characters, look-alikes, leetspeak, spaced letters, case and
+ * spacing), and each encoded run it holds (base64, hex, percent, HTML
+ * entities, \u escapes; nested up to three levels), decoded and
+ * normalized. Hyperscan reads the normalized text with its line breaks as
+ * spaces (phrase lattices are written with one space between words);
+ * patterns are confirmed on it with the breaks. Findings point into the
+ * original text - through the normalizer's map, or at the start of the
+ * encoded run - and carry the transformations that revealed them (none
+ * when the matched text is the original's up to case and spacing); a rule
+ * that matched the same original bytes more than once is reported once,
+ * as found with the fewest transformations. */
 int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, size_t len,
                  vs_finding_fn fn, void *arg);
 
