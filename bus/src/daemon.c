@@ -277,6 +277,10 @@ static int start(vs_daemon *d)
     int rc = connect_bus(d);
     if (rc == 0 && d->def->open != NULL && (rc = d->def->open(d)) < 0)
         log_warnx("cannot open %s resources: %s", d->def->component, strerror(-rc));
+    /* open may take seconds (rulesets compiled, more so under ASan) while
+     * the loop's cached time stands still: deadlines set from here on
+     * (consumer creation, publishes) must not count it as already spent. */
+    uv_update_time(&d->loop);
     if (rc == 0) {
         bool log_only = strcmp(vs_config_string(d->cfg, "seccomp", "enforce"), "log") == 0;
         if (log_only)

@@ -10,7 +10,10 @@
 #     (tests/data/sarif, validated with python3-jsonschema) and has one
 #     result per finding with its region;
 #   - injection text obfuscated with leetspeak is blocked, and the report
-#     says what revealed it.
+#     says what revealed it;
+#   - --expected-bytes (exfil only) reports an input far above the expected
+#     size as a size-anomaly finding: medium above 4x (exit 0), high above
+#     16x (exit 1), in the text, JSON and SARIF reports alike.
 #
 #   check_cli.sh VS_SCAN_BIN TEST_DATA_DIR
 set -euo pipefail
@@ -94,4 +97,43 @@ grep -q "override-ignore-instructions.*(found after: leetspeak)" "$tmp/out" ||
 printf 'System: Debian 12\nHuman: hello\n' > "$tmp/plain.txt"
 [ "$(status "$scan" injection "$tmp/plain.txt")" = 0 ] ||
     fail "ordinary text was blocked: $(cat "$tmp/out")"
+# Size anomaly: 6500 bytes of ordinary text against what was expected. The
+# check needs no rules, so a one-rule ruleset spares compiling the shipped one.
+cat > "$tmp/one.yaml" <<'EOF'
+ruleset: exfil
+rules:
+  - id: github-pat
+    family: vcs
+    pattern: '\b(ghp_[A-Za-z0-9]{36})\b'
+    severity: critical
+    secret_group: 1
+EOF
+for i in $(seq 100); do printf 'line %03d of an ordinary report, nothing to see here.............\n' "$i"; done > "$tmp/big.txt"
+[ "$(wc -c < "$tmp/big.txt")" = 6500 ] || fail "the size-anomaly input is $(wc -c < "$tmp/big.txt") bytes"
+[ "$(status "$scan" --rules "$tmp/one.yaml" exfil --expected-bytes 6500 "$tmp/big.txt")" = 0 ] || fail "an expected size must exit 0"
+[ ! -s "$tmp/out" ] || fail "an expected size was reported: $(cat "$tmp/out")"
+[ "$(status "$scan" --rules "$tmp/one.yaml" exfil --expected-bytes 1000 "$tmp/big.txt")" = 0 ] || fail "6.5x must exit 0"
+grep -Eq "^$tmp/big.txt:[0-9]+:[0-9]+: medium size-anomaly \(covert\): .*\[6500 bytes, expected 1000\]" "$tmp/out" ||
+    fail "6.5x must be reported medium: $(cat "$tmp/out")"
+[ "$(status "$scan" --rules "$tmp/one.yaml" exfil --expected-bytes 100 "$tmp/big.txt")" = 1 ] || fail "65x must exit 1"
+grep -q " high size-anomaly (covert): " "$tmp/out" || fail "65x must be high: $(cat "$tmp/out")"
+[ "$(status "$scan" --rules "$tmp/one.yaml" injection --expected-bytes 100 "$tmp/big.txt")" = 2 ] ||
+    fail "--expected-bytes is exfil only"
+[ "$(status "$scan" --rules "$tmp/one.yaml" exfil --expected-bytes 1k "$tmp/big.txt")" = 2 ] || fail "a bad byte count must exit 2"
+"$scan" --json --rules "$tmp/one.yaml" exfil --expected-bytes 100 "$tmp/big.txt" > "$tmp/size.json" || [ $? = 1 ]
+"$scan" --sarif --rules "$tmp/one.yaml" exfil --expected-bytes 100 "$tmp/big.txt" > "$tmp/size.sarif" || [ $? = 1 ]
+python3 - "$tmp/size.json" "$tmp/size.sarif" "$data/sarif/sarif-2.1.0-rtm.5.json" <<'EOF'
+import json, sys
+import jsonschema
+report = json.load(open(sys.argv[1]))
+assert report["blocked"] is True, report
+[f] = [f for f in report["findings"] if f["rule"] == "size-anomaly"]
+assert (f["severity"], f["offset"], f["length"]) == ("high", 100, 6400), f
+assert f["sample"] == "6500 bytes, expected 100", f
+log = json.load(open(sys.argv[2]))
+jsonschema.Draft4Validator(json.load(open(sys.argv[3]))).validate(log)
+run = log["runs"][0]
+assert any(r["ruleId"] == "size-anomaly" and r["level"] == "error" for r in run["results"]), run
+assert any(r["id"] == "size-anomaly" for r in run["tool"]["driver"]["rules"]), run
+EOF
 echo "check_cli: ok"

@@ -6,10 +6,11 @@
  * IBAN mod-97, JWT structure, entropy), the allowlists (global and per
  * rule: literals, regexes, stopwords) and the `vs:allow` marker, one
  * finding per secret for open-ended patterns, overlapping rules settled
- * in favour of the more severe one, stopping from the callback, and
- * rule files refused with the line and the reason.
+ * in favour of the more severe one, stopping from the callback, rule
+ * files refused with the line and the reason, and the size anomaly.
  */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -394,6 +395,38 @@ static void test_rule_files_refused(void **state)
     assert_int_equal(vs_ruleset_load("/nonexistent/rules.yaml", &rs, err, sizeof err), -ENOENT);
 }
 
+/* The size anomaly: nothing within flag x expected or when the expected
+ * size is unknown, medium above it, high above block x expected; the
+ * finding places the excess after the expected bytes; bad factors are
+ * refused. */
+static void test_size_anomaly(void **state)
+{
+    (void)state;
+    struct vs_finding f;
+    const double flag = VS_SCAN_SIZE_FLAG_FACTOR, block = VS_SCAN_SIZE_BLOCK_FACTOR;
+    assert_int_equal(vs_scan_size_anomaly(4096, 1024, flag, block, &f), 0); /* exactly 4x */
+    assert_int_equal(vs_scan_size_anomaly(1u << 30, 0, flag, block, &f), 0);
+    assert_int_equal(vs_scan_size_anomaly(4097, 1024, flag, block, &f), 1);
+    assert_int_equal(f.severity, VS_SEV_MEDIUM);
+    assert_int_equal(vs_scan_size_anomaly(16384, 1024, flag, block, &f), 1); /* exactly 16x */
+    assert_int_equal(f.severity, VS_SEV_MEDIUM);
+    assert_int_equal(vs_scan_size_anomaly(12582912, 1048576, flag, 8.0, &f), 1);
+    assert_int_equal(f.severity, VS_SEV_HIGH);
+    assert_string_equal(f.rule_id, VS_SCAN_SIZE_ANOMALY_RULE);
+    assert_string_equal(f.rule_id, "size-anomaly");
+    assert_string_equal(f.family, "covert");
+    assert_non_null(f.description);
+    assert_int_equal(f.offset, 1048576);
+    assert_int_equal(f.length, 12582912 - 1048576);
+    assert_int_equal(f.confidence, VS_CONF_HIGH);
+    assert_int_equal(f.transforms, 0);
+    assert_string_equal(f.sample, "12582912 bytes, expected 1048576");
+    assert_int_equal(vs_scan_size_anomaly(10, 1, flag, block, NULL), -EINVAL);
+    assert_int_equal(vs_scan_size_anomaly(10, 1, 0.5, block, &f), -EINVAL);
+    assert_int_equal(vs_scan_size_anomaly(10, 1, flag, 2.0, &f), -EINVAL);
+    assert_int_equal(vs_scan_size_anomaly(10, 1, flag, NAN, &f), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_prefilter_and_labels),
         cmocka_unit_test(test_lattice),
         cmocka_unit_test(test_rule_files_refused),
+        cmocka_unit_test(test_size_anomaly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

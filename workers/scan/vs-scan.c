@@ -1,6 +1,7 @@
 /*
  * vs-scan.c - the scanners on the command line (DESIGN.md §10):
- *   vs-scan exfil|injection [--json|--sarif] [--rules FILE] [--block LEVEL] [FILE|-]
+ *   vs-scan exfil|injection [--json|--sarif] [--rules FILE] [--block LEVEL]
+ *           [--expected-bytes N] [FILE|-]
  * Exit status: 0 when nothing at or above the block level was found, 1
  * when something was, 2 on an error (unreadable input or rules, usage).
  *
@@ -11,6 +12,9 @@
  * scanning tools. Findings never contain the secret itself. Injection
  * scans also look at the normalized text and inside encoded runs
  * (vs_scan_deep); a finding says which transformations revealed it.
+ * Exfil scans given --expected-bytes also judge the input's size
+ * (vs_scan_size_anomaly, the daemon's default factors): an input far
+ * larger than expected is a finding like the rules' ones.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +34,9 @@ struct report {
     const char *input;          /* "-" for stdin */
     enum format format;
     enum vs_severity block;
+    bool size_checked;          /* --expected-bytes: the size anomaly is judged */
+    uint64_t expected_bytes;
+    struct vs_finding anomaly;  /* the size anomaly, when found (rule_id set) */
     bool blocked;
     size_t count;
     json_t *findings;           /* JSON and SARIF: collected, printed at the end */
@@ -38,7 +45,8 @@ struct report {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: vs-scan exfil|injection [--json|--sarif] [--rules FILE] [--block LEVEL] [FILE|-]\n"
+            "usage: vs-scan exfil|injection [--json|--sarif] [--rules FILE] [--block LEVEL]\n"
+            "               [--expected-bytes N] [FILE|-]\n"
             "  exfil        secrets, PII and covert channels (output leaving a sandbox)\n"
             "  injection    prompt injection (text going to an agent)\n"
             "  --json       a JSON report\n"
@@ -47,9 +55,11 @@ static void usage(FILE *out)
             "               VS_SCAN_RULES_DIR overrides the directory)\n"
             "  --block LEVEL  the lowest severity that fails the scan (exit 1): info, low,\n"
             "               medium, high (default) or critical\n"
+            "  --expected-bytes N  exfil only: report an input above %gx N bytes (medium),\n"
+            "               above %gx N high (size-anomaly)\n"
             "Reads FILE, or standard input when it is - or absent. Exit status: 0 clean,\n"
             "1 something at or above the block level, 2 error.\n",
-            VS_SCAN_RULES_DIR);
+            VS_SCAN_RULES_DIR, VS_SCAN_SIZE_FLAG_FACTOR, VS_SCAN_SIZE_BLOCK_FACTOR);
 }
 
 static int read_all(const char *path, uint8_t **out, size_t *len)
@@ -133,6 +143,14 @@ static const char *sarif_level(enum vs_severity s)
     return s >= VS_SEV_HIGH ? "error" : s >= VS_SEV_MEDIUM ? "warning" : "note";
 }
 
+static json_t *sarif_rule(const char *id, const char *family, const char *desc,
+                          enum vs_severity sev)
+{
+    return json_pack("{s:s, s:{s:s}, s:{s:s}, s:{s:s, s:s}}", "id", id, "shortDescription", "text",
+                     desc, "defaultConfiguration", "level", sarif_level(sev), "properties",
+                     "family", family, "severity", vs_scan_severity_name(sev));
+}
+
 /* SARIF 2.1.0: one run, the ruleset's rules in the driver, one result per
  * finding with its region (line, column, byte offset and length). */
 static json_t *sarif(const vs_ruleset *rs, const struct report *r)
@@ -142,11 +160,11 @@ static json_t *sarif(const vs_ruleset *rs, const struct report *r)
         const char *id, *family, *desc;
         enum vs_severity sev;
         vs_ruleset_rule(rs, i, &id, &family, &desc, &sev);
-        json_array_append_new(
-            rules, json_pack("{s:s, s:{s:s}, s:{s:s}, s:{s:s, s:s}}", "id", id, "shortDescription",
-                             "text", desc, "defaultConfiguration", "level", sarif_level(sev),
-                             "properties", "family", family, "severity", vs_scan_severity_name(sev)));
+        json_array_append_new(rules, sarif_rule(id, family, desc, sev));
     }
+    const struct vs_finding *a = &r->anomaly;
+    if (a->rule_id != NULL)
+        json_array_append_new(rules, sarif_rule(a->rule_id, a->family, a->description, a->severity));
     json_t *results = json_array();
     size_t i;
     json_t *f;
@@ -173,6 +191,45 @@ static json_t *sarif(const vs_ruleset *rs, const struct report *r)
                      "https://example.invalid/vibeshield", "rules", rules, "results", results);
 }
 
+/* The 1-based line and column of offset in data (offset <= len). */
+static void locate(const uint8_t *data, size_t offset, size_t *line, size_t *column)
+{
+    size_t line_start = 0;
+    *line = 1;
+    for (size_t i = 0; i < offset; i++)
+        if (data[i] == '\n') {
+            (*line)++;
+            line_start = i + 1;
+        }
+    *column = offset - line_start + 1;
+}
+
+/* --expected-bytes: the size anomaly as one more finding, placed where the
+ * input passes the expected size. */
+static int check_size(struct report *r, const uint8_t *data, size_t len)
+{
+    if (!r->size_checked)
+        return 0;
+    int rc = vs_scan_size_anomaly(len, r->expected_bytes, VS_SCAN_SIZE_FLAG_FACTOR,
+                                  VS_SCAN_SIZE_BLOCK_FACTOR, &r->anomaly);
+    if (rc <= 0)
+        return rc;
+    locate(data, r->anomaly.offset, &r->anomaly.line, &r->anomaly.column);
+    return on_finding(&r->anomaly, r);
+}
+
+/* A byte count: decimal digits only. */
+static int parse_bytes(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 static int print_report(const vs_ruleset *rs, struct report *r)
 {
     if (r->format == FORMAT_TEXT)
@@ -193,6 +250,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},         {"sarif", no_argument, NULL, 's'},
         {"rules", required_argument, NULL, 'r'},  {"block", required_argument, NULL, 'b'},
+        {"expected-bytes", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     struct report r = {.format = FORMAT_TEXT, .block = VS_SEV_HIGH};
@@ -209,6 +267,13 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'e':
+            if (parse_bytes(optarg, &r.expected_bytes) != 0) {
+                fprintf(stderr, "vs-scan: --expected-bytes: not a byte count '%s'\n", optarg);
+                return 2;
+            }
+            r.size_checked = true;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -220,6 +285,10 @@ int main(int argc, char **argv)
     }
     const char *ruleset = argv[optind];
     bool injection = strcmp(ruleset, "injection") == 0; /* text for an agent: normalized, decoded */
+    if (injection && r.size_checked) {
+        fprintf(stderr, "vs-scan: --expected-bytes judges outputs: exfil only\n");
+        return 2;
+    }
     r.input = optind + 1 < argc ? argv[optind + 1] : "-";
     char path[4096];
     if (rules == NULL) {
@@ -247,6 +316,7 @@ int main(int argc, char **argv)
     if (r.findings == NULL || (rc = vs_scan_scratch_new(rs, &s)) < 0 ||
         (rc = injection ? vs_scan_deep(rs, s, data, len, on_finding, &r)
                         : vs_scan(rs, s, data, len, 0, on_finding, &r)) < 0 ||
+        (rc = check_size(&r, data, len)) < 0 ||
         (rc = print_report(rs, &r)) < 0)
         fprintf(stderr, "vs-scan: %s\n", strerror(rc < 0 ? -rc : ENOMEM));
     json_decref(r.findings);

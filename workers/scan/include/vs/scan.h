@@ -116,4 +116,27 @@ const char *vs_scan_severity_name(enum vs_severity s);
 /* "info".."critical" -> the level; -EINVAL otherwise. */
 int vs_scan_severity_parse(const char *name, enum vs_severity *out);
 
+/* ---- the size anomaly (src/anomaly.c) ---------------------------------- */
+
+/* The rule id of size-anomaly findings (not a rule of any ruleset). */
+#define VS_SCAN_SIZE_ANOMALY_RULE "size-anomaly"
+/* Default factors. Outputs miss their declared size by small multiples all
+ * the time (formats, logs, compression), so up to 4x is normal; above it
+ * the output is worth a look (medium: reported, still delivered); above
+ * 16x - more than an order of magnitude - it is the shape of bulk
+ * exfiltration or a padded covert payload (high: blocked at the default
+ * block level). */
+#define VS_SCAN_SIZE_FLAG_FACTOR 4.0
+#define VS_SCAN_SIZE_BLOCK_FACTOR 16.0
+
+/* Judge an output of size bytes against the expected size. Returns 1 and
+ * fills out (rule VS_SCAN_SIZE_ANOMALY_RULE, family "covert", offset =
+ * expected, length = size - expected, line and column 0 (unknown), a
+ * sample like "12582912 bytes, expected 1048576") when size is above
+ * flag_factor x expected: medium, or high above block_factor x expected.
+ * Returns 0 when it is within bounds or expected is 0 (unknown), and
+ * -EINVAL when out is NULL or the factors are not 1 <= flag <= block. */
+int vs_scan_size_anomaly(uint64_t size, uint64_t expected, double flag_factor, double block_factor,
+                         struct vs_finding *out);
+
 #endif
