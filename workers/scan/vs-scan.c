@@ -12,6 +12,8 @@
  * scanning tools. Findings never contain the secret itself. Injection
  * scans also look at the normalized text and inside encoded runs
  * (vs_scan_deep); a finding says which transformations revealed it.
+ * The input is read and scanned as a stream (vs_scan_stream), so its size
+ * is not bounded by memory.
  * Exfil scans given --expected-bytes also judge the input's size
  * (vs_scan_size_anomaly, the daemon's default factors): an input far
  * larger than expected is a finding like the rules' ones.
@@ -26,7 +28,7 @@
 #include "vs/normalize.h"
 #include "vs/scan.h"
 
-#define MAX_INPUT (256u << 20)
+#define READ_CHUNK (1u << 20)
 
 enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF };
 
@@ -60,42 +62,6 @@ static void usage(FILE *out)
             "Reads FILE, or standard input when it is - or absent. Exit status: 0 clean,\n"
             "1 something at or above the block level, 2 error.\n",
             VS_SCAN_RULES_DIR, VS_SCAN_SIZE_FLAG_FACTOR, VS_SCAN_SIZE_BLOCK_FACTOR);
-}
-
-static int read_all(const char *path, uint8_t **out, size_t *len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (f == NULL)
-        return -errno;
-    uint8_t *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1u << 16;
-            uint8_t *nb = cap > MAX_INPUT ? NULL : realloc(buf, cap);
-            if (nb == NULL) {
-                rc = -EFBIG;
-                break;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) {
-            rc = ferror(f) ? -EIO : 0;
-            break;
-        }
-    }
-    if (f != stdin)
-        fclose(f);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
 }
 
 /* The names of VS_NORM_* bits, comma-separated ("" for none). */
@@ -192,30 +158,84 @@ static json_t *sarif(const vs_ruleset *rs, const struct report *r)
 }
 
 /* The 1-based line and column of offset in data (offset <= len). */
-static void locate(const uint8_t *data, size_t offset, size_t *line, size_t *column)
+/* Where the input passes a byte offset, counted as the input streams by:
+ * its line and column once it has gone past. */
+struct position {
+    uint64_t at;            /* the offset looked for */
+    uint64_t seen;          /* bytes counted so far */
+    size_t line;            /* lines before the current one, +1 */
+    uint64_t line_start;    /* offset of the current line */
+    bool found;
+    size_t found_line, found_column;
+};
+
+static void count_position(struct position *p, const uint8_t *data, size_t n)
 {
-    size_t line_start = 0;
-    *line = 1;
-    for (size_t i = 0; i < offset; i++)
-        if (data[i] == '\n') {
-            (*line)++;
-            line_start = i + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!p->found && p->seen + i == p->at) {
+            p->found = true;
+            p->found_line = p->line;
+            p->found_column = (size_t)(p->at - p->line_start + 1);
         }
-    *column = offset - line_start + 1;
+        if (data[i] == '\n') {
+            p->line++;
+            p->line_start = p->seen + i + 1;
+        }
+    }
+    p->seen += n;
 }
 
 /* --expected-bytes: the size anomaly as one more finding, placed where the
  * input passes the expected size. */
-static int check_size(struct report *r, const uint8_t *data, size_t len)
+static int check_size(struct report *r, const struct position *p)
 {
     if (!r->size_checked)
         return 0;
-    int rc = vs_scan_size_anomaly(len, r->expected_bytes, VS_SCAN_SIZE_FLAG_FACTOR,
+    int rc = vs_scan_size_anomaly(p->seen, r->expected_bytes, VS_SCAN_SIZE_FLAG_FACTOR,
                                   VS_SCAN_SIZE_BLOCK_FACTOR, &r->anomaly);
     if (rc <= 0)
         return rc;
-    locate(data, r->anomaly.offset, &r->anomaly.line, &r->anomaly.column);
+    r->anomaly.line = p->found_line;
+    r->anomaly.column = p->found_column;
     return on_finding(&r->anomaly, r);
+}
+
+/* Stream the input through the scan (in bounded memory, whatever its
+ * size), counting where the expected size falls. 0 or -errno; *read_error
+ * tells an input error from a scan's. */
+static int scan_input(const vs_ruleset *rs, vs_scan_scratch *s, bool deep, struct report *r,
+                      struct position *p, bool *read_error)
+{
+    FILE *f = strcmp(r->input, "-") == 0 ? stdin : fopen(r->input, "rb");
+    if (f == NULL) {
+        *read_error = true;
+        return -errno;
+    }
+    uint8_t *chunk = malloc(READ_CHUNK);
+    vs_scan_stream *st = NULL;
+    int rc = chunk == NULL ? -ENOMEM : vs_scan_stream_new(rs, s, deep, on_finding, r, &st);
+    while (rc == 0) {
+        size_t got = fread(chunk, 1, READ_CHUNK, f);
+        if (got == 0) {
+            if (ferror(f)) {
+                *read_error = true;
+                rc = -EIO;
+            }
+            break;
+        }
+        if (r->size_checked)
+            count_position(p, chunk, got);
+        else
+            p->seen += got;
+        rc = vs_scan_stream_write(st, chunk, got);
+    }
+    if (rc == 0)
+        rc = vs_scan_stream_finish(st);
+    vs_scan_stream_free(st);
+    free(chunk);
+    if (f != stdin)
+        fclose(f);
+    return rc;
 }
 
 /* A byte count: decimal digits only. */
@@ -300,28 +320,24 @@ int main(int argc, char **argv)
     char err[600];
     vs_ruleset *rs = NULL;
     vs_scan_scratch *s = NULL;
-    uint8_t *data = NULL;
-    size_t len = 0;
     int rc = vs_ruleset_load(rules, &rs, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "vs-scan: %s\n", err);
         return 2;
     }
-    if ((rc = read_all(r.input, &data, &len)) < 0) {
-        fprintf(stderr, "vs-scan: %s: %s\n", r.input, strerror(-rc));
-        vs_ruleset_free(rs);
-        return 2;
-    }
+    struct position pos = {.at = r.expected_bytes, .line = 1};
+    bool read_error = false;
     r.findings = json_array();
     if (r.findings == NULL || (rc = vs_scan_scratch_new(rs, &s)) < 0 ||
-        (rc = injection ? vs_scan_deep(rs, s, data, len, on_finding, &r)
-                        : vs_scan(rs, s, data, len, 0, on_finding, &r)) < 0 ||
-        (rc = check_size(&r, data, len)) < 0 ||
-        (rc = print_report(rs, &r)) < 0)
-        fprintf(stderr, "vs-scan: %s\n", strerror(rc < 0 ? -rc : ENOMEM));
+        (rc = scan_input(rs, s, injection, &r, &pos, &read_error)) < 0 ||
+        (rc = check_size(&r, &pos)) < 0 || (rc = print_report(rs, &r)) < 0) {
+        if (read_error)
+            fprintf(stderr, "vs-scan: %s: %s\n", r.input, strerror(-rc));
+        else
+            fprintf(stderr, "vs-scan: %s\n", strerror(rc < 0 ? -rc : ENOMEM));
+    }
     json_decref(r.findings);
     vs_scan_scratch_free(s);
     vs_ruleset_free(rs);
-    free(data);
     return rc < 0 ? 2 : r.blocked ? 1 : 0;
 }
