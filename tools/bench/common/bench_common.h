@@ -19,6 +19,9 @@
 
 /* Seconds on the monotonic clock. */
 double bench_now_s(void);
+/* Seconds of CPU the calling thread has used: a single-threaded "per core"
+ * figure that other processes on the machine do not stretch. */
+double bench_thread_cpu_s(void);
 void bench_sleep_ms(long ms);
 
 /* The file system path is on, for the report ("tmpfs (fsync is free: ...)",
