@@ -97,6 +97,22 @@ static int parse_args(struct vsctl *ctx, int argc, char **argv, const char **val
     return VSCTL_OK;
 }
 
+/* The one optional FILE argument after the options, opened into *f ("-"
+ * or none: stdin). VSCTL_OK, or VSCTL_USAGE / VSCTL_FAIL after saying why. */
+static int open_input(int argc, char **argv, const char *what, const char **path, FILE **f)
+{
+    if (argc - optind > 1) {
+        vsctl_err("%s takes one %s (see --help)", argv[0], what);
+        return VSCTL_USAGE;
+    }
+    *path = optind < argc ? argv[optind] : "-";
+    *f = strcmp(*path, "-") == 0 ? stdin : fopen(*path, "rb");
+    if (*f != NULL)
+        return VSCTL_OK;
+    vsctl_err("cannot open %s: %s", *path, strerror(errno));
+    return VSCTL_FAIL;
+}
+
 int cmd_seal(struct vsctl *ctx, int argc, char **argv)
 {
     const char *to = NULL;
@@ -109,16 +125,10 @@ int cmd_seal(struct vsctl *ctx, int argc, char **argv)
         vsctl_err("--to: expected %d hex digits (a box key's public half)", 2 * VS_BOX_PUBLICKEY_LEN);
         return VSCTL_USAGE;
     }
-    if (argc - optind > 1) {
-        vsctl_err("seal takes one FILE (see --help)");
-        return VSCTL_USAGE;
-    }
-    const char *path = optind < argc ? argv[optind] : "-";
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (f == NULL) {
-        vsctl_err("cannot open %s: %s", path, strerror(errno));
-        return VSCTL_FAIL;
-    }
+    const char *path;
+    FILE *f;
+    if ((rc = open_input(argc, argv, "FILE", &path, &f)) != VSCTL_OK)
+        return rc;
     uint8_t *plain = NULL;
     size_t len = 0;
     rc = read_stream(f, MAX_INLINE, &plain, &len);
@@ -175,16 +185,10 @@ int cmd_unseal(struct vsctl *ctx, int argc, char **argv)
     int rc = parse_args(ctx, argc, argv, &keyfile);
     if (rc != VSCTL_OK)
         return rc < 0 ? VSCTL_OK : rc;
-    if (argc - optind > 1) {
-        vsctl_err("unseal takes one JSON FILE (see --help)");
-        return VSCTL_USAGE;
-    }
-    const char *path = optind < argc ? argv[optind] : "-";
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (in == NULL) {
-        vsctl_err("cannot open %s: %s", path, strerror(errno));
-        return VSCTL_FAIL;
-    }
+    const char *path;
+    FILE *in;
+    if ((rc = open_input(argc, argv, "JSON FILE", &path, &in)) != VSCTL_OK)
+        return rc;
     vs_boxkey *k = NULL;
     if ((rc = vs_boxkey_load(keyfile, &k)) < 0) {
         vsctl_err("cannot load the box key %s: %s", keyfile, strerror(-rc));
