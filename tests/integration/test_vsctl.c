@@ -203,6 +203,7 @@ static void test_help_and_usage(void **unused)
         {"status", "--help", NULL},     {"pub", "--help", NULL},
         {"sub", "--help", NULL},        {"audit", "tail", "--help"},
         {"audit", "emit", "--help"},    {"subjects", "--help", NULL},
+        {"seal", "--help", NULL},       {"unseal", "--help", NULL},
     };
     char *dir = vs_scratch_dir("vs-vsctl-help");
     assert_non_null(dir);
