@@ -23,19 +23,22 @@
  *     of them in any published message, an "exfil_blocked" audit event)
  *     and for an output far above its expected size;
  *   - vs.task.quarantined with an "unverifiable-output" finding saying why
- *     for a snapshot sealed to another key, a missing snapshot and a
- *     malformed requester key.
+ *     for a snapshot sealed to another key, a missing snapshot, a
+ *     malformed requester key and a blob claiming an absurd size;
+ * and bytes that are no protobuf, or a task id of the wrong size, on
+ * either subject leave the stage alive and deciding the next task.
  *
  * Two groups, each with one nats-server and one vs-scand: "rules" runs the
  * stage with the built-in rulesets for the tests about what they catch;
  * "plumbing" gives the injection stage a one-rule ruleset written here,
- * because compiling the built-in one takes seconds (tens under ASan) and
- * those tests restart the stage. Outputs and audit events are matched by
+ * because those tests restart the stage and a small ruleset compiles at
+ * once (the built-in one takes a second under ASan). Outputs and audit events are matched by
  * task id, so tests in a group do not see each other's. Every wait is
  * bounded, nothing is timed.
  */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -807,6 +810,43 @@ static void test_unverifiable_outputs_are_quarantined(void **state)
     sealed_clear(&s);
 }
 
+/* Hostile messages on both consumed subjects - bytes that are no
+ * protobuf, a task id of the wrong size, a blob manifest that claims an
+ * absurd size - are survived: the daemon lives on, answers for what it
+ * can, and decides the next ordinary task as before. */
+static void test_hostile_messages_are_survived(void **state)
+{
+    struct fixture *f = *state;
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99, 0x01, 0x00, 0xfe};
+    static const char *const subjects[] = {"vs.task.gated", "vs.task.output"};
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(vs_js_publish_raw(f->base.bus, subjects[i], junk, sizeof junk, NULL, 0,
+                                           NULL, NULL),
+                         0);
+    Vs__V1__TaskOutput o = VS__V1__TASK_OUTPUT__INIT;
+    o.task_id = (ProtobufCBinaryData){3, (uint8_t *)"abc"}; /* no task to answer for */
+    assert_int_equal(vs_js_publish(f->base.bus, "vs.task.output", &o.base, NULL, NULL, NULL), 0);
+    uint8_t task[VS_ID_LEN], blob_id[VS_ID_LEN], kid[VS_KEY_ID_LEN];
+    vs_id_new(blob_id);
+    vs_key_id(vs_boxkey_public(f->intake), VS_BOX_PUBLICKEY_LEN, kid);
+    Vs__V1__BlobManifest m = VS__V1__BLOB_MANIFEST__INIT;
+    m.blob_id = (ProtobufCBinaryData){VS_ID_LEN, blob_id};
+    m.size = UINT64_C(1) << 62;
+    m.chunk_size = 0;
+    Vs__V1__SealedPayload huge = VS__V1__SEALED_PAYLOAD__INIT;
+    huge.recipient_key_id = (ProtobufCBinaryData){VS_KEY_ID_LEN, kid};
+    huge.blob = &m;
+    output(f, &huge, vs_boxkey_public(f->requester), VS_BOX_PUBLICKEY_LEN, 0, task);
+    const Vs__V1__Finding *u = quarantined_for(f, task, "unverifiable-output");
+    assert_non_null(strstr(u->excerpt, "larger than"));
+    static const char text[] = "an ordinary result after the noise";
+    output_text(f, text, sizeof text - 1, 4096, task);
+    Vs__V1__ScanVerdict *c, *q;
+    verdict(f, task, &c, &q);
+    assert_non_null(c);
+    assert_true(f->scand.pid > 0 && kill(f->scand.pid, 0) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest rules[] = {
@@ -822,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_large_snapshot_blob_is_cleared_as_a_blob),
         cmocka_unit_test(test_size_anomaly_is_quarantined),
         cmocka_unit_test(test_unverifiable_outputs_are_quarantined),
+        cmocka_unit_test(test_hostile_messages_are_survived),
     };
     int failed = cmocka_run_group_tests_name("rules", rules, setup_rules, teardown);
     return failed + cmocka_run_group_tests_name("plumbing", plumbing, setup_plumbing, teardown);
