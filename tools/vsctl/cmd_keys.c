@@ -142,8 +142,7 @@ static int init_box(const char *path)
     if (rc == 0)
         rc = vs_boxkey_save(k, path);
     if (rc < 0) {
-        vsctl_err("cannot create %s: %s", path,
-                  rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
+        vsctl_key_not_created(path, rc);
         vs_boxkey_free(k);
         return VSCTL_FAIL;
     }

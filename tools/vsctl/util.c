@@ -633,6 +633,12 @@ int vsctl_request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *re
 
 /* ---- signing keys ------------------------------------------------------------ */
 
+void vsctl_key_not_created(const char *path, int rc)
+{
+    vsctl_err("cannot create %s: %s", path,
+              rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
+}
+
 vs_signkey *vsctl_create_signkey(const char *path)
 {
     vs_signkey *k = NULL;
@@ -640,8 +646,7 @@ vs_signkey *vsctl_create_signkey(const char *path)
     if (rc == 0)
         rc = vs_signkey_save(k, path);
     if (rc < 0) {
-        vsctl_err("cannot create %s: %s", path,
-                  rc == -EEXIST ? "it exists (keys are never overwritten)" : strerror(-rc));
+        vsctl_key_not_created(path, rc);
         vs_signkey_free(k);
         return NULL;
     }

@@ -201,6 +201,8 @@ int vsctl_request(vs_bus *bus, enum vs_subject_id id, const ProtobufCMessage *re
 /* A new Ed25519 key saved to path (0600, never overwritten), or NULL with
  * the error printed. */
 vs_signkey *vsctl_create_signkey(const char *path);
+/* Say why a new key file could not be saved to path (rc: -errno). */
+void vsctl_key_not_created(const char *path, int rc);
 /* The key file at path, or NULL with the error printed. */
 vs_signkey *vsctl_load_signkey(const char *path);
 /* Run the bus loop for ms (a pause that keeps the connection serviced). */

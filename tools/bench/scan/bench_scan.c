@@ -45,11 +45,6 @@
 #define BLOCK (1u << 20)
 #define ROUNDS 3
 
-struct buf {
-    uint8_t *p;
-    size_t n, cap;
-};
-
 /* snprintf that reports truncation: 0, or -ENAMETOOLONG. */
 static int fmt(char *out, size_t size, const char *f, ...) __attribute__((format(printf, 3, 4)));
 static int fmt(char *out, size_t size, const char *f, ...)
@@ -59,37 +54,6 @@ static int fmt(char *out, size_t size, const char *f, ...)
     int n = vsnprintf(out, size, f, ap);
     va_end(ap);
     return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-static int append(struct buf *b, const void *p, size_t n)
-{
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1u << 20;
-        while (cap < b->n + n)
-            cap *= 2;
-        uint8_t *np = realloc(b->p, cap);
-        if (np == NULL)
-            return -ENOMEM;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, p, n);
-    b->n += n;
-    return 0;
-}
-
-static int read_file(const char *path, struct buf *b)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return -errno;
-    char chunk[65536];
-    size_t got;
-    int rc = 0;
-    while (rc == 0 && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        rc = append(b, chunk, got);
-    fclose(f);
-    return rc;
 }
 
 static int count_finding(const struct vs_finding *f, void *arg)
@@ -158,12 +122,12 @@ static int our_recall(const vs_ruleset *rs, const char *data, unsigned *found, u
         char *file = strtok(line, "\t"), *rule = strtok(NULL, "\t");
         if (file == NULL || rule == NULL || strcmp(rule, "none") == 0)
             continue;
-        struct buf b = {0};
+        struct corpus positive = {0};
         struct expect e = {.rule = rule};
         if ((rc = fmt(path, sizeof path, "%s/scan/exfil/%s", data, file)) == 0 &&
-            (rc = read_file(path, &b)) == 0)
-            rc = vs_scan(rs, s, b.p, b.n, 0, expect_rule, &e);
-        free(b.p);
+            (rc = corpus_file(path, &positive)) == 0)
+            rc = vs_scan(rs, s, positive.data, positive.len, 0, expect_rule, &e);
+        corpus_free(&positive);
         ++*total;
         *found += e.hit;
     }

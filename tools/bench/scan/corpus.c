@@ -40,7 +40,7 @@ static int add_file(const char *path, struct buf *b)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL)
-        return 0; /* unreadable: skipped */
+        return -errno;
     int rc = 0;
     while (b->n < b->want && (rc = reserve(b, 65536)) == 0) {
         size_t room = b->want - b->n < 65536 ? b->want - b->n : 65536;
@@ -75,8 +75,9 @@ static int add_tree(const char *dir, const char *suffix, struct buf *b)
             lstat(path, &st) == 0) {
             if (S_ISDIR(st.st_mode))
                 rc = add_tree(path, suffix, b);
-            else if (S_ISREG(st.st_mode) && has_suffix(list[i]->d_name, suffix))
-                rc = add_file(path, b);
+            else if (S_ISREG(st.st_mode) && has_suffix(list[i]->d_name, suffix) &&
+                     add_file(path, b) == -ENOMEM)
+                rc = -ENOMEM; /* unreadable files are skipped */
         }
         free(list[i]);
     }
@@ -143,6 +144,18 @@ int corpus_build(const struct corpus_kind *kinds, size_t n, size_t bytes, struct
     }
     c->data = b.p;
     c->len = b.n;
+    return 0;
+}
+
+int corpus_file(const char *path, struct corpus *c)
+{
+    struct buf b = {.want = SIZE_MAX};
+    int rc = add_file(path, &b);
+    if (rc != 0) {
+        free(b.p);
+        return rc;
+    }
+    *c = (struct corpus){.data = b.p, .len = b.n, .size = {b.n}};
     return 0;
 }
 

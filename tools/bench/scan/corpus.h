@@ -40,6 +40,8 @@ struct corpus {
  * 0, -ENOENT (a kind has no readable file; *missing names it) or -ENOMEM. */
 int corpus_build(const struct corpus_kind *kinds, size_t n, size_t bytes, struct corpus *c,
                  const char **missing);
+/* The bytes of one file, as a corpus of one kind. 0 or -errno. */
+int corpus_file(const char *path, struct corpus *c);
 void corpus_free(struct corpus *c);
 
 #endif

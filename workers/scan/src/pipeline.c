@@ -76,15 +76,10 @@ static int keep(const struct vs_finding *f, void *arg)
         g.offset = d->map[f->offset];
         g.length = d->map[last] + 1 - g.offset;
     }
-    if (s->ndeep == s->deep_cap) {
-        size_t cap = s->deep_cap ? s->deep_cap * 2 : 32;
-        struct vs_finding *nd = realloc(s->deep, cap * sizeof *nd);
-        if (nd == NULL)
-            return -ENOMEM;
-        s->deep = nd;
-        s->deep_cap = cap;
-    }
-    s->deep[s->ndeep++] = g;
+    struct vs_finding *slot = vs__finding_slot(&s->deep);
+    if (slot == NULL)
+        return -ENOMEM;
+    *slot = g;
     return 0;
 }
 
@@ -144,7 +139,7 @@ int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, 
 {
     if (rs == NULL || s == NULL || s->rs != rs || (data == NULL && len > 0) || fn == NULL)
         return -EINVAL;
-    s->ndeep = 0;
+    s->deep.n = 0;
     struct deep d = {.s = s};
     int rc = scan_normalized(rs, &d, s->norm, data, len, 0);
     if (rc == 0) {
@@ -156,16 +151,16 @@ int vs_scan_deep(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data, 
     }
     if (rc)
         return rc;
-    if (s->ndeep > 1)
-        qsort(s->deep, s->ndeep, sizeof *s->deep, by_position);
+    if (s->deep.n > 1)
+        qsort(s->deep.v, s->deep.n, sizeof *s->deep.v, by_position);
     size_t longest = 0;
     struct line_cursor lines = {0, 0};
-    for (size_t i = 0; i < s->ndeep; i++) {
-        struct vs_finding *f = &s->deep[i];
+    for (size_t i = 0; i < s->deep.n; i++) {
+        struct vs_finding *f = &s->deep.v[i];
         bool repeat = false;
         /* sorted by offset: only findings within the longest length seen can overlap */
-        for (size_t j = i; j-- > 0 && !repeat && s->deep[j].offset + longest > f->offset;) {
-            const struct vs_finding *p = &s->deep[j];
+        for (size_t j = i; j-- > 0 && !repeat && s->deep.v[j].offset + longest > f->offset;) {
+            const struct vs_finding *p = &s->deep.v[j];
             repeat = p->rule_id == f->rule_id && p->offset + p->length > f->offset;
         }
         if (f->length > longest)

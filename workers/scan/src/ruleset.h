@@ -87,6 +87,14 @@ struct vs_ruleset {
     uint32_t max_groups;        /* the most capture groups of a rule, for match data */
 };
 
+/* A growing list of findings (one scan's, or the deep scan's). */
+struct finding_list {
+    struct vs_finding *v;
+    size_t n, cap;
+};
+/* Room for one more: its slot, or NULL when out of memory. */
+struct vs_finding *vs__finding_slot(struct finding_list *l);
+
 /* Per-thread state of scans (scan.c; pipeline.c uses the normalizers and
  * the deep scan's findings). */
 struct vs_scan_scratch {
@@ -95,13 +103,11 @@ struct vs_scan_scratch {
     pcre2_match_data *md;
     pcre2_match_context *mctx;  /* the match limit: no regex runs away on hostile input */
     size_t *last_end;           /* per rule: the end of its last confirmed match */
-    struct vs_finding *found;   /* one scan's findings before overlaps are settled */
-    size_t nfound, found_cap;
+    struct finding_list found;  /* one scan's findings before overlaps are settled */
     vs_normalizer *norm, *norm_decoded; /* the text's, and a decoded piece's */
-    struct vs_finding *deep;    /* vs_scan_deep's findings, in original offsets */
+    struct finding_list deep;   /* vs_scan_deep's findings, in original offsets */
     uint8_t *flat;              /* vs_scan_deep: the normalized text with line breaks as spaces */
     size_t flat_cap;
-    size_t ndeep, deep_cap;
 };
 
 /* 1-based line and column of offset in data, counting newlines on from

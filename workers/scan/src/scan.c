@@ -59,8 +59,8 @@ void vs_scan_scratch_free(vs_scan_scratch *s)
         pcre2_match_data_free(s->md);
     pcre2_match_context_free(s->mctx);
     free(s->last_end);
-    free(s->found);
-    free(s->deep);
+    free(s->found.v);
+    free(s->deep.v);
     free(s->flat);
     vs_normalizer_free(s->norm);
     vs_normalizer_free(s->norm_decoded);
@@ -225,6 +225,19 @@ static bool downgraded(struct scan_ctx *c, const struct rule *r, size_t ms)
     return false;
 }
 
+struct vs_finding *vs__finding_slot(struct finding_list *l)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct vs_finding *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL)
+            return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    return &l->v[l->n++];
+}
+
 static int add_finding(struct scan_ctx *c, const struct rule *r, size_t ms, size_t me, size_t ss,
                        size_t se);
 
@@ -268,18 +281,11 @@ static int add_finding(struct scan_ctx *c, const struct rule *r, size_t ms, size
     if (n == 0 || !valid(r, secret, n) || allowed_by(&c->rs->allow, c->s, secret, n) ||
         allowed_by(&r->allow, c->s, secret, n) || marked_line(c, ms, me))
         return 0;
-    vs_scan_scratch *s = c->s;
-    if (s->nfound == s->found_cap) {
-        size_t cap = s->found_cap ? s->found_cap * 2 : 64;
-        struct vs_finding *nf = realloc(s->found, cap * sizeof *nf);
-        if (nf == NULL) {
-            c->stop = -ENOMEM;
-            return 1;
-        }
-        s->found = nf;
-        s->found_cap = cap;
+    struct vs_finding *f = vs__finding_slot(&c->s->found);
+    if (f == NULL) {
+        c->stop = -ENOMEM;
+        return 1;
     }
-    struct vs_finding *f = &s->found[s->nfound++];
     *f = (struct vs_finding){.rule_id = r->id, .family = r->family,
                              .description = r->description != NULL ? r->description : r->id,
                              .offset = ss, .length = n, .severity = r->severity,
@@ -322,16 +328,16 @@ static bool outranks(const struct vs_finding *a, const struct vs_finding *b)
 static int emit(struct scan_ctx *c)
 {
     vs_scan_scratch *s = c->s;
-    if (s->nfound > 1)
-        qsort(s->found, s->nfound, sizeof *s->found, by_offset);
+    if (s->found.n > 1)
+        qsort(s->found.v, s->found.n, sizeof *s->found.v, by_offset);
     size_t kept = 0, longest = 0;
-    for (size_t i = 0; i < s->nfound; i++) {
-        struct vs_finding *f = &s->found[i];
+    for (size_t i = 0; i < s->found.n; i++) {
+        struct vs_finding *f = &s->found.v[i];
         bool drop = false;
         /* Sorted by offset: only findings that start within the longest
          * length seen so far can reach this one. */
-        for (size_t j = kept; j-- > 0 && !drop && s->found[j].offset + longest > f->offset;) {
-            struct vs_finding *k = &s->found[j];
+        for (size_t j = kept; j-- > 0 && !drop && s->found.v[j].offset + longest > f->offset;) {
+            struct vs_finding *k = &s->found.v[j];
             if (k->offset + k->length <= f->offset)
                 continue;
             if (k->rule_id == f->rule_id)
@@ -344,11 +350,11 @@ static int emit(struct scan_ctx *c)
         if (!drop) {
             if (f->length > longest)
                 longest = f->length;
-            s->found[kept++] = *f;
+            s->found.v[kept++] = *f;
         }
     }
     for (size_t i = 0; i < kept; i++) {
-        struct vs_finding *f = &s->found[i];
+        struct vs_finding *f = &s->found.v[i];
         if (f->length == 0)
             continue;
         if (c->positions)
@@ -375,7 +381,7 @@ int vs__scan_block(const vs_ruleset *rs, vs_scan_scratch *s, const uint8_t *data
     if (len > UINT32_MAX)
         return -EFBIG;
     memset(s->last_end, 0, rs->n * sizeof *s->last_end);
-    s->nfound = 0;
+    s->found.n = 0;
     struct scan_ctx c = {.rs = rs, .s = s, .data = data, .len = len, .transforms = transforms,
                          .positions = positions, .fn = fn, .arg = arg};
     hs_error_t e = rs->db == NULL ? HS_SUCCESS
