@@ -9,7 +9,9 @@
  *     break, never two of them in a row, and a line break only where the
  *     input has one; the transform bits are vs_normalize's own; the map
  *     has one strictly increasing offset below the input length per output
- *     byte; without a map the output and bits are the same;
+ *     byte; without a map the output and bits are the same, and so are the
+ *     output, bits and map of the SSE2 and scalar paths (the AVX-512 paths
+ *     are the default where the CPU has them);
  *   - vs_norm_decode (depth 3, a budget of twice the input, then a budget of
  *     a third of it) returns 0; every piece is non-empty, no longer than the
  *     input, starts inside it, carries only decoding bits (at least one, at
@@ -36,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     (VS_NORM_BASE64 | VS_NORM_HEX | VS_NORM_PERCENT | VS_NORM_HTML | VS_NORM_UESCAPE)
 #define DEPTH 3u
 
-static vs_normalizer *norm;
+static vs_normalizer *norm, *narrow; /* narrow: AVX-512 paths off */
 
 static void die(const char *what, size_t detail)
 {
@@ -49,8 +51,8 @@ static void die(const char *what, size_t detail)
 static void check_normalize(const uint8_t *in, size_t size)
 {
     const uint8_t *out, *out2;
-    const uint32_t *map;
-    size_t len, len2;
+    const vs_norm_map *map;
+    size_t len, len2, prev_at = 0;
     unsigned tf, tf2;
     uint8_t *copy;
 
@@ -67,18 +69,30 @@ static void check_normalize(const uint8_t *in, size_t size)
             (blank && i > 0 && (out[i - 1] == ' ' || out[i - 1] == '\n'))) {
             die("uppercase, whitespace other than one space or line break", i);
         }
-        if (c == '\n' && map[i] < size && in[map[i]] != '\n') {
+        size_t at = vs_norm_map_at(map, i);
+        if (c == '\n' && at < size && in[at] != '\n') {
             die("a line break that maps to no line break", i);
         }
-        if (map[i] >= size || (i > 0 && map[i] <= map[i - 1])) {
+        if (at >= size || (i > 0 && at <= prev_at)) {
             die("map offset out of range or not increasing", i);
         }
+        prev_at = at;
     }
     copy = malloc(len > 0 ? len : 1);
     if (copy == NULL) {
         abort();
     }
     memcpy(copy, out, len);
+    const vs_norm_map *map2;
+    if (vs_normalize(narrow, in, size, &out2, &len2, &tf2, &map2) != 0 || len2 != len ||
+        tf2 != tf || memcmp(out2, copy, len) != 0) {
+        die("output differs on the SSE2 and scalar paths", len2);
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (vs_norm_map_at(map2, i) != vs_norm_map_at(map, i)) {
+            die("map differs on the SSE2 and scalar paths", i);
+        }
+    }
     if (vs_normalize(norm, in, size, &out2, &len2, &tf2, NULL) != 0 || len2 != len ||
         tf2 != tf || memcmp(out2, copy, len) != 0) {
         die("output differs without a map", len2);
@@ -173,8 +187,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         write_seeds(seeds);
         exit(0);
     }
-    if (vs_normalizer_new(&norm) != 0) {
+    if (vs_normalizer_new(&norm) != 0 || vs_normalizer_new(&narrow) != 0) {
         abort();
     }
+    vs_normalizer_use_avx512(narrow, false);
     return 0;
 }

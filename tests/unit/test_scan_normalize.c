@@ -6,7 +6,9 @@
  * leetspeak, spaced letters, whitespace runs keeping line breaks) is checked
  * on exact outputs and transform bits, together with the cases that must
  * stay unchanged (ordinary text, numbers, short letter runs), the byte map,
- * and hostile UTF-8. Inputs are
+ * and hostile UTF-8, on the AVX-512 paths (where the CPU has them) and on
+ * the SSE2 and scalar ones, which must agree byte for byte and map entry
+ * for map entry on long texts built to cross their 64-byte blocks. Inputs are
  * copied into exactly sized heap buffers so that ASan sees any read past
  * the end. vs_norm_decode: each encoding, nesting and its depth limit, the
  * size budget, the callback's stop value, and encoded-looking text that
@@ -36,6 +38,16 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same on the SSE2 and scalar paths (the AVX-512 ones off). */
+static int setup_narrow(void **state)
+{
+    int rc = setup(state);
+    if (rc == 0) {
+        vs_normalizer_use_avx512(*state, false);
+    }
+    return rc;
+}
+
 static int teardown(void **state)
 {
     vs_normalizer_free(*state);
@@ -57,7 +69,7 @@ static void check_len(vs_normalizer *n, const char *in, size_t len, const char *
 {
     uint8_t *copy = exact_copy(in, len);
     const uint8_t *out = NULL;
-    const uint32_t *map = NULL;
+    const vs_norm_map *map = NULL;
     size_t out_len = 0;
     unsigned tf = ~0u;
 
@@ -75,8 +87,8 @@ static void check_len(vs_normalizer *n, const char *in, size_t len, const char *
     }
     assert_int_equal(tf, want_tf);
     for (size_t i = 0; i < out_len; i++) {
-        assert_true(map[i] < len);
-        assert_true(i == 0 || map[i] > map[i - 1]);
+        assert_true(vs_norm_map_at(map, i) < len);
+        assert_true(i == 0 || vs_norm_map_at(map, i) > vs_norm_map_at(map, i - 1));
     }
 }
 
@@ -203,7 +215,7 @@ static void test_whitespace_keeps_lines(void **state)
     vs_normalizer *n = *state;
     char longrun[160];
     const uint8_t *out;
-    const uint32_t *map;
+    const vs_norm_map *map;
     size_t out_len;
     unsigned tf;
 
@@ -223,8 +235,8 @@ static void test_whitespace_keeps_lines(void **state)
     assert_int_equal(vs_normalize(n, (const uint8_t *)"ab \n  c", 7, &out, &out_len, &tf, &map), 0);
     assert_int_equal(out_len, 4);
     assert_memory_equal(out, "ab\nc", 4);
-    assert_int_equal(map[2], 3);
-    assert_int_equal(map[3], 6);
+    assert_int_equal(vs_norm_map_at(map, 2), 3);
+    assert_int_equal(vs_norm_map_at(map, 3), 6);
 
     /* a run longer than the block loops look ahead, its '\n' far in */
     memset(longrun, ' ', sizeof longrun);
@@ -236,8 +248,18 @@ static void test_whitespace_keeps_lines(void **state)
                      0);
     assert_int_equal(out_len, 3);
     assert_memory_equal(out, "x\ny", 3);
-    assert_int_equal(map[1], 130);
-    assert_int_equal(map[2], sizeof longrun - 1);
+    assert_int_equal(vs_norm_map_at(map, 1), 130);
+    assert_int_equal(vs_norm_map_at(map, 2), sizeof longrun - 1);
+}
+
+static void assert_map(const vs_norm_map *map, const uint32_t *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (vs_norm_map_at(map, i) != want[i]) {
+            print_error("map[%zu] = %u, want %u\n", i, vs_norm_map_at(map, i), want[i]);
+            fail();
+        }
+    }
 }
 
 static void test_map(void **state)
@@ -247,7 +269,7 @@ static void test_map(void **state)
     static const char in[] = "\xD0\x86gn\xC3\xA9\xE2\x80\x8Bx \xE4\xB8\xAD  Q";
     static const uint32_t want_map[] = {0, 2, 3, 4, 9, 10, 11, 12, 13, 14, 16};
     const uint8_t *out;
-    const uint32_t *map;
+    const vs_norm_map *map;
     size_t out_len;
     unsigned tf;
 
@@ -255,7 +277,7 @@ static void test_map(void **state)
                      0);
     assert_int_equal(out_len, sizeof want_map / sizeof want_map[0]);
     assert_memory_equal(out, "ignex \xE4\xB8\xAD q", out_len);
-    assert_memory_equal(map, want_map, sizeof want_map);
+    assert_map(map, want_map, out_len);
     assert_int_equal(tf, VS_NORM_HOMOGLYPH | VS_NORM_DIACRITIC | VS_NORM_INVISIBLE);
 
     /* spaced letters keep the offsets of the letters */
@@ -264,14 +286,14 @@ static void test_map(void **state)
                      0);
     assert_int_equal(out_len, 9);
     assert_memory_equal(out, "go ignore", 9);
-    assert_memory_equal(map, spaced_map, sizeof spaced_map);
+    assert_map(map, spaced_map, out_len);
 }
 
 static void test_empty_and_errors(void **state)
 {
     vs_normalizer *n = *state;
     const uint8_t *out = NULL;
-    const uint32_t *map = NULL;
+    const vs_norm_map *map = NULL;
     size_t out_len = 99;
     unsigned tf = ~0u;
 
@@ -498,9 +520,98 @@ static void test_decode_not_reported(void **state)
     }
 }
 
+/* xorshift64: the same texts on every run. */
+static uint64_t next_random(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Texts of pieces that matter to the normalizer's decisions - leetspeak
+ * runs and hex literals, single letters and separators, whitespace runs
+ * with and without line breaks, non-ASCII - placed at every offset around
+ * the 64-byte block edges and at random, must normalize alike on the
+ * AVX-512 paths and on the others: output, transform bits and map. */
+static void test_wide_and_narrow_agree(void **state)
+{
+    static const char *const pieces[] = {
+        " ", "  ", "\n", "\t", " \n ", "\n\n   ", "a", "i", "g", "n", "o", "I", "Q", "0", "1", "3",
+        "4", "5", "7", "8", "9", "2", "@", "$", "-", ".", "_", "x", "0x1f", "0x", "0xg", "1gn0r3",
+        "pr3v10us", "h4ck3r", "1000a", "x264", " i g n o r e ", "a-l-l", "i.g.n", "word", "\r\n",
+        "\xD0\x86", "\xC3\xA9", "\xE2\x80\x8B", "\xEF\xBC\xA1", "\xCC\x81", "\xFF",
+    };
+    const size_t npieces = sizeof pieces / sizeof pieces[0];
+    vs_normalizer *wide = *state, *narrow = NULL;
+    uint64_t rnd = 0x9E3779B97F4A7C15u;
+    char text[1400];
+    unsigned compared = 0;
+
+    if (!vs_normalizer_use_avx512(wide, true)) {
+        skip(); /* no AVX-512 here: the other group covers the only paths there are */
+    }
+    assert_int_equal(vs_normalizer_new(&narrow), 0);
+    vs_normalizer_use_avx512(narrow, false);
+    for (unsigned round = 0; round < 20000; round++) {
+        size_t len = 0;
+        if (round < 2 * 40 * npieces) { /* one piece at offsets 40..79 of plain words */
+            size_t at = 40 + round / 2 % 40;
+            const char *p = pieces[round / 80 % npieces];
+            memset(text, round % 2 ? 'e' : ' ', at);
+            memcpy(text + at, p, strlen(p));
+            len = at + strlen(p);
+            memset(text + len, round % 2 ? ' ' : 'e', 100);
+            len += 100;
+        } else {
+            size_t want = 64 + next_random(&rnd) % 1200;
+            while (len < want) {
+                const char *p = pieces[next_random(&rnd) % npieces];
+                memcpy(text + len, p, strlen(p));
+                len += strlen(p);
+            }
+        }
+        const uint8_t *o1, *o2;
+        const vs_norm_map *m1, *m2;
+        size_t l1, l2;
+        unsigned t1, t2;
+        assert_int_equal(vs_normalize(wide, (const uint8_t *)text, len, &o1, &l1, &t1, &m1), 0);
+        assert_int_equal(vs_normalize(narrow, (const uint8_t *)text, len, &o2, &l2, &t2, &m2), 0);
+        if (l1 != l2 || t1 != t2 || memcmp(o1, o2, l1) != 0) {
+            print_error("\"%.*s\": AVX-512 \"%.*s\" (%#x), other \"%.*s\" (%#x)\n", (int)len, text,
+                        (int)l1, (const char *)o1, t1, (int)l2, (const char *)o2, t2);
+            fail();
+        }
+        for (size_t i = 0; i < l1; i++) {
+            if (vs_norm_map_at(m1, i) != vs_norm_map_at(m2, i)) {
+                print_error("\"%.*s\": map[%zu] %u vs %u\n", (int)len, text, i,
+                            vs_norm_map_at(m1, i), vs_norm_map_at(m2, i));
+                fail();
+            }
+        }
+        compared++;
+    }
+    assert_int_equal(compared, 20000);
+    vs_normalizer_free(narrow);
+}
+
 int main(void)
 {
+    /* vs_normalize on the default paths, then on the SSE2 and scalar ones */
+    const struct CMUnitTest normalize_tests[] = {
+        cmocka_unit_test(test_plain_text_unchanged),
+        cmocka_unit_test(test_invisible_removed),
+        cmocka_unit_test(test_homoglyphs_folded),
+        cmocka_unit_test(test_leetspeak),
+        cmocka_unit_test(test_spaced_letters),
+        cmocka_unit_test(test_long_text),
+        cmocka_unit_test(test_whitespace_keeps_lines),
+        cmocka_unit_test(test_map),
+        cmocka_unit_test(test_empty_and_errors),
+        cmocka_unit_test(test_invalid_utf8),
+    };
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wide_and_narrow_agree),
         cmocka_unit_test(test_plain_text_unchanged),
         cmocka_unit_test(test_invisible_removed),
         cmocka_unit_test(test_homoglyphs_folded),
@@ -517,5 +628,8 @@ int main(void)
         cmocka_unit_test(test_decode_budget_and_stop),
         cmocka_unit_test(test_decode_not_reported),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("default paths", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("SSE2 and scalar paths", normalize_tests, setup_narrow,
+                                          teardown);
+    return failed;
 }

@@ -62,7 +62,7 @@ static int run_normalize(vs_normalizer *n, const uint8_t *text, size_t len, unsi
     for (size_t off = 0; off < len; off += BLOCK) {
         size_t blk = len - off < BLOCK ? len - off : BLOCK, out_len;
         const uint8_t *out;
-        const uint32_t *map;
+        const vs_norm_map *map;
         unsigned tf;
         int rc = vs_normalize(n, text + off, blk, &out, &out_len, &tf, &map);
         if (rc != 0) {

@@ -279,6 +279,66 @@ size_t vs__utf8_encode(uint32_t cp, uint8_t out[4])
     return 4;
 }
 
+/* ---- the byte map --------------------------------------------------------------- */
+
+/* Records that output byte at (written after every byte before it) came
+ * from byte from: free when it continues the last segment; at the last
+ * segment's start, it replaces that segment's origin (the kept byte of a
+ * whitespace run taking its '\n'). Failure to grow is remembered in
+ * map->oom and reported by vs_normalize. */
+static void seg_note(struct vs_norm_map *map, struct norm_segs *sg, size_t at, size_t from)
+{
+    size_t k = sg->n;
+
+    if (k > 0 && sg->at[k - 1] == at) {
+        sg->from[k - 1] = (uint32_t)from;
+        return;
+    }
+    if (k > 0 && from - sg->from[k - 1] == at - sg->at[k - 1]) {
+        return;
+    }
+    if (k == sg->cap) {
+        size_t cap = sg->cap, cap2 = sg->cap;
+        uint32_t *a = vs__norm_grow(sg->at, &cap, k + 1, sizeof *a), *f;
+        if (a == NULL) {
+            map->oom = true;
+            return;
+        }
+        sg->at = a;
+        f = vs__norm_grow(sg->from, &cap2, k + 1, sizeof *f);
+        if (f == NULL) {
+            map->oom = true;
+            return;
+        }
+        sg->from = f;
+        sg->cap = cap < cap2 ? cap : cap2;
+    }
+    sg->at[k] = (uint32_t)at;
+    sg->from[k] = (uint32_t)from;
+    sg->n = k + 1;
+}
+
+/* Where output byte o came from, by the segments sg (o is covered). */
+static size_t seg_lookup(const struct norm_segs *sg, size_t o)
+{
+    size_t lo = 0, hi = sg->n;
+
+    while (hi - lo > 1) { /* the last segment starting at or before o */
+        size_t mid = lo + (hi - lo) / 2;
+        if (sg->at[mid] <= o) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return sg->from[lo] + (o - sg->at[lo]);
+}
+
+uint32_t vs_norm_map_at(const vs_norm_map *map, size_t i)
+{
+    return (uint32_t)seg_lookup(&map->folded, seg_lookup(&map->refined, i));
+}
+
 /* ---- folding (first pass) ------------------------------------------------------ */
 
 enum fold_result { FOLD_PASS, FOLD_DROP, FOLD_CHAR };
@@ -383,14 +443,49 @@ static size_t fold_ascii_sse2(const uint8_t *in, size_t i, size_t len, uint8_t *
 }
 #endif
 
+#if VS_NORM_WIDE
+/* The same with AVX-512, 64 bytes at a time. */
+WIDE static size_t fold_ascii_wide(const uint8_t *in, size_t i, size_t len, uint8_t *o, size_t j)
+{
+    const __m512i space = _mm512_set1_epi8(' ');
+
+    while (len - i >= 64) {
+        __m512i v = _mm512_loadu_si512((const void *)(in + i));
+        __mmask64 upper, ws;
+        if (_mm512_movepi8_mask(v) != 0) {
+            break;
+        }
+        upper = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8('A')), _mm512_set1_epi8(26));
+        ws = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8('\t')), _mm512_set1_epi8(5)) &
+             ~_mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\n'));
+        v = _mm512_mask_add_epi8(v, upper, v, _mm512_set1_epi8(0x20));
+        v = _mm512_mask_blend_epi8(ws, v, space);
+        _mm512_storeu_si512((void *)(o + j), v);
+        i += 64;
+        j += 64;
+    }
+    return i;
+}
+#endif
+
 /* Folds the ASCII bytes from in[i] on into o[j...]; returns the index of
  * the first byte >= 0x80 (or len). The output advances as much as i. */
-static size_t fold_ascii_run(const uint8_t *in, size_t i, size_t len, uint8_t *o, size_t j)
+static size_t fold_ascii_run(const uint8_t *in, size_t i, size_t len, uint8_t *o, size_t j,
+                             bool wide)
 {
+#if VS_NORM_WIDE
+    if (wide) {
+        size_t i0 = i;
+        i = fold_ascii_wide(in, i, len, o, j);
+        j += i - i0;
+    }
+#else
+    (void)wide;
+#endif
 #if VS_NORM_SSE2
-    size_t i0 = i;
+    size_t i1 = i;
     i = fold_ascii_sse2(in, i, len, o, j);
-    j += i - i0;
+    j += i - i1;
 #endif
     while (len - i >= 8) {
         uint64_t w;
@@ -410,10 +505,11 @@ static size_t fold_ascii_run(const uint8_t *in, size_t i, size_t len, uint8_t *o
     return i;
 }
 
-/* First pass: in[0..len) folded into o (map m, may be NULL); returns the
- * output length (<= len). Whitespace other than '\n' becomes spaces, one
- * for one. */
-static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, uint32_t *m, unsigned *tf)
+/* First pass: in[0..len) folded into o (its segments in map->folded when
+ * map is not NULL); returns the output length (<= len). Whitespace other
+ * than '\n' becomes spaces, one for one. */
+static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, struct vs_norm_map *map,
+                        unsigned *tf, bool wide)
 {
     size_t i = 0, j = 0;
     bool after_pass = false;
@@ -424,9 +520,9 @@ static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, uint32_t *m, 
         size_t n;
 
         if (in[i] < 0x80) {
-            size_t e = fold_ascii_run(in, i, len, o, j);
-            for (; m != NULL && i < e; i++) {
-                m[j++] = (uint32_t)i;
+            size_t e = fold_ascii_run(in, i, len, o, j, wide);
+            if (map != NULL) {
+                seg_note(map, &map->folded, j, i);
             }
             j += e - i;
             i = e;
@@ -436,21 +532,21 @@ static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, uint32_t *m, 
         n = vs__utf8_decode(in + i, len - i, &cp);
         switch (n == 0 ? FOLD_CHAR : fold_cp(cp, after_pass, &ch, tf)) {
         case FOLD_PASS:
+            if (map != NULL) {
+                seg_note(map, &map->folded, j, i);
+            }
             for (size_t k = 0; k < n; k++, j++) {
                 o[j] = in[i + k];
-                if (m != NULL) {
-                    m[j] = (uint32_t)(i + k);
-                }
             }
             after_pass = true;
             break;
         case FOLD_DROP:
             break;
         case FOLD_CHAR:
-            o[j] = ch;
-            if (m != NULL) {
-                m[j] = (uint32_t)i;
+            if (map != NULL) {
+                seg_note(map, &map->folded, j, i);
             }
+            o[j] = ch;
             j++;
             after_pass = false;
             break;
@@ -467,7 +563,7 @@ static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, uint32_t *m, 
  * the class of the byte read before (prevk), never the buffer. */
 struct refine {
     uint8_t *s;
-    uint32_t *m;
+    struct vs_norm_map *map; /* NULL: no map asked for */
     size_t len, j;
     unsigned tf;
 };
@@ -476,8 +572,8 @@ struct refine {
 static inline void put(struct refine *r, uint8_t c, size_t from)
 {
     r->s[r->j] = c;
-    if (r->m != NULL) {
-        r->m[r->j] = r->m[from];
+    if (r->map != NULL) {
+        seg_note(r->map, &r->map->refined, r->j, from);
     }
     r->j++;
 }
@@ -637,12 +733,12 @@ static void spaced_emit(struct refine *r, size_t i, size_t end)
  * from there, unless it is one already (the run then keeps the line break,
  * mapped to its first '\n'). The buffer is rewritten in place: kept <
  * from. */
-static inline void run_newline(uint8_t *s, uint32_t *m, size_t kept, size_t from)
+static inline void run_newline(uint8_t *s, struct vs_norm_map *map, size_t kept, size_t from)
 {
     if (s[kept] != '\n') {
         s[kept] = '\n';
-        if (m != NULL) {
-            m[kept] = m[from];
+        if (map != NULL) {
+            seg_note(map, &map->refined, kept, from);
         }
     }
 }
@@ -672,7 +768,7 @@ static size_t refine_step(struct refine *r, size_t i, unsigned *prevk, size_t *s
     if (!(k & *prevk & N_SPACE)) {
         put(r, c, i);
     } else if (c == '\n') {
-        run_newline(r->s, r->m, r->j - 1, i);
+        run_newline(r->s, r->map, r->j - 1, i);
     }
     *prevk = k;
     return i + 1;
@@ -706,37 +802,23 @@ static inline struct blk_masks blk_classify(const uint8_t *p)
     return b;
 }
 
-/* Moves 16 bytes (and their map entries) from i down to j < i (all
- * loaded before any is stored). */
-static inline void blk_move(uint8_t *s, uint32_t *m, size_t i, size_t j)
-{
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-    _mm_storeu_si128((__m128i *)(void *)(s + j), v);
-    if (m != NULL) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(m + i));
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(m + i + 4));
-        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(m + i + 8));
-        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(m + i + 12));
-        _mm_storeu_si128((__m128i *)(void *)(m + j), a);
-        _mm_storeu_si128((__m128i *)(void *)(m + j + 4), b);
-        _mm_storeu_si128((__m128i *)(void *)(m + j + 8), c);
-        _mm_storeu_si128((__m128i *)(void *)(m + j + 12), d);
-    }
-}
-
 /* Copies count (<= 16) bytes from s[from] to the output. */
 static inline void copy_span(struct refine *r, size_t from, size_t count)
 {
-    if (r->j == from) {
-        r->j += count; /* nothing dropped yet: already in place */
-    } else if (from - r->j >= 16 && r->len - from >= 16) {
-        blk_move(r->s, r->m, from, r->j); /* the bytes past count land before from */
-        r->j += count;
-    } else {
-        for (size_t k = 0; k < count; k++) {
-            put(r, r->s[from + k], from + k);
+    if (r->map != NULL) {
+        seg_note(r->map, &r->map->refined, r->j, from);
+    }
+    if (r->j != from) { /* else nothing dropped yet: already in place */
+        /* 16 bytes loaded before any is stored: those past count land
+         * before from, not on bytes still to be read */
+        if (from - r->j >= 16 && r->len - from >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(r->s + from));
+            _mm_storeu_si128((__m128i *)(void *)(r->s + r->j), v);
+        } else {
+            memmove(r->s + r->j, r->s + from, count);
         }
     }
+    r->j += count;
 }
 
 /* The block of 16 bytes at s[i] (17 readable: one of look-ahead): copies
@@ -773,13 +855,13 @@ static size_t refine_block(struct refine *r, size_t i, unsigned *prevk, size_t *
             pos = n + (size_t)__builtin_ctz(~(b.space >> n));
             dropped_nl = b.nl >> n & ((1u << (pos - n)) - 1);
             if (dropped_nl != 0) {
-                run_newline(r->s, r->m, r->j - 1, i + n + (size_t)__builtin_ctz(dropped_nl));
+                run_newline(r->s, r->map, r->j - 1, i + n + (size_t)__builtin_ctz(dropped_nl));
             }
             *prevk = N_SPACE | N_SEP;
             if (pos >= 16) {
                 for (q = i + 16; q < r->len && (ncls[r->s[q]] & N_SPACE); q++) {
                     if (r->s[q] == '\n') {
-                        run_newline(r->s, r->m, r->j - 1, q);
+                        run_newline(r->s, r->map, r->j - 1, q);
                     }
                 }
                 return q;
@@ -796,13 +878,156 @@ static size_t refine_block(struct refine *r, size_t i, unsigned *prevk, size_t *
 }
 #endif
 
+#if VS_NORM_WIDE
+/* Bit i set when byte i of a 64-byte block is a leetspeak candidate, a
+ * letter, a digit, a word byte, a separator, whitespace, a '\n', a '0',
+ * an 'x', a hex digit (the classes of ncls, and what hex literals need). */
+struct wide_masks {
+    uint64_t leet, letter, digit, word, sep, space, nl, zero, x, hex;
+};
+
+WIDE static struct wide_masks wide_classify(__m512i v)
+{
+#define EQ(c) _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(c))
+#define RANGE(lo, n) _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, _mm512_set1_epi8(lo)), _mm512_set1_epi8(n))
+    struct wide_masks b;
+    uint64_t sym = EQ('@') | EQ('$');
+
+    b.digit = RANGE('0', 10);
+    b.letter = RANGE('a', 26);
+    b.leet = (b.digit & ~(EQ('2') | EQ('6') | EQ('8') | EQ('9'))) | sym;
+    b.word = b.letter | b.digit | sym | _mm512_movepi8_mask(v);
+    b.nl = EQ('\n');
+    b.space = EQ(' ') | b.nl;
+    b.sep = b.space | EQ('-') | EQ('.') | EQ('_');
+    b.zero = EQ('0');
+    b.x = EQ('x');
+    b.hex = b.digit | RANGE('a', 6);
+#undef EQ
+#undef RANGE
+    return b;
+}
+
+/* The bytes of the block that leetspeak converts (*conv), decided as
+ * leet_run and hex_literal decide them (pk: the class of the byte before
+ * the block; next: the byte after it); false when a run or a hex literal
+ * goes on past the block, which the masks do not see. */
+WIDE static bool wide_leet(const struct wide_masks *b, unsigned pk, uint8_t next, uint64_t *conv)
+{
+    const unsigned nk = ncls[next];
+    const uint64_t prev_word = b->word << 1 | ((pk & N_WORD) != 0);
+    const uint64_t prev_letter = b->letter << 1 | ((pk & N_LETTER) != 0);
+    const uint64_t prev_digit = b->digit << 1 | ((pk & N_DIGIT) != 0);
+    const uint64_t next_letter = (uint64_t)((nk & N_LETTER) != 0) << 63;
+    const uint64_t next_digit = (uint64_t)((nk & N_DIGIT) != 0) << 63;
+    const uint64_t lit = b->zero & ~prev_word & (b->x >> 1) & (b->hex >> 2);
+    const uint64_t lit_digits = b->hex & ~(b->hex + (lit << 2)); /* the carry runs through them */
+    uint64_t start = b->leet & ~(b->leet << 1 | ((pk & N_LEET) != 0));
+    uint64_t end = b->leet & ~(b->leet >> 1), len1, len2, len3, c1, c2, c3;
+
+    if (((b->leet >> 63) && (nk & N_LEET)) || ((b->zero & ~prev_word) >> 62) != 0 ||
+        ((lit_digits >> 63) && vs__hexval[next] < 16)) {
+        return false;
+    }
+    start &= ~(lit | lit_digits); /* a hex literal is copied as it is */
+    len1 = start & end;
+    len2 = start & ~end & (end >> 1);
+    len3 = start & ~end & ~(end >> 1) & (end >> 2);
+    /* a run is converted when a letter touches it and no digit does */
+    c1 = len1 & ~(b->digit >> 1 | next_digit) & (prev_letter | b->letter >> 1 | next_letter);
+    c2 = len2 & ~(b->digit >> 2 | next_digit >> 1) & (prev_letter | b->letter >> 2 | next_letter >> 1);
+    c3 = len3 & ~(b->digit >> 3 | next_digit >> 2) & (prev_letter | b->letter >> 3 | next_letter >> 2);
+    c1 &= ~prev_digit;
+    c2 &= ~prev_digit;
+    c3 &= ~prev_digit;
+    *conv = c1 | c2 | c2 << 1 | c3 | c3 << 1 | c3 << 2;
+    return true;
+}
+
+/* Whether no single letter of the block is followed, after separators, by
+ * another single letter (the least a spaced phrase needs; one whose
+ * separators reach past the block counts as followed). */
+WIDE static bool wide_no_spaced(const struct wide_masks *b, unsigned pk, unsigned nk)
+{
+    const uint64_t single = b->letter & ~(b->word << 1 | ((pk & N_WORD) != 0)) &
+                            ~(b->word >> 1 | (uint64_t)((nk & N_WORD) != 0) << 63);
+    uint64_t starts = single & (b->sep >> 1 | (uint64_t)((nk & N_SEP) != 0) << 63);
+
+    while (starts != 0) {
+        unsigned q = (unsigned)__builtin_ctzll(starts) + 1;
+        q += q < 64 ? (unsigned)__builtin_ctzll(~(b->sep >> q)) : 0;
+        if (q >= 64 || ((single >> q) & 1)) {
+            return false;
+        }
+        starts &= starts - 1;
+    }
+    return true;
+}
+
+/* The 64 bytes at s[i] (65 readable) with AVX-512 when the masks decide
+ * everything in them: leetspeak (wide_leet) is converted by a table
+ * lookup, and when no spaced phrase can start there (wide_no_spaced) the
+ * kept bytes are compressed to the output in one store, each dropped run
+ * of whitespace getting its map segment and, when it holds a '\n', its
+ * line break. Other blocks go through refine_block, 16 bytes at a time.
+ * Returns the next index. */
+WIDE static size_t refine_wide(struct refine *r, size_t i, unsigned *prevk, size_t *sp_skip)
+{
+    /* leet_letter as a table on the low 6 bits: '$' 0x24, '0'-'7' 0x30-0x37, '@' 0x40 */
+    static const uint8_t leet_table[64] = {['@' & 63] = 'a', ['$' & 63] = 's', ['0' & 63] = 'o',
+                                           ['1' & 63] = 'i', ['3' & 63] = 'e', ['4' & 63] = 'a',
+                                           ['5' & 63] = 's', ['7' & 63] = 't'};
+    const uint8_t *s = r->s, next = s[i + 64], last = s[i + 63];
+    const unsigned pk = *prevk;
+    __m512i v = _mm512_loadu_si512((const void *)(s + i));
+    const struct wide_masks b = wide_classify(v);
+    uint64_t conv;
+
+    if (!wide_leet(&b, pk, next, &conv) || !wide_no_spaced(&b, pk, ncls[next])) {
+        size_t end = i + 64;
+        while (i < end && r->len - i >= 17) {
+            i = refine_block(r, i, prevk, sp_skip);
+        }
+        return i;
+    }
+    if (conv != 0) {
+        v = _mm512_mask_permutexvar_epi8(v, conv, v, _mm512_loadu_si512((const void *)leet_table));
+        r->tf |= VS_NORM_LEET;
+    }
+
+    const uint64_t drop = b.space & (b.space << 1 | ((pk & N_SPACE) != 0)), keep = ~drop;
+    size_t j = r->j;
+    if (r->map != NULL && (keep & 1)) {
+        seg_note(r->map, &r->map->refined, j, i);
+    }
+    _mm512_mask_compressstoreu_epi8(r->s + j, keep, v);
+    for (uint64_t d = drop; d != 0;) {
+        unsigned r0 = (unsigned)__builtin_ctzll(d);
+        uint64_t rest = ~(d >> r0);
+        unsigned r1 = rest != 0 ? r0 + (unsigned)__builtin_ctzll(rest) : 64;
+        uint64_t run = (r1 < 64 ? (uint64_t)1 << r1 : 0) - ((uint64_t)1 << r0);
+        size_t kept = j + (size_t)__builtin_popcountll(keep & (((uint64_t)1 << r0) - 1)) - 1;
+        if ((b.nl & run) != 0) {
+            run_newline(r->s, r->map, kept, i + (size_t)__builtin_ctzll(b.nl & run));
+        }
+        if (r1 < 64 && r->map != NULL) {
+            seg_note(r->map, &r->map->refined, kept + 1, i + r1);
+        }
+        d &= ~run;
+    }
+    r->j = j + (size_t)__builtin_popcountll(keep);
+    *prevk = (conv >> 63) ? N_LETTER | N_WORD : ncls[last];
+    return i + 64;
+}
+#endif
+
 /* From s[i]: copies, without branching on the class, the bytes that need
  * no decision, up to one that does (or the last byte), which refine_step
  * deals with. Returns the next index. */
 static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t *sp_skip)
 {
     const uint8_t *s = r->s;
-    uint32_t *m = r->m;
+    struct vs_norm_map *map = r->map;
     unsigned pk = *prevk;
     size_t j = r->j;
 
@@ -813,11 +1038,11 @@ static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t 
             break;
         }
         r->s[j] = s[i];
-        if (m != NULL) {
-            m[j] = m[i];
+        if (map != NULL && !(k & pk & N_SPACE)) {
+            seg_note(map, &map->refined, j, i);
         }
         if ((k & pk & N_SPACE) && s[i] == '\n') {
-            run_newline(r->s, m, j - 1, i);
+            run_newline(r->s, map, j - 1, i);
         }
         j += 1 - ((k & pk) >> 5 & 1);
         pk = k;
@@ -831,15 +1056,22 @@ static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t 
  * a decision when it starts a run of leet candidates, is a letter that
  * starts a word and is followed by a separator (a possible spaced phrase),
  * or is whitespace after whitespace; every other byte is copied. */
-static size_t refine_text(uint8_t *s, uint32_t *m, size_t len, unsigned *tf)
+static size_t refine_text(uint8_t *s, struct vs_norm_map *map, size_t len, unsigned *tf, bool wide)
 {
-    struct refine r = {s, m, len, 0, 0};
+    struct refine r = {s, map, len, 0, 0};
     size_t i = 0, sp_skip = 0;
     unsigned prevk = 0; /* class of the byte read before s[i] */
 
     _Static_assert(N_LETTER == 1 && N_WORD == 8 && N_SEP == 16 && N_SPACE == 32,
                    "the shifts in refine_scalar");
+    (void)wide;
     while (i < len) {
+#if VS_NORM_WIDE
+        if (wide && len - i >= 65) {
+            i = refine_wide(&r, i, &prevk, &sp_skip);
+            continue;
+        }
+#endif
 #if VS_NORM_SSE2
         if (len - i >= 17) {
             i = refine_block(&r, i, &prevk, &sp_skip);
@@ -860,7 +1092,24 @@ int vs_normalizer_new(vs_normalizer **out)
         return -EINVAL;
     }
     *out = calloc(1, sizeof **out);
-    return *out != NULL ? 0 : -ENOMEM;
+    if (*out == NULL) {
+        return -ENOMEM;
+    }
+    vs_normalizer_use_avx512(*out, true);
+    return 0;
+}
+
+bool vs_normalizer_use_avx512(vs_normalizer *n, bool on)
+{
+#if VS_NORM_WIDE
+    n->wide = on && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("popcnt") &&
+              __builtin_cpu_supports("bmi2");
+#else
+    (void)on;
+    n->wide = false;
+#endif
+    return n->wide;
 }
 
 void vs_normalizer_free(vs_normalizer *n)
@@ -869,60 +1118,48 @@ void vs_normalizer_free(vs_normalizer *n)
         return;
     }
     free(n->text);
-    free(n->map);
+    free(n->map.refined.at);
+    free(n->map.refined.from);
+    free(n->map.folded.at);
+    free(n->map.folded.from);
     for (size_t i = 0; i < VS_NORM_MAX_DEPTH; i++) {
         free(n->level[i].p);
     }
     free(n);
 }
 
-/* Room for the output of an input of len bytes (and its map). */
-static int normalize_reserve(vs_normalizer *n, size_t len, bool with_map)
-{
-    uint8_t *t = vs__norm_grow(n->text, &n->text_cap, len, 1);
-    uint32_t *m;
-
-    if (t == NULL) {
-        return -ENOMEM;
-    }
-    n->text = t;
-    if (!with_map) {
-        return 0;
-    }
-    m = vs__norm_grow(n->map, &n->map_cap, len, sizeof *m);
-    if (m == NULL) {
-        return -ENOMEM;
-    }
-    n->map = m;
-    return 0;
-}
-
 int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
-                 size_t *out_len, unsigned *transforms, const uint32_t **map)
+                 size_t *out_len, unsigned *transforms, const vs_norm_map **map)
 {
     unsigned tf = 0;
-    uint32_t *m;
+    struct vs_norm_map *m;
+    uint8_t *t;
     size_t olen;
-    int rc;
 
     if (n == NULL || out == NULL || out_len == NULL || (in == NULL && len > 0) ||
         (map != NULL && len > UINT32_MAX)) {
         return -EINVAL;
     }
-    rc = normalize_reserve(n, len, map != NULL);
-    if (rc != 0) {
-        return rc;
+    t = vs__norm_grow(n->text, &n->text_cap, len, 1);
+    if (t == NULL) {
+        return -ENOMEM;
     }
-    m = map != NULL ? n->map : NULL;
-    olen = len > 0 ? fold_text(in, len, n->text, m, &tf) : 0;
-    olen = refine_text(n->text, m, olen, &tf);
+    n->text = t;
+    m = map != NULL ? &n->map : NULL;
+    n->map.refined.n = n->map.folded.n = 0;
+    n->map.oom = false;
+    olen = len > 0 ? fold_text(in, len, n->text, m, &tf, n->wide) : 0;
+    olen = refine_text(n->text, m, olen, &tf, n->wide);
+    if (n->map.oom) {
+        return -ENOMEM;
+    }
     *out = n->text;
     *out_len = olen;
     if (transforms != NULL) {
         *transforms = tf;
     }
     if (map != NULL) {
-        *map = n->map;
+        *map = &n->map;
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #ifndef VS_SCAN_NORMALIZER_H
 #define VS_SCAN_NORMALIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,15 @@
 #if VS_NORM_SSE2
 #include <emmintrin.h>
 #endif
+/* AVX-512 (BW, VL, VBMI, VBMI2) paths, compiled for x86-64 with GCC or Clang and
+ * chosen at run time when the CPU has them (vs_normalizer_use_avx512). */
+#if VS_NORM_SSE2 && defined(__x86_64__)
+#define VS_NORM_WIDE 1
+#include <immintrin.h>
+#define WIDE __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vbmi2,bmi,bmi2,popcnt")))
+#else
+#define VS_NORM_WIDE 0
+#endif
 
 /* A growable byte buffer (one per decoding depth). */
 struct norm_buf {
@@ -33,11 +43,25 @@ struct norm_buf {
     size_t cap;
 };
 
+/* Where output bytes came from, as segments: the output bytes from at[k]
+ * up to at[k + 1] came from from[k], from[k] + 1, ... (at[] rises). */
+struct norm_segs {
+    uint32_t *at, *from;
+    size_t n, cap;
+};
+
+/* vs_normalize's byte map: its two passes' segments, composed on lookup. */
+struct vs_norm_map {
+    struct norm_segs refined; /* output -> the first pass's text */
+    struct norm_segs folded;  /* the first pass's text -> input */
+    bool oom;                 /* a segment could not be stored */
+};
+
 struct vs_normalizer {
     uint8_t *text; /* vs_normalize's output */
     size_t text_cap;
-    uint32_t *map; /* its byte map */
-    size_t map_cap;
+    struct vs_norm_map map; /* its byte map */
+    bool wide;              /* AVX-512 paths in use */
     struct norm_buf level[VS_NORM_MAX_DEPTH]; /* vs_norm_decode: pieces of depth i + 1 */
 };
 

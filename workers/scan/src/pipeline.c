@@ -31,7 +31,7 @@ struct deep {
     vs_scan_scratch *s;
     const uint8_t *text;    /* the text being normalized: the original or a decoded piece */
     const uint8_t *norm;    /* its normalized form */
-    const uint32_t *map;    /* normalized byte -> offset in text */
+    const vs_norm_map *map; /* normalized byte -> offset in text */
     size_t norm_len;
     unsigned norm_transforms; /* what normalizing changed anywhere in text */
     size_t run_at;          /* decoded pass: where the run starts in the original */
@@ -43,7 +43,8 @@ struct deep {
 static bool as_is(const struct deep *d, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++) {
-        uint8_t o = d->text[d->map[i]], c = d->norm[i];
+        uint32_t at = vs_norm_map_at(d->map, i);
+        uint8_t o = d->text[at], c = d->norm[i];
         if (c == ' ' || c == '\n') {
             if (o != ' ' && o != '\n' && o != '\t' && o != '\r' && o != '\f' && o != '\v')
                 return false;
@@ -52,7 +53,7 @@ static bool as_is(const struct deep *d, size_t from, size_t to)
         if ((o >= 'A' && o <= 'Z' ? o + 32 : o) != c)
             return false;
         if (i + 1 < to && d->norm[i + 1] != ' ' && d->norm[i + 1] != '\n' &&
-            d->map[i + 1] != d->map[i] + 1)
+            vs_norm_map_at(d->map, i + 1) != at + 1)
             return false;
     }
     return true;
@@ -73,8 +74,8 @@ static int keep(const struct vs_finding *f, void *arg)
         g.offset = d->run_at;
         g.length = 1; /* the run's start: the decoded text has no bytes of its own here */
     } else {
-        g.offset = d->map[f->offset];
-        g.length = d->map[last] + 1 - g.offset;
+        g.offset = vs_norm_map_at(d->map, f->offset);
+        g.length = vs_norm_map_at(d->map, last) + 1 - g.offset;
     }
     struct vs_finding *slot = vs__finding_slot(&s->deep);
     if (slot == NULL)
@@ -96,7 +97,19 @@ static const uint8_t *flatten(vs_scan_scratch *s, const uint8_t *norm, size_t le
         s->flat = nf;
         s->flat_cap = len;
     }
-    for (size_t i = 0; i < len; i++)
+    /* 8 bytes at a time: a byte of x ^ 0x0A.. is zero exactly where norm
+     * has a '\n', and gets ('\n' ^ ' ') xored in there */
+    const uint64_t ones = 0x0101010101010101u, low7 = 0x7F7F7F7F7F7F7F7Fu;
+    size_t i = 0;
+    for (; len - i >= 8; i += 8) {
+        uint64_t x, t;
+        memcpy(&x, norm + i, 8);
+        t = x ^ (ones * '\n');
+        t = ~(((t & low7) + low7) | t | low7); /* 0x80 in the zero bytes */
+        x ^= (t >> 7) * (uint64_t)('\n' ^ ' ');
+        memcpy(s->flat + i, &x, 8);
+    }
+    for (; i < len; i++)
         s->flat[i] = norm[i] == '\n' ? ' ' : norm[i];
     return s->flat;
 }

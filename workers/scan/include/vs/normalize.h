@@ -16,6 +16,7 @@
 #ifndef VS_NORMALIZE_H
 #define VS_NORMALIZE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,8 +50,20 @@ enum vs_norm_transform {
 
 typedef struct vs_normalizer vs_normalizer;
 
+/* Where each byte of a vs_normalize result came from. It is kept as the
+ * few places where the offset shifts (a dropped or folded byte), not as an
+ * offset per byte: writing four bytes of map for every byte of text would
+ * cost the normalizer more than its own work. */
+typedef struct vs_norm_map vs_norm_map;
+
 /* A normalizer with empty buffers. Returns 0 or -ENOMEM / -EINVAL. */
 int vs_normalizer_new(vs_normalizer **out);
+
+/* Whether n takes its AVX-512 paths: on by default where the CPU has
+ * AVX-512 BW, VL, VBMI and VBMI2. They give exactly the results of the SSE2 and
+ * scalar paths, which on = false selects (the tests compare the two).
+ * Returns whether the AVX-512 paths are now in use. */
+bool vs_normalizer_use_avx512(vs_normalizer *n, bool on);
 
 /* Frees n and its buffers; NULL is ignored. */
 void vs_normalizer_free(vs_normalizer *n);
@@ -65,12 +78,9 @@ void vs_normalizer_free(vs_normalizer *n);
  * and rules anchored at a line start can run on it. The result lives in the
  * normalizer's buffer (valid until the next call on n) and is never longer
  * than the input. *transforms (may be NULL) gets the OR of the
- * transformations that changed something. If map is non-NULL, *map gets an
- * array (same lifetime) giving, for each output byte, the offset of the
- * input byte it came from (a non-ASCII character copied unchanged maps byte
- * for byte; a folded one to its first byte; a whitespace run's byte to the
- * run's first '\n', or to its first byte when it has none); with a map the
- * input must be shorter than 4 GiB.
+ * transformations that changed something. If map is non-NULL, *map gets
+ * the byte map (same lifetime; see vs_norm_map_at); with a map the input
+ * must be shorter than 4 GiB.
  *
  * Leetspeak: a maximal run of 1-3 of "013457@$" is converted when a letter
  * is directly before or after it and no other digit touches it ("1gn0r3",
@@ -91,7 +101,13 @@ void vs_normalizer_free(vs_normalizer *n);
  * Returns 0, -EINVAL (NULL n, out or out_len; NULL in with len > 0; a map
  * asked for an input of 4 GiB or more) or -ENOMEM. */
 int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
-                 size_t *out_len, unsigned *transforms, const uint32_t **map);
+                 size_t *out_len, unsigned *transforms, const vs_norm_map **map);
+
+/* The offset of the input byte that output byte i (< out_len) came from: a
+ * non-ASCII character copied unchanged maps byte for byte, a folded one to
+ * its first byte, a whitespace run's byte to the run's first '\n', or to
+ * its first byte when it has none. O(log of the shifts). */
+uint32_t vs_norm_map_at(const vs_norm_map *map, size_t i);
 
 /* A decoded piece: data[0..len) is valid only during the call. transforms
  * has one bit per encoding layer peeled off; offset is where the outermost
