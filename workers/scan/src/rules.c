@@ -117,7 +117,8 @@ pcre2_code *vs_rule_pcre(const char *pattern, unsigned flags, char *err, size_t 
 {
     uint32_t opts = (flags & RULE_CASELESS ? PCRE2_CASELESS : 0) |
                     (flags & RULE_DOTALL ? PCRE2_DOTALL : 0) |
-                    (flags & RULE_MULTILINE ? PCRE2_MULTILINE : 0);
+                    (flags & RULE_MULTILINE ? PCRE2_MULTILINE : 0) |
+                    PCRE2_USE_OFFSET_LIMIT; /* confirm_around bounds where a match starts */
     int code;
     PCRE2_SIZE at;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &code, &at, NULL);

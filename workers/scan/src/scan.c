@@ -116,17 +116,24 @@ static bool confirm_around(struct scan_ctx *c, const struct rule *r, size_t end,
 {
     size_t from = end > r->max_len ? end - r->max_len : 0;
     size_t stop = c->len - end > r->max_len ? end + r->max_len : c->len;
+    bool found = false;
+    /* a match starting at or after end cannot hold the hit: PCRE2 does not
+     * try those start positions */
+    pcre2_set_offset_limit(c->s->mctx, end - 1);
     while (from < end) {
         if (pcre2_match(r->re, c->data, stop, from, 0, c->s->md, c->s->mctx) < 0)
-            return false;
+            break;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->s->md);
-        if (ov[0] >= end)
-            return false;
-        if (ov[1] >= end)
-            return rematch(c, r, ov[0], ms, me);
+        if (ov[1] >= end) {
+            found = true;
+            break;
+        }
         from = ov[0] + 1;
     }
-    return false;
+    pcre2_set_offset_limit(c->s->mctx, PCRE2_UNSET);
+    if (!found)
+        return false;
+    return rematch(c, r, pcre2_get_ovector_pointer(c->s->md)[0], ms, me);
 }
 
 static bool contains_ci(const uint8_t *s, size_t n, const char *word)
