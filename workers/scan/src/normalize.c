@@ -286,6 +286,30 @@ size_t vs__utf8_encode(uint32_t cp, uint8_t out[4])
  * segment's start, it replaces that segment's origin (the kept byte of a
  * whitespace run taking its '\n'). Failure to grow is remembered in
  * map->oom and reported by vs_normalize. */
+/* Room for extra more segments in sg; false (and map->oom) when there is
+ * none. */
+static bool seg_reserve(struct vs_norm_map *map, struct norm_segs *sg, size_t extra)
+{
+    size_t cap = sg->cap, cap2 = sg->cap;
+    uint32_t *a, *f;
+
+    if (sg->cap - sg->n >= extra) {
+        return true;
+    }
+    a = vs__norm_grow(sg->at, &cap, sg->n + extra, sizeof *a);
+    if (a != NULL) {
+        sg->at = a;
+        f = vs__norm_grow(sg->from, &cap2, sg->n + extra, sizeof *f);
+        if (f != NULL) {
+            sg->from = f;
+            sg->cap = cap < cap2 ? cap : cap2;
+            return true;
+        }
+    }
+    map->oom = true;
+    return false;
+}
+
 static void seg_note(struct vs_norm_map *map, struct norm_segs *sg, size_t at, size_t from)
 {
     size_t k = sg->n;
@@ -297,21 +321,8 @@ static void seg_note(struct vs_norm_map *map, struct norm_segs *sg, size_t at, s
     if (k > 0 && from - sg->from[k - 1] == at - sg->at[k - 1]) {
         return;
     }
-    if (k == sg->cap) {
-        size_t cap = sg->cap, cap2 = sg->cap;
-        uint32_t *a = vs__norm_grow(sg->at, &cap, k + 1, sizeof *a), *f;
-        if (a == NULL) {
-            map->oom = true;
-            return;
-        }
-        sg->at = a;
-        f = vs__norm_grow(sg->from, &cap2, k + 1, sizeof *f);
-        if (f == NULL) {
-            map->oom = true;
-            return;
-        }
-        sg->from = f;
-        sg->cap = cap < cap2 ? cap : cap2;
+    if (!seg_reserve(map, sg, 1)) {
+        return;
     }
     sg->at[k] = (uint32_t)at;
     sg->from[k] = (uint32_t)from;
@@ -964,6 +975,78 @@ WIDE static bool wide_no_spaced(const struct wide_masks *b, unsigned pk, unsigne
     return true;
 }
 
+/* The bytes of the block at s[i] that stay: all but whitespace after
+ * whitespace, a run keeping its first '\n', or its first byte when it has
+ * none - the byte refine_step keeps and run_newline maps. When the run
+ * began before the block and its kept byte, already written, is a space,
+ * a '\n' here makes it one (run_newline). */
+WIDE static uint64_t wide_keep(struct refine *r, const struct wide_masks *b, size_t i, unsigned pk)
+{
+    const uint64_t sp = b->space, in_run = (pk & N_SPACE) != 0;
+    const uint64_t start = sp & ~(sp << 1 | in_run);
+    /* bits of a run after one of its '\n's: the carry of sp + x runs from
+     * each bit of x to its run's end */
+    const uint64_t x = (b->nl << 1 | (in_run && r->s[r->j - 1] == '\n')) & sp;
+    const uint64_t after = (sp & ~(sp + x)) | x;
+    uint64_t keep = ~sp | start;
+
+    /* a run's first '\n' after its first byte (trailing spaces): rare */
+    for (uint64_t late = b->nl & ~after & ~start; late != 0; late &= late - 1) {
+        unsigned p = (unsigned)__builtin_ctzll(late);
+        uint64_t starts_below = start & (((uint64_t)1 << p) - 1);
+        if (starts_below != 0) { /* the run started at the highest start below p */
+            keep &= ~((uint64_t)1 << (63 - __builtin_clzll(starts_below)));
+            keep |= (uint64_t)1 << p;
+        } else {
+            run_newline(r->s, r->map, r->j - 1, i + p);
+        }
+    }
+    return keep;
+}
+
+/* The map segments of the kept bytes of the block at s[i], written from
+ * r->j on: one where a kept byte does not follow the one before it, found
+ * for all of them at once by compressing the byte indexes. */
+WIDE static void wide_map(struct refine *r, uint64_t keep, size_t i)
+{
+    struct norm_segs *sg = &r->map->refined;
+    const __m512i iota = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49,
+                                         48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34,
+                                         33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19,
+                                         18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2,
+                                         1, 0);
+    const unsigned count = (unsigned)__builtin_popcountll(keep);
+    __m512i from, before, at_k, from_k;
+    uint64_t gaps;
+    unsigned n;
+
+    if (count == 0) {
+        return;
+    }
+    seg_note(r->map, sg, r->j, i + (size_t)__builtin_ctzll(keep));
+    from = _mm512_maskz_compress_epi8(keep, iota); /* kept byte k came from from[k] */
+    before = _mm512_permutexvar_epi8(_mm512_sub_epi8(iota, _mm512_set1_epi8(1)), from);
+    gaps = _mm512_cmpneq_epi8_mask(_mm512_sub_epi8(from, before), _mm512_set1_epi8(1)) &
+           ~(uint64_t)1 & (count < 64 ? ((uint64_t)1 << count) - 1 : ~(uint64_t)0);
+    n = (unsigned)__builtin_popcountll(gaps);
+    if (n == 0 || !seg_reserve(r->map, sg, n)) {
+        return;
+    }
+    at_k = _mm512_maskz_compress_epi8(gaps, iota);
+    from_k = _mm512_maskz_compress_epi8(gaps, from);
+    for (unsigned done = 0; done < n; done += 16) {
+        __m512i shift = _mm512_add_epi8(iota, _mm512_set1_epi8((char)done));
+        __m128i a16 = _mm512_castsi512_si128(_mm512_permutexvar_epi8(shift, at_k));
+        __m128i f16 = _mm512_castsi512_si128(_mm512_permutexvar_epi8(shift, from_k));
+        __mmask16 m = (__mmask16)(n - done >= 16 ? 0xFFFFu : (1u << (n - done)) - 1);
+        _mm512_mask_storeu_epi32(sg->at + sg->n + done, m,
+                                 _mm512_add_epi32(_mm512_cvtepu8_epi32(a16), _mm512_set1_epi32((int)r->j)));
+        _mm512_mask_storeu_epi32(sg->from + sg->n + done, m,
+                                 _mm512_add_epi32(_mm512_cvtepu8_epi32(f16), _mm512_set1_epi32((int)i)));
+    }
+    sg->n += n;
+}
+
 /* The 64 bytes at s[i] (65 readable) with AVX-512 when the masks decide
  * everything in them: leetspeak (wide_leet) is converted by a table
  * lookup, and when no spaced phrase can start there (wide_no_spaced) the
@@ -995,27 +1078,12 @@ WIDE static size_t refine_wide(struct refine *r, size_t i, unsigned *prevk, size
         r->tf |= VS_NORM_LEET;
     }
 
-    const uint64_t drop = b.space & (b.space << 1 | ((pk & N_SPACE) != 0)), keep = ~drop;
-    size_t j = r->j;
-    if (r->map != NULL && (keep & 1)) {
-        seg_note(r->map, &r->map->refined, j, i);
+    const uint64_t keep = wide_keep(r, &b, i, pk);
+    if (r->map != NULL) {
+        wide_map(r, keep, i);
     }
-    _mm512_mask_compressstoreu_epi8(r->s + j, keep, v);
-    for (uint64_t d = drop; d != 0;) {
-        unsigned r0 = (unsigned)__builtin_ctzll(d);
-        uint64_t rest = ~(d >> r0);
-        unsigned r1 = rest != 0 ? r0 + (unsigned)__builtin_ctzll(rest) : 64;
-        uint64_t run = (r1 < 64 ? (uint64_t)1 << r1 : 0) - ((uint64_t)1 << r0);
-        size_t kept = j + (size_t)__builtin_popcountll(keep & (((uint64_t)1 << r0) - 1)) - 1;
-        if ((b.nl & run) != 0) {
-            run_newline(r->s, r->map, kept, i + (size_t)__builtin_ctzll(b.nl & run));
-        }
-        if (r1 < 64 && r->map != NULL) {
-            seg_note(r->map, &r->map->refined, kept + 1, i + r1);
-        }
-        d &= ~run;
-    }
-    r->j = j + (size_t)__builtin_popcountll(keep);
+    _mm512_mask_compressstoreu_epi8(r->s + r->j, keep, v);
+    r->j += (size_t)__builtin_popcountll(keep);
     *prevk = (conv >> 63) ? N_LETTER | N_WORD : ncls[last];
     return i + 64;
 }
