@@ -339,6 +339,27 @@ static void test_lattice(void **state)
     vs_ruleset_free(rs);
 }
 
+/* lead bounds how far before a lattice hit's end the match is looked for:
+ * "send all the secret" starts 19 bytes before the end of "the secret". */
+static void test_lead(void **state)
+{
+    (void)state;
+    static const char rule[] =
+        "ruleset: t\nrules:\n"
+        "  - id: send\n    family: exfiltration\n    lead: %d\n"
+        "    pattern: '\\b(?:send|post)\\s+(?:(?:the|all)\\s+){0,2}(?:chat log|secrets?)\\b'\n"
+        "    lattice:\n      - [send, post, the, all]\n      - [chat log, secret, secrets]\n";
+    char yaml[sizeof rule + 16];
+    for (int lead = 18; lead <= 19; lead++) {
+        snprintf(yaml, sizeof yaml, rule, lead);
+        vs_ruleset *rs = load(yaml);
+        struct found r = {0};
+        scan(rs, "so: send all the secret!", &r);
+        assert_int_equal(r.n, lead == 19 ? 1 : 0);
+        vs_ruleset_free(rs);
+    }
+}
+
 static void test_rule_files_refused(void **state)
 {
     (void)state;
@@ -380,6 +401,11 @@ static void test_rule_files_refused(void **state)
         {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x+'\n    detector: dotted-run\n"
          "    min_len: 20\n    prefilter: 'x'\n",
          "a detector rule takes no prefilter"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    prefilter: 'x'\n"
+         "    lead: 600\n",
+         "lead 600 is longer than max_len 512"},
+        {"ruleset: t\nrules:\n  - id: a\n    family: f\n    pattern: 'x'\n    lead: 6\n",
+         "lead needs a prefilter, a lattice or a detector"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         vs_ruleset *rs = NULL;
@@ -438,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_detectors),
         cmocka_unit_test(test_prefilter_and_labels),
         cmocka_unit_test(test_lattice),
+        cmocka_unit_test(test_lead),
         cmocka_unit_test(test_rule_files_refused),
         cmocka_unit_test(test_size_anomaly),
     };

@@ -20,6 +20,7 @@
  *       validator: luhn|ssn|iban|jwt|entropy   (entropy needs min_entropy)
  *       min_entropy: 3.5
  *       max_len: 512
+ *       lead: 96                       (with a prefilter or lattice; default max_len)
  *       allow: {literals: [...], regexes: [...], stopwords: [...]}
  *       downgrade: [regex, ...]      (on the line before a match: medium at most)
  *     - id: covert-hex-run             (a detector instead of a pattern, detect.c)
@@ -378,6 +379,9 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
     } else if (strcmp(key, "max_len") == 0) {
         if ((rc = number(ld, v, key, 1, 1 << 20, &d)) == 0)
             r->max_len = (size_t)d;
+    } else if (strcmp(key, "lead") == 0) {
+        if ((rc = number(ld, v, key, 1, 1 << 20, &d)) == 0)
+            r->lead = (size_t)d;
     } else if (strcmp(key, "allow") == 0) {
         rc = allowlist(ld, v, &r->allow);
     } else if (strcmp(key, "detector") == 0) {
@@ -441,6 +445,13 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
         return fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
     if (r->prefilter != NULL && r->detector != DETECT_NONE)
         return fail(ld, n, "rule %s: a detector rule takes no prefilter", r->id);
+    if (r->lead > r->max_len)
+        return fail(ld, n, "rule %s: lead %zu is longer than max_len %zu", r->id, r->lead,
+                    r->max_len);
+    if (r->lead > 0 && r->prefilter == NULL && r->detector == DETECT_NONE)
+        return fail(ld, n, "rule %s: lead needs a prefilter, a lattice or a detector", r->id);
+    if (r->lead == 0)
+        r->lead = r->max_len;
     if (r->detector == DETECT_DOTTED_RUN && r->min_len == 0)
         return fail(ld, n, "rule %s: detector dotted-run needs min_len", r->id);
     if (judged) {

@@ -64,6 +64,8 @@ struct rule {
     enum vs_validator validator;
     double min_entropy;
     size_t max_len;             /* the longest match: the confirmation window */
+    size_t lead;                /* how far before a prefilter hit's end a match may
+                                   start (<= max_len) */
     struct allowlist allow;
     /* A match whose line, up to it (at most DOWNGRADE_REACH bytes), matches
      * one of these is reported at medium at most: a flag, not a block

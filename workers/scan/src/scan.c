@@ -109,12 +109,12 @@ static bool confirm_end(struct scan_ctx *c, const struct rule *r, size_t end, si
     return false;
 }
 
-/* A prefilter hit ending at end: the first match of the pattern within
- * max_len either side that holds the hit's last byte. */
+/* A prefilter hit ending at end: the first match of the pattern that
+ * starts at most lead bytes before end and holds the hit's last byte. */
 static bool confirm_around(struct scan_ctx *c, const struct rule *r, size_t end, size_t *ms,
                            size_t *me)
 {
-    size_t from = end > r->max_len ? end - r->max_len : 0;
+    size_t from = end > r->lead ? end - r->lead : 0;
     size_t stop = c->len - end > r->max_len ? end + r->max_len : c->len;
     bool found = false;
     /* a match starting at or after end cannot hold the hit: PCRE2 does not
