@@ -9,7 +9,8 @@
  *     break, never two of them in a row, and a line break only where the
  *     input has one; the transform bits are vs_normalize's own; the map
  *     has one strictly increasing offset below the input length per output
- *     byte; without a map the output and bits are the same, and so are the
+ *     byte; the flat text is the output with spaces for line breaks;
+ *     without a map the output and bits are the same, and so are the
  *     output, bits and map of the SSE2 and scalar paths (the AVX-512 paths
  *     are the default where the CPU has them);
  *   - vs_norm_decode (depth 3, a budget of twice the input, then a budget of
@@ -65,6 +66,9 @@ static void check_normalize(const uint8_t *in, size_t size)
     for (size_t i = 0; i < len; i++) {
         uint8_t c = out[i];
         bool blank = c == ' ' || c == '\n';
+        if (vs_normalize_flat(norm)[i] != (c == '\n' ? ' ' : c)) {
+            die("the flat text is not the output with spaces for line breaks", i);
+        }
         if ((c >= 'A' && c <= 'Z') || (c >= '\t' && c <= '\r' && c != '\n') ||
             (blank && i > 0 && (out[i - 1] == ' ' || out[i - 1] == '\n'))) {
             die("uppercase, whitespace other than one space or line break", i);

@@ -87,6 +87,7 @@ static void check_len(vs_normalizer *n, const char *in, size_t len, const char *
     }
     assert_int_equal(tf, want_tf);
     for (size_t i = 0; i < out_len; i++) {
+        assert_int_equal(vs_normalize_flat(n)[i], out[i] == '\n' ? ' ' : out[i]);
         assert_true(vs_norm_map_at(map, i) < len);
         assert_true(i == 0 || vs_norm_map_at(map, i) > vs_norm_map_at(map, i - 1));
     }
@@ -583,6 +584,11 @@ static void test_wide_and_narrow_agree(void **state)
             fail();
         }
         for (size_t i = 0; i < l1; i++) {
+            if (vs_normalize_flat(wide)[i] != (o1[i] == '\n' ? ' ' : o1[i]) ||
+                vs_normalize_flat(narrow)[i] != vs_normalize_flat(wide)[i]) {
+                print_error("\"%.*s\": flat text at %zu\n", (int)len, text, i);
+                fail();
+            }
             if (vs_norm_map_at(m1, i) != vs_norm_map_at(m2, i)) {
                 print_error("\"%.*s\": map[%zu] %u vs %u\n", (int)len, text, i,
                             vs_norm_map_at(m1, i), vs_norm_map_at(m2, i));

@@ -577,7 +577,31 @@ struct refine {
     struct vs_norm_map *map; /* NULL: no map asked for */
     size_t len, j;
     unsigned tf;
+    uint8_t *flat;    /* s[0..j) with line breaks as spaces, made up to flat_done */
+    size_t flat_done;
 };
+
+/* flat[from..to) from s with '\n' as ' ', 8 bytes at a time: a byte of
+ * x ^ 0x0A.. is zero exactly where s has a '\n', and gets ('\n' ^ ' ')
+ * xored in there. Whitespace is the only thing a later step changes in s
+ * (run_newline), so flat never needs redoing. */
+static void flatten(const uint8_t *s, uint8_t *flat, size_t from, size_t to)
+{
+    const uint64_t ones = 0x0101010101010101u, low7 = 0x7F7F7F7F7F7F7F7Fu;
+    size_t i = from;
+
+    for (; to - i >= 8; i += 8) {
+        uint64_t x, t;
+        memcpy(&x, s + i, 8);
+        t = x ^ (ones * '\n');
+        t = ~(((t & low7) + low7) | t | low7); /* 0x80 in the zero bytes */
+        x ^= (t >> 7) * (uint64_t)('\n' ^ ' ');
+        memcpy(flat + i, &x, 8);
+    }
+    for (; i < to; i++) {
+        flat[i] = s[i] == '\n' ? ' ' : s[i];
+    }
+}
 
 /* Writes c, which came from position from. */
 static inline void put(struct refine *r, uint8_t c, size_t from)
@@ -1082,8 +1106,12 @@ WIDE static size_t refine_wide(struct refine *r, size_t i, unsigned *prevk, size
     if (r->map != NULL) {
         wide_map(r, keep, i);
     }
+    flatten(r->s, r->flat, r->flat_done, r->j); /* what the 16-byte path wrote */
     _mm512_mask_compressstoreu_epi8(r->s + r->j, keep, v);
+    _mm512_mask_compressstoreu_epi8(r->flat + r->j, keep,
+                                    _mm512_mask_blend_epi8(b.nl, v, _mm512_set1_epi8(' ')));
     r->j += (size_t)__builtin_popcountll(keep);
+    r->flat_done = r->j;
     *prevk = (conv >> 63) ? N_LETTER | N_WORD : ncls[last];
     return i + 64;
 }
@@ -1124,9 +1152,10 @@ static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t 
  * a decision when it starts a run of leet candidates, is a letter that
  * starts a word and is followed by a separator (a possible spaced phrase),
  * or is whitespace after whitespace; every other byte is copied. */
-static size_t refine_text(uint8_t *s, struct vs_norm_map *map, size_t len, unsigned *tf, bool wide)
+static size_t refine_text(uint8_t *s, uint8_t *flat, struct vs_norm_map *map, size_t len,
+                          unsigned *tf, bool wide)
 {
-    struct refine r = {s, map, len, 0, 0};
+    struct refine r = {s, map, len, 0, 0, flat, 0};
     size_t i = 0, sp_skip = 0;
     unsigned prevk = 0; /* class of the byte read before s[i] */
 
@@ -1148,6 +1177,7 @@ static size_t refine_text(uint8_t *s, struct vs_norm_map *map, size_t len, unsig
 #endif
         i = refine_scalar(&r, i, &prevk, &sp_skip);
     }
+    flatten(s, flat, r.flat_done, r.j);
     *tf |= r.tf;
     return r.j;
 }
@@ -1186,6 +1216,7 @@ void vs_normalizer_free(vs_normalizer *n)
         return;
     }
     free(n->text);
+    free(n->flat);
     free(n->map.refined.at);
     free(n->map.refined.from);
     free(n->map.folded.at);
@@ -1213,11 +1244,16 @@ int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t 
         return -ENOMEM;
     }
     n->text = t;
+    t = vs__norm_grow(n->flat, &n->flat_cap, len, 1);
+    if (t == NULL) {
+        return -ENOMEM;
+    }
+    n->flat = t;
     m = map != NULL ? &n->map : NULL;
     n->map.refined.n = n->map.folded.n = 0;
     n->map.oom = false;
     olen = len > 0 ? fold_text(in, len, n->text, m, &tf, n->wide) : 0;
-    olen = refine_text(n->text, m, olen, &tf, n->wide);
+    olen = refine_text(n->text, n->flat, m, olen, &tf, n->wide);
     if (n->map.oom) {
         return -ENOMEM;
     }
@@ -1230,5 +1266,10 @@ int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t 
         *map = &n->map;
     }
     return 0;
+}
+
+const uint8_t *vs_normalize_flat(const vs_normalizer *n)
+{
+    return n->flat;
 }
 

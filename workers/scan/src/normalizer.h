@@ -59,7 +59,8 @@ struct vs_norm_map {
 
 struct vs_normalizer {
     uint8_t *text; /* vs_normalize's output */
-    size_t text_cap;
+    uint8_t *flat; /* the same with line breaks as spaces (vs_normalize_flat) */
+    size_t text_cap, flat_cap;
     struct vs_norm_map map; /* its byte map */
     bool wide;              /* AVX-512 paths in use */
     struct norm_buf level[VS_NORM_MAX_DEPTH]; /* vs_norm_decode: pieces of depth i + 1 */

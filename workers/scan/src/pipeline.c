@@ -84,36 +84,6 @@ static int keep(const struct vs_finding *f, void *arg)
     return 0;
 }
 
-/* The normalized text with its line breaks as spaces, for Hyperscan: the
- * phrase lattices are literals with one space between words, and a phrase
- * wrapped onto the next line must still be found (the confirmation runs
- * on the normalized text, where line-anchored rules see the breaks). */
-static const uint8_t *flatten(vs_scan_scratch *s, const uint8_t *norm, size_t len)
-{
-    if (len > s->flat_cap) {
-        uint8_t *nf = realloc(s->flat, len);
-        if (nf == NULL)
-            return NULL;
-        s->flat = nf;
-        s->flat_cap = len;
-    }
-    /* 8 bytes at a time: a byte of x ^ 0x0A.. is zero exactly where norm
-     * has a '\n', and gets ('\n' ^ ' ') xored in there */
-    const uint64_t ones = 0x0101010101010101u, low7 = 0x7F7F7F7F7F7F7F7Fu;
-    size_t i = 0;
-    for (; len - i >= 8; i += 8) {
-        uint64_t x, t;
-        memcpy(&x, norm + i, 8);
-        t = x ^ (ones * '\n');
-        t = ~(((t & low7) + low7) | t | low7); /* 0x80 in the zero bytes */
-        x ^= (t >> 7) * (uint64_t)('\n' ^ ' ');
-        memcpy(s->flat + i, &x, 8);
-    }
-    for (; i < len; i++)
-        s->flat[i] = norm[i] == '\n' ? ' ' : norm[i];
-    return s->flat;
-}
-
 /* Normalize text and scan that. transforms: what produced text (decoding). */
 static int scan_normalized(const vs_ruleset *rs, struct deep *d, vs_normalizer *n,
                            const uint8_t *text, size_t len, unsigned transforms)
@@ -121,11 +91,14 @@ static int scan_normalized(const vs_ruleset *rs, struct deep *d, vs_normalizer *
     int rc = vs_normalize(n, text, len, &d->norm, &d->norm_len, &d->norm_transforms, &d->map);
     if (rc < 0)
         return rc;
-    const uint8_t *flat = flatten(d->s, d->norm, d->norm_len);
-    if (flat == NULL && d->norm_len > 0)
-        return -ENOMEM;
     d->text = text;
-    return vs__scan_block(rs, d->s, d->norm, flat, d->norm_len, transforms, false, keep, d);
+    /* Hyperscan reads the text with line breaks as spaces: the phrase
+     * lattices are literals with one space between words, and a phrase
+     * wrapped onto the next line must still be found; the confirmation
+     * runs on the normalized text, where line-anchored rules see the
+     * breaks */
+    return vs__scan_block(rs, d->s, d->norm, vs_normalize_flat(n), d->norm_len, transforms, false,
+                          keep, d);
 }
 
 static int on_decoded(const uint8_t *data, size_t len, unsigned transforms, size_t offset, void *arg)

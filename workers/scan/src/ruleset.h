@@ -108,8 +108,6 @@ struct vs_scan_scratch {
     struct finding_list found;  /* one scan's findings before overlaps are settled */
     vs_normalizer *norm, *norm_decoded; /* the text's, and a decoded piece's */
     struct finding_list deep;   /* vs_scan_deep's findings, in original offsets */
-    uint8_t *flat;              /* vs_scan_deep: the normalized text with line breaks as spaces */
-    size_t flat_cap;
 };
 
 /* 1-based line and column of offset in data, counting newlines on from

@@ -61,7 +61,6 @@ void vs_scan_scratch_free(vs_scan_scratch *s)
     free(s->last_end);
     free(s->found.v);
     free(s->deep.v);
-    free(s->flat);
     vs_normalizer_free(s->norm);
     vs_normalizer_free(s->norm_decoded);
     free(s);

@@ -103,6 +103,11 @@ void vs_normalizer_free(vs_normalizer *n);
 int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
                  size_t *out_len, unsigned *transforms, const vs_norm_map **map);
 
+/* The result of n's last vs_normalize with each '\n' a space: the same
+ * length and lifetime, made in the same pass. What phrase matching reads,
+ * so that a phrase wrapped onto the next line is still one. */
+const uint8_t *vs_normalize_flat(const vs_normalizer *n);
+
 /* The offset of the input byte that output byte i (< out_len) came from: a
  * non-ASCII character copied unchanged maps byte for byte, a folded one to
  * its first byte, a whitespace run's byte to the run's first '\n', or to
