@@ -7,7 +7,7 @@
  * under a third of a nanosecond per byte, and bench_scan's figure mixes it
  * with the rule matching. This one measures the two entry points as
  * vs_scan_deep (workers/scan/src/pipeline.c) calls them:
- *   - normalize: vs_normalize with the byte map;
+ *   - normalize: vs_normalize (the byte map is made only for a finding);
  *   - decode: vs_norm_decode, max_depth 3, a budget of twice the block
  *     (64 KiB to 64 MiB), with a callback that only counts the pieces;
  * on one thread, in thread CPU time, best of the rounds, over the mixed
@@ -62,9 +62,8 @@ static int run_normalize(vs_normalizer *n, const uint8_t *text, size_t len, unsi
     for (size_t off = 0; off < len; off += BLOCK) {
         size_t blk = len - off < BLOCK ? len - off : BLOCK, out_len;
         const uint8_t *out;
-        const vs_norm_map *map;
         unsigned tf;
-        int rc = vs_normalize(n, text + off, blk, &out, &out_len, &tf, &map);
+        int rc = vs_normalize(n, text + off, blk, &out, &out_len, &tf);
         if (rc != 0) {
             return rc;
         }

@@ -986,17 +986,15 @@ WIDE static bool wide_no_spaced(const struct wide_masks *b, unsigned pk, unsigne
 {
     const uint64_t single = b->letter & ~(b->word << 1 | ((pk & N_WORD) != 0)) &
                             ~(b->word >> 1 | (uint64_t)((nk & N_WORD) != 0) << 63);
-    uint64_t starts = single & (b->sep >> 1 | (uint64_t)((nk & N_SEP) != 0) << 63);
+    const uint64_t starts = single & (b->sep >> 1 | (uint64_t)((nk & N_SEP) != 0) << 63);
+    uint64_t landed;
 
-    while (starts != 0) {
-        unsigned q = (unsigned)__builtin_ctzll(starts) + 1;
-        q += q < 64 ? (unsigned)__builtin_ctzll(~(b->sep >> q)) : 0;
-        if (q >= 64 || ((single >> q) & 1)) {
-            return false;
-        }
-        starts &= starts - 1;
+    /* the carry from the separator after each start runs to the first
+     * byte past its separators; one that leaves the block counts */
+    if (starts >> 63 || __builtin_add_overflow(b->sep, starts << 1, &landed)) {
+        return false;
     }
-    return true;
+    return (landed & ~b->sep & single) == 0;
 }
 
 /* The bytes of the block at s[i] that stay: all but whitespace after
@@ -1004,13 +1002,14 @@ WIDE static bool wide_no_spaced(const struct wide_masks *b, unsigned pk, unsigne
  * none - the byte refine_step keeps and run_newline maps. When the run
  * began before the block and its kept byte, already written, is a space,
  * a '\n' here makes it one (run_newline). */
-WIDE static uint64_t wide_keep(struct refine *r, const struct wide_masks *b, size_t i, unsigned pk)
+WIDE static uint64_t wide_keep(struct refine *r, const struct wide_masks *b, size_t i, size_t j,
+                               unsigned pk)
 {
     const uint64_t sp = b->space, in_run = (pk & N_SPACE) != 0;
     const uint64_t start = sp & ~(sp << 1 | in_run);
     /* bits of a run after one of its '\n's: the carry of sp + x runs from
      * each bit of x to its run's end */
-    const uint64_t x = (b->nl << 1 | (in_run && r->s[r->j - 1] == '\n')) & sp;
+    const uint64_t x = (b->nl << 1 | (in_run && r->s[j - 1] == '\n')) & sp;
     const uint64_t after = (sp & ~(sp + x)) | x;
     uint64_t keep = ~sp | start;
 
@@ -1022,16 +1021,16 @@ WIDE static uint64_t wide_keep(struct refine *r, const struct wide_masks *b, siz
             keep &= ~((uint64_t)1 << (63 - __builtin_clzll(starts_below)));
             keep |= (uint64_t)1 << p;
         } else {
-            run_newline(r->s, r->map, r->j - 1, i + p);
+            run_newline(r->s, r->map, j - 1, i + p);
         }
     }
     return keep;
 }
 
 /* The map segments of the kept bytes of the block at s[i], written from
- * r->j on: one where a kept byte does not follow the one before it, found
+ * j on: one where a kept byte does not follow the one before it, found
  * for all of them at once by compressing the byte indexes. */
-WIDE static void wide_map(struct refine *r, uint64_t keep, size_t i)
+WIDE static void wide_map(struct refine *r, uint64_t keep, size_t i, size_t j)
 {
     struct norm_segs *sg = &r->map->refined;
     const __m512i iota = _mm512_set_epi8(63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49,
@@ -1047,7 +1046,10 @@ WIDE static void wide_map(struct refine *r, uint64_t keep, size_t i)
     if (count == 0) {
         return;
     }
-    seg_note(r->map, sg, r->j, i + (size_t)__builtin_ctzll(keep));
+    seg_note(r->map, sg, j, i + (size_t)__builtin_ctzll(keep));
+    if (keep == ~(uint64_t)0) {
+        return; /* one segment */
+    }
     from = _mm512_maskz_compress_epi8(keep, iota); /* kept byte k came from from[k] */
     before = _mm512_permutexvar_epi8(_mm512_sub_epi8(iota, _mm512_set1_epi8(1)), from);
     gaps = _mm512_cmpneq_epi8_mask(_mm512_sub_epi8(from, before), _mm512_set1_epi8(1)) &
@@ -1064,56 +1066,73 @@ WIDE static void wide_map(struct refine *r, uint64_t keep, size_t i)
         __m128i f16 = _mm512_castsi512_si128(_mm512_permutexvar_epi8(shift, from_k));
         __mmask16 m = (__mmask16)(n - done >= 16 ? 0xFFFFu : (1u << (n - done)) - 1);
         _mm512_mask_storeu_epi32(sg->at + sg->n + done, m,
-                                 _mm512_add_epi32(_mm512_cvtepu8_epi32(a16), _mm512_set1_epi32((int)r->j)));
+                                 _mm512_add_epi32(_mm512_cvtepu8_epi32(a16), _mm512_set1_epi32((int)j)));
         _mm512_mask_storeu_epi32(sg->from + sg->n + done, m,
                                  _mm512_add_epi32(_mm512_cvtepu8_epi32(f16), _mm512_set1_epi32((int)i)));
     }
     sg->n += n;
 }
 
-/* The 64 bytes at s[i] (65 readable) with AVX-512 when the masks decide
- * everything in them: leetspeak (wide_leet) is converted by a table
- * lookup, and when no spaced phrase can start there (wide_no_spaced) the
- * kept bytes are compressed to the output in one store, each dropped run
- * of whitespace getting its map segment and, when it holds a '\n', its
- * line break. Other blocks go through refine_block, 16 bytes at a time.
- * Returns the next index. */
+/* The blocks of 64 bytes from s[i] on (each with one byte after it) with
+ * AVX-512, for as long as the masks decide everything in them: leetspeak
+ * (wide_leet) is converted by a table lookup, and when no spaced phrase
+ * can start there (wide_no_spaced) the kept bytes are compressed to the
+ * output and to the flat text, and the map gets its segments (wide_map).
+ * A block that needs more goes through refine_block, 16 bytes at a time.
+ * Returns the index where fewer than 65 bytes are left. */
 WIDE static size_t refine_wide(struct refine *r, size_t i, unsigned *prevk, size_t *sp_skip)
 {
     /* leet_letter as a table on the low 6 bits: '$' 0x24, '0'-'7' 0x30-0x37, '@' 0x40 */
     static const uint8_t leet_table[64] = {['@' & 63] = 'a', ['$' & 63] = 's', ['0' & 63] = 'o',
                                            ['1' & 63] = 'i', ['3' & 63] = 'e', ['4' & 63] = 'a',
                                            ['5' & 63] = 's', ['7' & 63] = 't'};
-    const uint8_t *s = r->s, next = s[i + 64], last = s[i + 63];
-    const unsigned pk = *prevk;
-    __m512i v = _mm512_loadu_si512((const void *)(s + i));
-    const struct wide_masks b = wide_classify(v);
-    uint64_t conv;
+    const __m512i leet_letters = _mm512_loadu_si512((const void *)leet_table);
+    const __m512i space = _mm512_set1_epi8(' ');
+    uint8_t *const s = r->s, *const flat = r->flat;
+    const size_t len = r->len;
+    size_t j = r->j;
+    unsigned pk = *prevk, tf = 0;
 
-    if (!wide_leet(&b, pk, next, &conv) || !wide_no_spaced(&b, pk, ncls[next])) {
-        size_t end = i + 64;
-        while (i < end && r->len - i >= 17) {
-            i = refine_block(r, i, prevk, sp_skip);
+    while (len - i >= 65) {
+        const uint8_t next = s[i + 64], last = s[i + 63];
+        __m512i v = _mm512_loadu_si512((const void *)(s + i));
+        const struct wide_masks b = wide_classify(v);
+        uint64_t conv, keep;
+
+        if (!wide_leet(&b, pk, next, &conv) || !wide_no_spaced(&b, pk, ncls[next])) {
+            size_t end = i + 64;
+            r->j = j;
+            while (i < end && len - i >= 17) {
+                i = refine_block(r, i, &pk, sp_skip);
+            }
+            j = r->j;
+            continue;
         }
-        return i;
+        if (conv != 0) {
+            v = _mm512_mask_permutexvar_epi8(v, conv, v, leet_letters);
+            tf |= VS_NORM_LEET;
+        }
+        keep = wide_keep(r, &b, i, j, pk);
+        if (r->map != NULL) {
+            wide_map(r, keep, i, j);
+        }
+        if (r->flat_done < j) {
+            flatten(s, flat, r->flat_done, j); /* what the 16-byte path wrote */
+        }
+        /* whole stores: the bytes past the kept ones land on this block's
+         * own bytes (j <= i), already loaded, or are overwritten next */
+        _mm512_storeu_si512((void *)(s + j), _mm512_maskz_compress_epi8(keep, v));
+        _mm512_storeu_si512((void *)(flat + j),
+                            _mm512_maskz_compress_epi8(keep, _mm512_mask_blend_epi8(b.nl, v, space)));
+        j += (size_t)__builtin_popcountll(keep);
+        r->flat_done = j;
+        pk = (conv >> 63) ? N_LETTER | N_WORD : ncls[last];
+        i += 64;
     }
-    if (conv != 0) {
-        v = _mm512_mask_permutexvar_epi8(v, conv, v, _mm512_loadu_si512((const void *)leet_table));
-        r->tf |= VS_NORM_LEET;
-    }
-
-    const uint64_t keep = wide_keep(r, &b, i, pk);
-    if (r->map != NULL) {
-        wide_map(r, keep, i);
-    }
-    flatten(r->s, r->flat, r->flat_done, r->j); /* what the 16-byte path wrote */
-    _mm512_mask_compressstoreu_epi8(r->s + r->j, keep, v);
-    _mm512_mask_compressstoreu_epi8(r->flat + r->j, keep,
-                                    _mm512_mask_blend_epi8(b.nl, v, _mm512_set1_epi8(' ')));
-    r->j += (size_t)__builtin_popcountll(keep);
-    r->flat_done = r->j;
-    *prevk = (conv >> 63) ? N_LETTER | N_WORD : ncls[last];
-    return i + 64;
+    r->j = j;
+    r->tf |= tf;
+    *prevk = pk;
+    return i;
 }
 #endif
 
@@ -1215,8 +1234,10 @@ void vs_normalizer_free(vs_normalizer *n)
     if (n == NULL) {
         return;
     }
-    free(n->text);
-    free(n->flat);
+    free(n->text.p);
+    free(n->flat.p);
+    free(n->map_text.p);
+    free(n->map_flat.p);
     free(n->map.refined.at);
     free(n->map.refined.from);
     free(n->map.folded.at);
@@ -1227,49 +1248,81 @@ void vs_normalizer_free(vs_normalizer *n)
     free(n);
 }
 
-int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
-                 size_t *out_len, unsigned *transforms, const vs_norm_map **map)
+/* Both passes over in[0..len) into text and flat (grown to len), with
+ * map's segments when map is not NULL. 0 or -ENOMEM. */
+static int normalize_into(vs_normalizer *n, const uint8_t *in, size_t len, struct norm_buf *text,
+                          struct norm_buf *flat, struct vs_norm_map *map, size_t *olen,
+                          unsigned *tf)
 {
-    unsigned tf = 0;
-    struct vs_norm_map *m;
-    uint8_t *t;
-    size_t olen;
+    uint8_t *t = vs__norm_grow(text->p, &text->cap, len, 1);
 
-    if (n == NULL || out == NULL || out_len == NULL || (in == NULL && len > 0) ||
-        (map != NULL && len > UINT32_MAX)) {
+    if (t == NULL) {
+        return -ENOMEM;
+    }
+    text->p = t;
+    t = vs__norm_grow(flat->p, &flat->cap, len, 1);
+    if (t == NULL) {
+        return -ENOMEM;
+    }
+    flat->p = t;
+    *tf = 0;
+    *olen = len > 0 ? fold_text(in, len, text->p, map, tf, n->wide) : 0;
+    *olen = refine_text(text->p, flat->p, map, *olen, tf, n->wide);
+    return map != NULL && map->oom ? -ENOMEM : 0;
+}
+
+int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
+                 size_t *out_len, unsigned *transforms)
+{
+    unsigned tf;
+    int rc;
+
+    if (n == NULL) {
         return -EINVAL;
     }
-    t = vs__norm_grow(n->text, &n->text_cap, len, 1);
-    if (t == NULL) {
-        return -ENOMEM;
+    n->has_input = false;
+    n->map_made = false;
+    if (out == NULL || out_len == NULL || (in == NULL && len > 0)) {
+        return -EINVAL;
     }
-    n->text = t;
-    t = vs__norm_grow(n->flat, &n->flat_cap, len, 1);
-    if (t == NULL) {
-        return -ENOMEM;
+    rc = normalize_into(n, in, len, &n->text, &n->flat, NULL, out_len, &tf);
+    if (rc != 0) {
+        return rc;
     }
-    n->flat = t;
-    m = map != NULL ? &n->map : NULL;
-    n->map.refined.n = n->map.folded.n = 0;
-    n->map.oom = false;
-    olen = len > 0 ? fold_text(in, len, n->text, m, &tf, n->wide) : 0;
-    olen = refine_text(n->text, n->flat, m, olen, &tf, n->wide);
-    if (n->map.oom) {
-        return -ENOMEM;
-    }
-    *out = n->text;
-    *out_len = olen;
+    n->in = in;
+    n->in_len = len;
+    n->has_input = true;
+    *out = n->text.p;
     if (transforms != NULL) {
         *transforms = tf;
     }
-    if (map != NULL) {
-        *map = &n->map;
+    return 0;
+}
+
+int vs_normalize_map(vs_normalizer *n, const vs_norm_map **map)
+{
+    size_t olen;
+    unsigned tf;
+    int rc;
+
+    if (n == NULL || map == NULL || !n->has_input || n->in_len > UINT32_MAX) {
+        return -EINVAL;
     }
+    if (!n->map_made) {
+        n->map.refined.n = n->map.folded.n = 0;
+        n->map.oom = false;
+        rc = normalize_into(n, n->in, n->in_len, &n->map_text, &n->map_flat, &n->map, &olen, &tf);
+        if (rc != 0) {
+            return rc;
+        }
+        n->map_made = true;
+    }
+    *map = &n->map;
     return 0;
 }
 
 const uint8_t *vs_normalize_flat(const vs_normalizer *n)
 {
-    return n->flat;
+    return n->flat.p;
 }
 

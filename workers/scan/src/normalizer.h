@@ -58,11 +58,14 @@ struct vs_norm_map {
 };
 
 struct vs_normalizer {
-    uint8_t *text; /* vs_normalize's output */
-    uint8_t *flat; /* the same with line breaks as spaces (vs_normalize_flat) */
-    size_t text_cap, flat_cap;
-    struct vs_norm_map map; /* its byte map */
-    bool wide;              /* AVX-512 paths in use */
+    struct norm_buf text, flat; /* vs_normalize's output, and with spaces for line breaks */
+    const uint8_t *in;          /* its input, for vs_normalize_map */
+    size_t in_len;
+    bool has_input;             /* the last call succeeded: in is its input */
+    bool map_made;              /* map is the map of that call */
+    struct vs_norm_map map;
+    struct norm_buf map_text, map_flat; /* the output again, made with the map */
+    bool wide;                  /* AVX-512 paths in use */
     struct norm_buf level[VS_NORM_MAX_DEPTH]; /* vs_norm_decode: pieces of depth i + 1 */
 };
 

@@ -31,7 +31,8 @@ struct deep {
     vs_scan_scratch *s;
     const uint8_t *text;    /* the text being normalized: the original or a decoded piece */
     const uint8_t *norm;    /* its normalized form */
-    const vs_norm_map *map; /* normalized byte -> offset in text */
+    vs_normalizer *n;       /* what normalized it */
+    const vs_norm_map *map; /* normalized byte -> offset in text; NULL: not made yet */
     size_t norm_len;
     unsigned norm_transforms; /* what normalizing changed anywhere in text */
     size_t run_at;          /* decoded pass: where the run starts in the original */
@@ -68,6 +69,11 @@ static int keep(const struct vs_finding *f, void *arg)
     size_t last = f->offset + (f->length > 0 ? f->length - 1 : 0);
     if (f->offset >= d->norm_len || last >= d->norm_len)
         return -EINVAL;
+    if (d->map == NULL) { /* the first finding in this text */
+        int rc = vs_normalize_map(d->n, &d->map);
+        if (rc != 0)
+            return rc;
+    }
     if (!as_is(d, f->offset, last + 1))
         g.transforms |= d->norm_transforms;
     if (d->decoded) {
@@ -88,10 +94,12 @@ static int keep(const struct vs_finding *f, void *arg)
 static int scan_normalized(const vs_ruleset *rs, struct deep *d, vs_normalizer *n,
                            const uint8_t *text, size_t len, unsigned transforms)
 {
-    int rc = vs_normalize(n, text, len, &d->norm, &d->norm_len, &d->norm_transforms, &d->map);
+    int rc = vs_normalize(n, text, len, &d->norm, &d->norm_len, &d->norm_transforms);
     if (rc < 0)
         return rc;
     d->text = text;
+    d->n = n;
+    d->map = NULL;
     /* Hyperscan reads the text with line breaks as spaces: the phrase
      * lattices are literals with one space between words, and a phrase
      * wrapped onto the next line must still be found; the confirmation

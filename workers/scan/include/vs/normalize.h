@@ -6,8 +6,8 @@
  * Two entry points, both on a normalizer object that owns the buffers (one
  * object per thread; the library keeps no global mutable state):
  *   - vs_normalize folds a text into a canonical lowercase ASCII-leaning
- *     form (never longer than the input) with an optional byte map back to
- *     the input;
+ *     form (never longer than the input), with a byte map back to the
+ *     input made when asked for (vs_normalize_map);
  *   - vs_norm_decode finds encoded runs (base64, hex, percent, HTML
  *     entities, backslash escapes) and hands each decoded piece to a
  *     callback, recursively up to a depth and a total-size budget.
@@ -52,8 +52,9 @@ typedef struct vs_normalizer vs_normalizer;
 
 /* Where each byte of a vs_normalize result came from. It is kept as the
  * few places where the offset shifts (a dropped or folded byte), not as an
- * offset per byte: writing four bytes of map for every byte of text would
- * cost the normalizer more than its own work. */
+ * offset per byte, and made only when asked for: a scanner needs it for
+ * its findings, which almost no text has, and making it costs a quarter
+ * of the normalizer's time. */
 typedef struct vs_norm_map vs_norm_map;
 
 /* A normalizer with empty buffers. Returns 0 or -ENOMEM / -EINVAL. */
@@ -78,9 +79,8 @@ void vs_normalizer_free(vs_normalizer *n);
  * and rules anchored at a line start can run on it. The result lives in the
  * normalizer's buffer (valid until the next call on n) and is never longer
  * than the input. *transforms (may be NULL) gets the OR of the
- * transformations that changed something. If map is non-NULL, *map gets
- * the byte map (same lifetime; see vs_norm_map_at); with a map the input
- * must be shorter than 4 GiB.
+ * transformations that changed something. vs_normalize_map gives the byte
+ * map, vs_normalize_flat the same text with spaces for line breaks.
  *
  * Leetspeak: a maximal run of 1-3 of "013457@$" is converted when a letter
  * is directly before or after it and no other digit touches it ("1gn0r3",
@@ -98,10 +98,17 @@ void vs_normalizer_free(vs_normalizer *n);
  * otherwise ("i g n o r e  a l l" -> "ignore all", "i g n o r e\n\na l l"
  * -> "ignore\nall"; "a b" and "-a -b -c -d" stay).
  *
- * Returns 0, -EINVAL (NULL n, out or out_len; NULL in with len > 0; a map
- * asked for an input of 4 GiB or more) or -ENOMEM. */
+ * Returns 0, -EINVAL (NULL n, out or out_len; NULL in with len > 0) or
+ * -ENOMEM. */
 int vs_normalize(vs_normalizer *n, const uint8_t *in, size_t len, const uint8_t **out,
-                 size_t *out_len, unsigned *transforms, const vs_norm_map **map);
+                 size_t *out_len, unsigned *transforms);
+
+/* The byte map of n's last vs_normalize (see vs_norm_map_at), made on the
+ * first call after it by normalizing its input again - which must still be
+ * there, unchanged - into buffers of its own (the result stays valid).
+ * The map lives until the next vs_normalize on n. Returns 0, -EINVAL (NULL
+ * n or map; the last call failed; an input of 4 GiB or more) or -ENOMEM. */
+int vs_normalize_map(vs_normalizer *n, const vs_norm_map **map);
 
 /* The result of n's last vs_normalize with each '\n' a space: the same
  * length and lifetime, made in the same pass. What phrase matching reads,
