@@ -960,7 +960,14 @@ WIDE static bool wide_leet(const struct wide_masks *b, unsigned pk, uint8_t next
     uint64_t start = b->leet & ~(b->leet << 1 | ((pk & N_LEET) != 0));
     uint64_t end = b->leet & ~(b->leet >> 1), len1, len2, len3, c1, c2, c3;
 
-    if (((b->leet >> 63) && (nk & N_LEET)) || ((b->zero & ~prev_word) >> 62) != 0 ||
+    *conv = 0;
+    if ((b->leet >> 63) && (nk & N_LEET)) {
+        return false;
+    }
+    if ((b->leet & (prev_letter | b->letter >> 1 | next_letter)) == 0) {
+        return true; /* no candidate touches a letter (a hex literal's "0x" does) */
+    }
+    if (((b->zero & ~prev_word) >> 62) != 0 ||
         ((lit_digits >> 63) && vs__hexval[next] < 16)) {
         return false;
     }
