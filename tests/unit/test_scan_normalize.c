@@ -553,7 +553,7 @@ static void test_wide_and_narrow_agree(void **state)
 {
     static const char *const pieces[] = {
         " ", "  ", "\n", "\t", " \n ", "\n\n   ", "a", "i", "g", "n", "o", "I", "Q", "0", "1", "3",
-        "4", "5", "7", "8", "9", "2", "@", "$", "-", ".", "_", "x", "0x1f", "0x", "0xg", "1gn0r3",
+        "4", "5", "7", "8", "9", "2", "@", "$", "-", ".", "_", "x", "0x1f", "0x", "0xg", "0x7f3a", "1337", "7777", "1gn0r3",
         "pr3v10us", "h4ck3r", "1000a", "x264", " i g n o r e ", "a-l-l", "i.g.n", "word", "\r\n",
         "\xD0\x86", "\xC3\xA9", "\xE2\x80\x8B", "\xEF\xBC\xA1", "\xCC\x81", "\xFF",
     };

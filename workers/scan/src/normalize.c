@@ -961,14 +961,23 @@ WIDE static bool wide_leet(const struct wide_masks *b, unsigned pk, uint8_t next
     uint64_t start = b->leet & ~(b->leet << 1 | ((pk & N_LEET) != 0));
     uint64_t end = b->leet & ~(b->leet >> 1), len1, len2, len3, c1, c2, c3;
 
+    const uint64_t lone_zero = b->zero & ~prev_word;
+
     *conv = 0;
     if ((b->leet >> 63) && (nk & N_LEET)) {
-        return false;
+        /* a run going on past the block: 3 of it here make it too long to
+         * convert; shorter, its length is not known here */
+        unsigned here = b->leet == ~(uint64_t)0 ? 64 : (unsigned)__builtin_clzll(~b->leet);
+        if (here < 3) {
+            return false;
+        }
+        start &= ~(~(uint64_t)0 << (64 - here));
     }
     if ((b->leet & (prev_letter | b->letter >> 1 | next_letter)) == 0) {
         return true; /* no candidate touches a letter (a hex literal's "0x" does) */
     }
-    if (((b->zero & ~prev_word) >> 62) != 0 ||
+    /* a hex literal whose "0x" or digits reach past the block */
+    if (((lone_zero >> 62) & (b->x >> 63)) || ((lone_zero >> 63) && next == 'x') ||
         ((lit_digits >> 63) && vs__hexval[next] < 16)) {
         return false;
     }
@@ -987,9 +996,9 @@ WIDE static bool wide_leet(const struct wide_masks *b, unsigned pk, uint8_t next
     return true;
 }
 
-/* Whether no single letter of the block is followed, after separators, by
- * another single letter (the least a spaced phrase needs; one whose
- * separators reach past the block counts as followed). */
+/* Whether no spaced phrase can start in the block: no chain of 4 single
+ * letters, each followed by separators and the next (what spaced_phrase
+ * needs; a chain whose separators reach past the block counts). */
 WIDE static bool wide_no_spaced(const struct wide_masks *b, unsigned pk, unsigned nk)
 {
     const uint64_t single = b->letter & ~(b->word << 1 | ((pk & N_WORD) != 0)) &
@@ -999,10 +1008,18 @@ WIDE static bool wide_no_spaced(const struct wide_masks *b, unsigned pk, unsigne
 
     /* the carry from the separator after each start runs to the first
      * byte past its separators; one that leaves the block counts */
+    uint64_t land, chain;
+
     if (starts >> 63 || __builtin_add_overflow(b->sep, starts << 1, &landed)) {
         return false;
     }
-    return (landed & ~b->sep & single) == 0;
+    /* one landing per start, in the same order: the starts whose landing
+     * has a property are pdep(pext(property, land), starts) */
+    land = landed & ~b->sep;
+    chain = _pdep_u64(_pext_u64(single, land), starts); /* 2 single letters */
+    chain = _pdep_u64(_pext_u64(chain, land), starts);  /* 3 */
+    chain = _pdep_u64(_pext_u64(chain, land), starts);  /* 4 */
+    return chain == 0;
 }
 
 /* The bytes of the block at s[i] that stay: all but whitespace after
