@@ -632,24 +632,17 @@ int main(void)
     };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wide_and_narrow_agree),
-        cmocka_unit_test(test_plain_text_unchanged),
-        cmocka_unit_test(test_invisible_removed),
-        cmocka_unit_test(test_homoglyphs_folded),
-        cmocka_unit_test(test_leetspeak),
-        cmocka_unit_test(test_spaced_letters),
-        cmocka_unit_test(test_long_text),
-        cmocka_unit_test(test_whitespace_keeps_lines),
-        cmocka_unit_test(test_map),
-        cmocka_unit_test(test_empty_and_errors),
-        cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_decode_base64),
         cmocka_unit_test(test_decode_hex_percent_html_escapes),
         cmocka_unit_test(test_decode_nested_and_depth),
         cmocka_unit_test(test_decode_budget_and_stop),
         cmocka_unit_test(test_decode_not_reported),
     };
-    int failed = cmocka_run_group_tests_name("default paths", tests, setup, teardown);
-    failed += cmocka_run_group_tests_name("SSE2 and scalar paths", normalize_tests, setup_narrow,
+    int failed = cmocka_run_group_tests_name("vs_normalize, default paths", normalize_tests, setup,
+                                             teardown);
+    failed += cmocka_run_group_tests_name("vs_normalize, SSE2 and scalar paths", normalize_tests,
+                                          setup_narrow, teardown);
+    failed += cmocka_run_group_tests_name("both paths compared, vs_norm_decode", tests, setup,
                                           teardown);
     return failed;
 }
