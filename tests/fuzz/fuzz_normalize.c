@@ -16,7 +16,8 @@
  *   - vs_norm_decode (depth 3, a budget of twice the input, then a budget of
  *     a third of it) returns 0; every piece is non-empty, no longer than the
  *     input, starts inside it, carries only decoding bits (at least one, at
- *     most one per level), and the pieces total at most the budget.
+ *     most one per level), and the pieces total at most the budget; the
+ *     SSE2 and scalar paths report the same pieces in the same order.
  * Any violation aborts after a line on stderr.
  *
  * VS_FUZZ_WRITE_SEEDS=<dir> writes seed files to dir and exits.
@@ -116,6 +117,7 @@ static void check_normalize(const uint8_t *in, size_t size)
 
 struct totals {
     size_t size, total;
+    uint64_t trace; /* a hash of every piece and where it was found, in order */
 };
 
 static int on_piece(const uint8_t *data, size_t len, unsigned tf, size_t offset, void *arg)
@@ -138,18 +140,27 @@ static int on_piece(const uint8_t *data, size_t len, unsigned tf, size_t offset,
     volatile uint8_t sink = data[0] ^ data[len - 1]; /* ASan checks both ends */
     (void)sink;
     t->total += len;
+    uint64_t h = t->trace ^ (len * 0x9E3779B97F4A7C15u) ^ ((uint64_t)tf << 32) ^ offset;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ data[i]) * 0x100000001b3u; /* FNV-1a */
+    }
+    t->trace = h * 0x100000001b3u;
     return 0;
 }
 
 static void check_decode(const uint8_t *in, size_t size, size_t budget)
 {
-    struct totals t = {size, 0};
+    struct totals t = {size, 0, 0}, t2 = {size, 0, 0};
 
     if (vs_norm_decode(norm, in, size, DEPTH, budget, on_piece, &t) != 0) {
         die("vs_norm_decode failed", size);
     }
     if (t.total > budget) {
         die("pieces over the budget", t.total);
+    }
+    if (vs_norm_decode(narrow, in, size, DEPTH, budget, on_piece, &t2) != 0 ||
+        t2.total != t.total || t2.trace != t.trace) {
+        die("other pieces on the SSE2 and scalar paths", t2.total);
     }
 }
 
