@@ -535,6 +535,59 @@ static void test_decode_not_reported(void **state)
     }
 }
 
+/* The normalizer folds its input in chunks ahead of the pass that joins
+ * and drops bytes, which may look further ahead than the fold has gone: a
+ * long spaced phrase, hex literal or run of spacing that starts near a
+ * chunk's end (16 KiB in) comes out as it would anywhere else. */
+static void test_chunk_edges(void **state)
+{
+    const size_t edge = 16u << 10;
+    char tail[600], want[300];
+    size_t t = 0, w = 0;
+    char *text = malloc(edge + sizeof tail);
+
+    assert_non_null(text);
+    for (int k = 0; k < 12; k++) { /* 12 x "i g n o r e " */
+        memcpy(tail + t, "i g n o r e ", 12);
+        t += 12;
+        memcpy(want + w, "ignore", 6);
+        w += 6;
+    }
+    memcpy(tail + t, "  0x", 4); /* "ignore...ignore  0x" -> "ignore...ignore 0x" */
+    t += 4;
+    memcpy(want + w, " 0x", 3);
+    w += 3;
+    for (int k = 0; k < 40; k++) { /* a hex literal of 120 digits: kept, 1s and 3s too */
+        memcpy(tail + t, "1f3", 3);
+        memcpy(want + w, "1f3", 3);
+        t += 3;
+        w += 3;
+    }
+    memset(tail + t, ' ', 150); /* spacing with a line break at its end */
+    t += 150;
+    tail[t++] = '\n';
+    memcpy(tail + t, "pr3v10us", 8);
+    t += 8;
+    memcpy(want + w, "\nprevious", 9);
+    w += 9;
+    for (size_t at = edge - 200; at <= edge + 2; at++) {
+        for (size_t k = 0; k < at; k++) {
+            text[k] = "ab "[k % 3];
+        }
+        text[at - 1] = ' ';
+        memcpy(text + at, tail, t);
+        const uint8_t *out;
+        size_t out_len;
+        unsigned tf;
+        assert_int_equal(vs_normalize(*state, (const uint8_t *)text, at + t, &out, &out_len, &tf), 0);
+        if (out_len < w || memcmp(out + out_len - w, want, w) != 0) {
+            print_error("tail at %zu: \"%.*s\"\n", at, (int)w, (const char *)out + out_len - w);
+            fail();
+        }
+    }
+    free(text);
+}
+
 /* xorshift64: the same texts on every run. */
 static uint64_t next_random(uint64_t *x)
 {
@@ -694,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_empty_and_errors),
         cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_chunk_edges),
         cmocka_unit_test(test_decode_base64),
         cmocka_unit_test(test_decode_hex_percent_html_escapes),
         cmocka_unit_test(test_decode_nested_and_depth),

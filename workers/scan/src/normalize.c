@@ -5,17 +5,27 @@
  * the other half, vs_norm_decode.
  *
  * Why it is built this way: the injection scanner must keep >= 1 GB/s per
- * core with normalization included, so vs_normalize makes two linear
- * passes over the text: fold_text turns the input into lowercase
- * ASCII-leaning bytes (ASCII through a 128-entry table, 8 bytes at a time;
- * only bytes >= 0x80 are decoded as UTF-8 and looked up, by binary search,
- * in a sorted table of code point ranges), then refine rewrites that
- * buffer in place (leetspeak, spaced-out letters, whitespace runs),
- * deciding with a class table and O(1) look-behind/look-ahead (a
- * whitespace run is written as its first byte, turned into a '\n' when the
- * run holds one, so no look-ahead is needed for it); the only longer
- * look-ahead, for spaced letters, is taken only at a single letter
- * followed by a separator and never rescans bytes.
+ * core with normalization and decoding included, so vs_normalize makes two
+ * linear passes over the text:
+ *   - folding (fold_more) turns the input into lowercase ASCII-leaning
+ *     bytes: ASCII 64 bytes at a time (AVX-512), 16 (SSE2) or 8; only
+ *     bytes >= 0x80 are decoded as UTF-8 and looked up, by binary search,
+ *     in a sorted table of code point ranges;
+ *   - refining rewrites that buffer in place (leetspeak, spaced-out
+ *     letters, runs of spacing) and writes the flat copy Hyperscan reads.
+ *     With AVX-512 a 64-byte block is decided from bit masks (refine_wide:
+ *     leetspeak runs, hex literals, chains of single letters, kept bytes
+ *     compressed to the output in one store); a block the masks cannot
+ *     decide, and every block without AVX-512, goes through the 16-byte
+ *     path, which decides with a class table and short look-behind and
+ *     look-ahead, the only long look-ahead (spaced letters) taken only at a
+ *     single letter followed by a separator, never rescanning bytes.
+ * Folding runs one 16 KiB chunk ahead of refining instead of over the
+ * whole text first, and refining asks for the next chunk's input while it
+ * works: the first read of a text is from memory, and this way it overlaps
+ * work on text already in the cache. The byte map is not made by these
+ * passes: vs_normalize_map runs them again with it, for the few texts with
+ * a finding.
  * All tables are const; the normalizer object holds the only buffers.
  */
 #include <errno.h>
@@ -83,7 +93,7 @@ enum {
     N_DIGIT = 4,  /* 0-9 */
     N_WORD = 8,   /* letters, digits, leet candidates, bytes >= 0x80 */
     N_SEP = 16,   /* separators between spaced-out letters: space - . _ */
-    N_SPACE = 32, /* whitespace: the space and '\n' (fold_text turned the rest into spaces) */
+    N_SPACE = 32, /* whitespace: the space and '\n' (folding turned the rest into spaces) */
 };
 
 /* Base letters of U+00C0-U+017F ('.': not folded). */
@@ -517,22 +527,36 @@ static size_t fold_ascii_run(const uint8_t *in, size_t i, size_t len, uint8_t *o
     return i;
 }
 
-/* First pass: in[0..len) folded into o (its segments in map->folded when
- * map is not NULL); returns the output length (<= len). Whitespace other
- * than '\n' becomes spaces, one for one. */
-static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, struct vs_norm_map *map,
-                        unsigned *tf, bool wide)
-{
-    size_t i = 0, j = 0;
-    bool after_pass = false;
+/* The first pass, in steps: in[0..len) folded into o (its segments in
+ * map->folded when map is not NULL), never longer. Whitespace other than
+ * '\n' becomes spaces, one for one. */
+struct fold {
+    const uint8_t *in;
+    size_t len, i, j; /* the input, its next byte, the next output byte */
+    bool after_pass;  /* the last character was kept unchanged and non-ASCII */
+    uint8_t *o;
+    struct vs_norm_map *map;
+    unsigned *tf;
+    bool wide;
+};
 
-    while (i < len) {
+/* Folds on until at least until input bytes are done, or all of them. */
+static void fold_more(struct fold *f, size_t until)
+{
+    const uint8_t *in = f->in;
+    uint8_t *o = f->o;
+    struct vs_norm_map *map = f->map;
+    size_t len = f->len, i = f->i, j = f->j, stop = until < len ? until : len;
+    bool after_pass = f->after_pass;
+    unsigned *tf = f->tf;
+
+    while (i < stop) {
         uint32_t cp = 0;
         uint8_t ch = '?';
         size_t n;
 
         if (in[i] < 0x80) {
-            size_t e = fold_ascii_run(in, i, len, o, j, wide);
+            size_t e = fold_ascii_run(in, i, stop, o, j, f->wide);
             if (map != NULL) {
                 seg_note(map, &map->folded, j, i);
             }
@@ -565,7 +589,9 @@ static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, struct vs_nor
         }
         i += n > 0 ? n : 1;
     }
-    return j;
+    f->i = i;
+    f->j = j;
+    f->after_pass = after_pass;
 }
 
 /* ---- leetspeak, spaced letters, whitespace (second pass) ---------------------- */
@@ -576,7 +602,8 @@ static size_t fold_text(const uint8_t *in, size_t len, uint8_t *o, struct vs_nor
 struct refine {
     uint8_t *s;
     struct vs_norm_map *map; /* NULL: no map asked for */
-    size_t len, j;
+    size_t len, j;           /* s[0..len) is folded; output so far */
+    struct fold *fold;       /* the first pass, ahead of this one; done: f->i == f->len */
     unsigned tf;
     uint8_t *flat;    /* s[0..j) with line breaks as spaces, made up to flat_done */
     size_t flat_done;
@@ -602,6 +629,21 @@ static void flatten(const uint8_t *s, uint8_t *flat, size_t from, size_t to)
     for (; i < to; i++) {
         flat[i] = s[i] == '\n' ? ' ' : s[i];
     }
+}
+
+/* Folding runs a chunk ahead of refining, so that refining the text in
+ * the cache overlaps reading the next chunk from memory. */
+#define FOLD_CHUNK (16u << 10)
+
+/* Whether s[at] exists, folding on when at is past what is folded (a look
+ * ahead that is not bounded: a hex literal, a spaced phrase, spacing). */
+static inline bool have(struct refine *r, size_t at)
+{
+    while (at >= r->len && r->fold->i < r->fold->len) {
+        fold_more(r->fold, r->fold->i + FOLD_CHUNK);
+        r->len = r->fold->j;
+    }
+    return at < r->len;
 }
 
 /* Writes c, which came from position from. */
@@ -642,7 +684,7 @@ static size_t hex_literal(struct refine *r, size_t i, unsigned *lastk)
 {
     size_t e = i + 2;
 
-    while (e < r->len && vs__hexval[r->s[e]] < 16) {
+    while (have(r, e) && vs__hexval[r->s[e]] < 16) {
         e++;
     }
     *lastk = ncls[r->s[e - 1]];
@@ -662,15 +704,15 @@ static size_t leet_run(struct refine *r, size_t i, unsigned prevk, unsigned *las
     size_t e = i + 1;
     unsigned nextk;
 
-    if (!(prevk & N_WORD) && r->s[i] == '0' && r->len - i > 2 && r->s[i + 1] == 'x' &&
+    if (!(prevk & N_WORD) && r->s[i] == '0' && have(r, i + 2) && r->s[i + 1] == 'x' &&
         vs__hexval[r->s[i + 2]] < 16) {
         return hex_literal(r, i, lastk);
     }
 
-    while (e < r->len && e - i <= 3 && (ncls[r->s[e]] & N_LEET)) {
+    while (have(r, e) && e - i <= 3 && (ncls[r->s[e]] & N_LEET)) {
         e++;
     }
-    nextk = e < r->len ? ncls[r->s[e]] : 0;
+    nextk = have(r, e) ? ncls[r->s[e]] : 0;
     if (e - i <= 3 && !((prevk | nextk) & N_DIGIT) && ((prevk | nextk) & N_LETTER)) {
         for (size_t p = i; p < e; p++) {
             put(r, leet_letter(r->s[p]), p);
@@ -704,8 +746,9 @@ static bool gap_joins(uint8_t sep, size_t gap, uint8_t *run_sep)
  * vs_normalize in the header). *end gets the index just past the phrase's
  * last single letter, either way; the scan stops at the first byte that
  * cannot continue the phrase, so it reads each byte once. */
-static bool spaced_phrase(const uint8_t *s, size_t len, size_t i, size_t *end)
+static bool spaced_phrase(struct refine *r, size_t i, size_t *end)
 {
+    const uint8_t *s = r->s;
     size_t pos = i, letters = 0, joined = 0;
     uint8_t run_sep = 0;
     bool join_next = false;
@@ -713,16 +756,16 @@ static bool spaced_phrase(const uint8_t *s, size_t len, size_t i, size_t *end)
     *end = i + 1;
     for (;;) {
         size_t g = pos + 1;
-        if (g < len && (ncls[s[g]] & N_WORD)) {
+        if (have(r, g) && (ncls[s[g]] & N_WORD)) {
             break; /* s[pos] is not a single letter */
         }
         letters++;
         joined += join_next;
         *end = g;
-        while (g < len && (ncls[s[g]] & N_SEP)) {
+        while (have(r, g) && (ncls[s[g]] & N_SEP)) {
             g++;
         }
-        if (g >= len || !(ncls[s[g]] & N_LETTER)) {
+        if (!have(r, g) || !(ncls[s[g]] & N_LETTER)) {
             break;
         }
         join_next = gap_joins(s[pos + 1], g - pos - 1, &run_sep);
@@ -792,9 +835,9 @@ static size_t refine_step(struct refine *r, size_t i, unsigned *prevk, size_t *s
     if ((k & N_LEET) && !(*prevk & N_LEET)) {
         return leet_run(r, i, *prevk, prevk);
     }
-    if ((k & N_LETTER) && !(*prevk & N_WORD) && i >= *sp_skip && i + 2 < r->len &&
+    if ((k & N_LETTER) && !(*prevk & N_WORD) && i >= *sp_skip && have(r, i + 2) &&
         (ncls[s[i + 1]] & N_SEP)) {
-        if (spaced_phrase(s, r->len, i, &end)) {
+        if (spaced_phrase(r, i, &end)) {
             spaced_emit(r, i, end);
             *prevk = N_LETTER | N_WORD;
             return end;
@@ -895,7 +938,7 @@ static size_t refine_block(struct refine *r, size_t i, unsigned *prevk, size_t *
             }
             *prevk = N_SPACE | N_SEP;
             if (pos >= 16) {
-                for (q = i + 16; q < r->len && (ncls[r->s[q]] & N_SPACE); q++) {
+                for (q = i + 16; have(r, q) && (ncls[r->s[q]] & N_SPACE); q++) {
                     if (r->s[q] == '\n') {
                         run_newline(r->s, r->map, r->j - 1, q);
                     }
@@ -1114,12 +1157,16 @@ WIDE static size_t refine_wide(struct refine *r, size_t i, unsigned *prevk, size
     const __m512i leet_letters = _mm512_loadu_si512((const void *)leet_table);
     const __m512i space = _mm512_set1_epi8(' ');
     uint8_t *const s = r->s, *const flat = r->flat;
-    const size_t len = r->len;
     size_t j = r->j;
     unsigned pk = *prevk, tf = 0;
+    const size_t ahead = r->fold->i - i + 512; /* + i: what folding reads next, and a bit */
 
-    while (len - i >= 65) {
+    /* r->len grows when the 16-byte path looks far ahead (have) */
+    while (r->len - i >= 65) {
         const uint8_t next = s[i + 64], last = s[i + 63];
+        if (ahead + i < r->fold->len) {
+            __builtin_prefetch(r->fold->in + ahead + i);
+        }
         __m512i v = _mm512_loadu_si512((const void *)(s + i));
         const struct wide_masks b = wide_classify(v);
         uint64_t conv, keep;
@@ -1127,7 +1174,7 @@ WIDE static size_t refine_wide(struct refine *r, size_t i, unsigned *prevk, size
         if (!wide_leet(&b, pk, next, &conv) || !wide_no_spaced(&b, pk, ncls[next])) {
             size_t end = i + 64;
             r->j = j;
-            while (i < end && len - i >= 17) {
+            while (i < end && r->len - i >= 17) {
                 i = refine_block(r, i, &pk, sp_skip);
             }
             j = r->j;
@@ -1196,32 +1243,38 @@ static size_t refine_scalar(struct refine *r, size_t i, unsigned *prevk, size_t 
  * a decision when it starts a run of leet candidates, is a letter that
  * starts a word and is followed by a separator (a possible spaced phrase),
  * or is whitespace after whitespace; every other byte is copied. */
-static size_t refine_text(uint8_t *s, uint8_t *flat, struct vs_norm_map *map, size_t len,
-                          unsigned *tf, bool wide)
+static size_t refine_text(struct fold *f, uint8_t *flat, unsigned *tf)
 {
-    struct refine r = {s, map, len, 0, 0, flat, 0};
+    struct refine r = {f->o, f->map, 0, 0, f, 0, flat, 0};
     size_t i = 0, sp_skip = 0;
     unsigned prevk = 0; /* class of the byte read before s[i] */
 
     _Static_assert(N_LETTER == 1 && N_WORD == 8 && N_SEP == 16 && N_SPACE == 32,
                    "the shifts in refine_scalar");
-    (void)wide;
-    while (i < len) {
+    for (;;) {
+        if (r.len - i < FOLD_CHUNK && f->i < f->len) { /* a chunk ahead: the look-aheads fit */
+            fold_more(f, f->i + FOLD_CHUNK);
+            r.len = f->j;
+            continue;
+        }
+        if (i >= r.len) {
+            break;
+        }
 #if VS_NORM_WIDE
-        if (wide && len - i >= 65) {
+        if (f->wide && r.len - i >= 65) {
             i = refine_wide(&r, i, &prevk, &sp_skip);
             continue;
         }
 #endif
 #if VS_NORM_SSE2
-        if (len - i >= 17) {
+        if (r.len - i >= 17) {
             i = refine_block(&r, i, &prevk, &sp_skip);
             continue;
         }
 #endif
         i = refine_scalar(&r, i, &prevk, &sp_skip);
     }
-    flatten(s, flat, r.flat_done, r.j);
+    flatten(r.s, flat, r.flat_done, r.j);
     *tf |= r.tf;
     return r.j;
 }
@@ -1290,9 +1343,9 @@ static int normalize_into(vs_normalizer *n, const uint8_t *in, size_t len, struc
         return -ENOMEM;
     }
     flat->p = t;
+    struct fold f = {in, len, 0, 0, false, text->p, map, tf, n->wide};
     *tf = 0;
-    *olen = len > 0 ? fold_text(in, len, text->p, map, tf, n->wide) : 0;
-    *olen = refine_text(text->p, flat->p, map, *olen, tf, n->wide);
+    *olen = refine_text(&f, flat->p, tf);
     return map != NULL && map->oom ? -ENOMEM : 0;
 }
 
