@@ -60,10 +60,11 @@ typedef struct vs_norm_map vs_norm_map;
 /* A normalizer with empty buffers. Returns 0 or -ENOMEM / -EINVAL. */
 int vs_normalizer_new(vs_normalizer **out);
 
-/* Whether n takes its AVX-512 paths: on by default where the CPU has
- * AVX-512 BW, VL, VBMI and VBMI2. They give exactly the results of the SSE2 and
- * scalar paths, which on = false selects (the tests compare the two).
- * Returns whether the AVX-512 paths are now in use. */
+/* Whether vs_normalize and vs_norm_decode on n take their AVX-512 paths:
+ * on by default where the CPU has AVX-512 BW, VL, VBMI and VBMI2. They give
+ * exactly the results of the SSE2 and scalar paths, which on = false
+ * selects (the tests compare the two). Returns whether the AVX-512 paths
+ * are now in use. */
 bool vs_normalizer_use_avx512(vs_normalizer *n, bool on);
 
 /* Frees n and its buffers; NULL is ignored. */
