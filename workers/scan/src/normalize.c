@@ -989,8 +989,9 @@ WIDE static struct wide_masks wide_classify(__m512i v)
 
 /* The bytes of the block that leetspeak converts (*conv), decided as
  * leet_run and hex_literal decide them (pk: the class of the byte before
- * the block; next: the byte after it); false when a run or a hex literal
- * goes on past the block, which the masks do not see. */
+ * the block; next: the byte after it); false when the decision depends on
+ * bytes past the next one: a short run or a hex literal that goes on past
+ * the block. */
 WIDE static bool wide_leet(const struct wide_masks *b, unsigned pk, uint8_t next, uint64_t *conv)
 {
     const unsigned nk = ncls[next];
@@ -1002,9 +1003,8 @@ WIDE static bool wide_leet(const struct wide_masks *b, unsigned pk, uint8_t next
     const uint64_t lit = b->zero & ~prev_word & (b->x >> 1) & (b->hex >> 2);
     const uint64_t lit_digits = b->hex & ~(b->hex + (lit << 2)); /* the carry runs through them */
     uint64_t start = b->leet & ~(b->leet << 1 | ((pk & N_LEET) != 0));
+    const uint64_t lone_zero = b->zero & ~prev_word; /* may start a hex literal */
     uint64_t end = b->leet & ~(b->leet >> 1), len1, len2, len3, c1, c2, c3;
-
-    const uint64_t lone_zero = b->zero & ~prev_word;
 
     *conv = 0;
     if ((b->leet >> 63) && (nk & N_LEET)) {
