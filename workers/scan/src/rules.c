@@ -26,46 +26,16 @@
  *     - id: covert-hex-run             (a detector instead of a pattern, detect.c)
  *       detector: hex-run|base64-run
  *       min_len: 129                   window: 64    min_entropy: 3.0
- * Why libyaml's document API: rule files are small, and a tree gives every
- * error a line number without a hand-written state machine.
+ * The file is read through vs/yaml_doc.h (libyaml's document API, errors
+ * as "file:line: reason"), which the egress policies share.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "ruleset.h"
-
-struct loader {
-    yaml_document_t *doc;
-    unsigned default_flags;     /* the ruleset's flags, added to each rule's */
-    const char *name;
-    char *err;
-    size_t errlen;
-};
-
-static int fail(struct loader *ld, const yaml_node_t *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(struct loader *ld, const yaml_node_t *at, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (ld->err != NULL && ld->errlen > 0)
-        snprintf(ld->err, ld->errlen, "%s:%zu: %s", ld->name,
-                 at != NULL ? (size_t)at->start_mark.line + 1 : (size_t)0, msg);
-    return -EINVAL;
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-    return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
+#include "vs/yaml_doc.h"
 
 static char *lowercase_dup(const char *s)
 {
@@ -77,10 +47,10 @@ static char *lowercase_dup(const char *s)
 }
 
 /* A sequence of scalars into a string array (lowercased when asked). */
-static int strings(struct loader *ld, const yaml_node_t *n, bool lower, char ***out, size_t *count)
+static int strings(struct vs_yaml_doc *ld, const yaml_node_t *n, bool lower, char ***out, size_t *count)
 {
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail(ld, n, "expected a list");
+        return vs_yaml_fail(ld, n, "expected a list");
     size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     char **v = calloc(cap ? cap : 1, sizeof *v);
     if (v == NULL)
@@ -88,12 +58,12 @@ static int strings(struct loader *ld, const yaml_node_t *n, bool lower, char ***
     size_t k = 0;
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
         const yaml_node_t *e = yaml_document_get_node(ld->doc, *it);
-        const char *s = scalar(e);
+        const char *s = vs_yaml_scalar(e);
         if (s == NULL) {
             for (size_t i = 0; i < k; i++)
                 free(v[i]);
             free(v);
-            return fail(ld, e, "expected a string");
+            return vs_yaml_fail(ld, e, "expected a string");
         }
         if ((v[k++] = lower ? lowercase_dup(s) : strdup(s)) == NULL) {
             for (size_t i = 0; i < k; i++)
@@ -168,13 +138,13 @@ static int append_text(char **buf, size_t *len, size_t *cap, const char *s, bool
  * and compiles it in a fraction of a second (with \s between the words,
  * seconds). The phrases are written for vs_scan_deep's text: normalized,
  * one space between words, line breaks read as spaces. */
-static int lattice(struct loader *ld, const yaml_node_t *n, char **out)
+static int lattice(struct vs_yaml_doc *ld, const yaml_node_t *n, char **out)
 {
     size_t nlists = n->type == YAML_SEQUENCE_NODE
                         ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
                         : 0;
     if (nlists == 0 || nlists > LATTICE_MAX_LISTS)
-        return fail(ld, n, "lattice: expected 1 to %d word lists", LATTICE_MAX_LISTS);
+        return vs_yaml_fail(ld, n, "lattice: expected 1 to %d word lists", LATTICE_MAX_LISTS);
     char **words[LATTICE_MAX_LISTS] = {0};
     size_t counts[LATTICE_MAX_LISTS] = {0}, at[LATTICE_MAX_LISTS] = {0}, phrases = 1;
     int rc = 0;
@@ -182,7 +152,7 @@ static int lattice(struct loader *ld, const yaml_node_t *n, char **out)
         const yaml_node_t *list = yaml_document_get_node(ld->doc, n->data.sequence.items.start[i]);
         rc = strings(ld, list, true, &words[i], &counts[i]);
         if (rc == 0 && (counts[i] == 0 || (phrases *= counts[i]) > LATTICE_MAX_PHRASES))
-            rc = fail(ld, list, "lattice: every list needs a word, and %d phrases at most",
+            rc = vs_yaml_fail(ld, list, "lattice: every list needs a word, and %d phrases at most",
                       LATTICE_MAX_PHRASES);
     }
     char *buf = NULL;
@@ -234,7 +204,7 @@ void vs_allowlist_clear(struct allowlist *a)
 }
 
 /* A list of PCRE2 regexes (no flags), compiled. */
-static int regexes(struct loader *ld, const yaml_node_t *v, const char *what, pcre2_code ***out,
+static int regexes(struct vs_yaml_doc *ld, const yaml_node_t *v, const char *what, pcre2_code ***out,
                    size_t *count)
 {
     char **src;
@@ -248,7 +218,7 @@ static int regexes(struct loader *ld, const yaml_node_t *v, const char *what, pc
     for (size_t i = 0; i < nsrc && rc == 0; i++) {
         char msg[300];
         if ((re[k] = vs_rule_pcre(src[i], 0, msg, sizeof msg)) == NULL)
-            rc = fail(ld, v, "%s '%s': %s", what, src[i], msg);
+            rc = vs_yaml_fail(ld, v, "%s '%s': %s", what, src[i], msg);
         else
             k++;
     }
@@ -265,14 +235,14 @@ static void regexes_free(pcre2_code **re, size_t n)
     free(re);
 }
 
-static int allowlist(struct loader *ld, const yaml_node_t *n, struct allowlist *a)
+static int allowlist(struct vs_yaml_doc *ld, const yaml_node_t *n, struct allowlist *a)
 {
     if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, "allow: expected a mapping");
+        return vs_yaml_fail(ld, n, "allow: expected a mapping");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         const yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
         const yaml_node_t *v = yaml_document_get_node(ld->doc, p->value);
-        const char *key = scalar(k);
+        const char *key = vs_yaml_scalar(k);
         int rc;
         if (key != NULL && strcmp(key, "literals") == 0) {
             rc = strings(ld, v, false, &a->literals, &a->nliterals);
@@ -281,7 +251,7 @@ static int allowlist(struct loader *ld, const yaml_node_t *n, struct allowlist *
         } else if (key != NULL && strcmp(key, "regexes") == 0) {
             rc = regexes(ld, v, "allow regex", &a->regexes, &a->nregexes);
         } else {
-            rc = fail(ld, k, "allow: unknown key '%s'", key != NULL ? key : "?");
+            rc = vs_yaml_fail(ld, k, "allow: unknown key '%s'", key != NULL ? key : "?");
         }
         if (rc)
             return rc;
@@ -289,32 +259,32 @@ static int allowlist(struct loader *ld, const yaml_node_t *n, struct allowlist *
     return 0;
 }
 
-static int enum_value(struct loader *ld, const yaml_node_t *v, const char *what,
+static int enum_value(struct vs_yaml_doc *ld, const yaml_node_t *v, const char *what,
                       const char *const *names, size_t n, int *out)
 {
-    const char *s = scalar(v);
+    const char *s = vs_yaml_scalar(v);
     for (size_t i = 0; s != NULL && i < n; i++) {
         if (strcmp(s, names[i]) == 0) {
             *out = (int)i;
             return 0;
         }
     }
-    return fail(ld, v, "%s: unknown value '%s'", what, s != NULL ? s : "?");
+    return vs_yaml_fail(ld, v, "%s: unknown value '%s'", what, s != NULL ? s : "?");
 }
 
-static int number(struct loader *ld, const yaml_node_t *v, const char *what, double lo, double hi,
+static int number(struct vs_yaml_doc *ld, const yaml_node_t *v, const char *what, double lo, double hi,
                   double *out)
 {
-    const char *s = scalar(v);
+    const char *s = vs_yaml_scalar(v);
     char *end = NULL;
     double d = s != NULL ? strtod(s, &end) : 0;
     if (s == NULL || end == s || *end != '\0' || d < lo || d > hi)
-        return fail(ld, v, "%s: expected a number from %g to %g", what, lo, hi);
+        return vs_yaml_fail(ld, v, "%s: expected a number from %g to %g", what, lo, hi);
     *out = d;
     return 0;
 }
 
-static int rule_flags(struct loader *ld, const yaml_node_t *v, unsigned *flags)
+static int rule_flags(struct vs_yaml_doc *ld, const yaml_node_t *v, unsigned *flags)
 {
     char **names;
     size_t n;
@@ -329,13 +299,13 @@ static int rule_flags(struct loader *ld, const yaml_node_t *v, unsigned *flags)
         else if (strcmp(names[i], "multiline") == 0)
             *flags |= RULE_MULTILINE;
         else
-            rc = fail(ld, v, "flags: unknown flag '%s'", names[i]);
+            rc = vs_yaml_fail(ld, v, "flags: unknown flag '%s'", names[i]);
     }
     strings_free(names, n);
     return rc;
 }
 
-static int rule_field(struct loader *ld, struct rule *r, const char *key, const yaml_node_t *v)
+static int rule_field(struct vs_yaml_doc *ld, struct rule *r, const char *key, const yaml_node_t *v)
 {
     static const char *const severities[] = {"info", "low", "medium", "high", "critical"};
     static const char *const confidences[] = {"low", "medium", "high"};
@@ -346,11 +316,11 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
                   : strcmp(key, "prefilter") == 0   ? &r->prefilter
                                                     : NULL;
     if (text == &r->prefilter && r->prefilter != NULL)
-        return fail(ld, v, "a rule takes a prefilter or a lattice, not both");
+        return vs_yaml_fail(ld, v, "a rule takes a prefilter or a lattice, not both");
     if (text != NULL) {
-        const char *s = scalar(v);
+        const char *s = vs_yaml_scalar(v);
         if (s == NULL || s[0] == '\0')
-            return fail(ld, v, "%s: expected a non-empty string", key);
+            return vs_yaml_fail(ld, v, "%s: expected a non-empty string", key);
         free(*text);
         return (*text = strdup(s)) == NULL ? -ENOMEM : 0;
     }
@@ -371,9 +341,9 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
         if ((rc = number(ld, v, key, 0, 99, &d)) == 0)
             r->secret_group = (unsigned)d;
     } else if (strcmp(key, "validator") == 0) {
-        const char *s = scalar(v);
+        const char *s = vs_yaml_scalar(v);
         if (s == NULL || vs_validator_parse(s, &r->validator) != 0)
-            rc = fail(ld, v, "validator: unknown '%s'", s != NULL ? s : "?");
+            rc = vs_yaml_fail(ld, v, "validator: unknown '%s'", s != NULL ? s : "?");
     } else if (strcmp(key, "min_entropy") == 0) {
         rc = number(ld, v, key, 0, 8, &r->min_entropy);
     } else if (strcmp(key, "max_len") == 0) {
@@ -393,12 +363,12 @@ static int rule_field(struct loader *ld, struct rule *r, const char *key, const 
         if ((rc = number(ld, v, key, 8, 1 << 20, &d)) == 0)
             *(key[0] == 'w' ? &r->window : key[4] == 's' ? &r->min_span : &r->min_len) = (size_t)d;
     } else if (strcmp(key, "lattice") == 0) {
-        rc = r->prefilter != NULL ? fail(ld, v, "a rule takes a prefilter or a lattice, not both")
+        rc = r->prefilter != NULL ? vs_yaml_fail(ld, v, "a rule takes a prefilter or a lattice, not both")
                                   : lattice(ld, v, &r->prefilter);
     } else if (strcmp(key, "downgrade") == 0) {
         rc = regexes(ld, v, "downgrade regex", &r->downgrade, &r->ndowngrade);
     } else {
-        rc = fail(ld, v, "unknown rule key '%s'", key);
+        rc = vs_yaml_fail(ld, v, "unknown rule key '%s'", key);
     }
     return rc;
 }
@@ -418,20 +388,21 @@ static void rule_clear(struct rule *r)
     memset(r, 0, sizeof *r);
 }
 
-static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
+/* One rule; flags: the ruleset's, added to the rule's own. */
+static int rule(struct vs_yaml_doc *ld, const yaml_node_t *n, struct rule *r, unsigned flags)
 {
     memset(r, 0, sizeof *r);
     r->line = (int)n->start_mark.line + 1;
     r->severity = VS_SEV_MEDIUM;
     r->confidence = VS_CONF_MEDIUM;
     r->max_len = RULE_DEFAULT_MAX_LEN;
-    r->flags = ld->default_flags;
+    r->flags = flags;
     if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, "a rule must be a mapping");
+        return vs_yaml_fail(ld, n, "a rule must be a mapping");
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        const char *key = scalar(yaml_document_get_node(ld->doc, p->key));
+        const char *key = vs_yaml_scalar(yaml_document_get_node(ld->doc, p->key));
         int rc = key != NULL ? rule_field(ld, r, key, yaml_document_get_node(ld->doc, p->value))
-                             : fail(ld, n, "a rule key must be a string");
+                             : vs_yaml_fail(ld, n, "a rule key must be a string");
         if (rc)
             return rc;
     }
@@ -439,40 +410,40 @@ static int rule(struct loader *ld, const yaml_node_t *n, struct rule *r)
      * only candidates that the pattern confirms. */
     bool judged = r->detector == DETECT_HEX_RUN || r->detector == DETECT_BASE64_RUN;
     if (r->id == NULL || r->family == NULL || (r->pattern == NULL) != judged)
-        return fail(ld, n, "a rule needs id, family and a pattern (detectors hex-run and "
+        return vs_yaml_fail(ld, n, "a rule needs id, family and a pattern (detectors hex-run and "
                            "base64-run take none)");
     if (r->validator == VS_VALID_ENTROPY && r->min_entropy <= 0)
-        return fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
+        return vs_yaml_fail(ld, n, "rule %s: validator entropy needs min_entropy", r->id);
     if (r->prefilter != NULL && r->detector != DETECT_NONE)
-        return fail(ld, n, "rule %s: a detector rule takes no prefilter", r->id);
+        return vs_yaml_fail(ld, n, "rule %s: a detector rule takes no prefilter", r->id);
     if (r->lead > r->max_len)
-        return fail(ld, n, "rule %s: lead %zu is longer than max_len %zu", r->id, r->lead,
+        return vs_yaml_fail(ld, n, "rule %s: lead %zu is longer than max_len %zu", r->id, r->lead,
                     r->max_len);
     if (r->lead > 0 && r->prefilter == NULL && r->detector == DETECT_NONE)
-        return fail(ld, n, "rule %s: lead needs a prefilter, a lattice or a detector", r->id);
+        return vs_yaml_fail(ld, n, "rule %s: lead needs a prefilter, a lattice or a detector", r->id);
     if (r->lead == 0)
         r->lead = r->max_len;
     if (r->detector == DETECT_DOTTED_RUN && r->min_len == 0)
-        return fail(ld, n, "rule %s: detector dotted-run needs min_len", r->id);
+        return vs_yaml_fail(ld, n, "rule %s: detector dotted-run needs min_len", r->id);
     if (judged) {
         if (r->min_len == 0 || r->window == 0 || r->min_entropy <= 0)
-            return fail(ld, n, "rule %s: a detector needs min_len, window and min_entropy", r->id);
+            return vs_yaml_fail(ld, n, "rule %s: a detector needs min_len, window and min_entropy", r->id);
         return 0;
     }
     char msg[300];
     if ((r->re = vs_rule_pcre(r->pattern, r->flags, msg, sizeof msg)) == NULL)
-        return fail(ld, n, "rule %s: pattern %s", r->id, msg);
+        return vs_yaml_fail(ld, n, "rule %s: pattern %s", r->id, msg);
     uint32_t groups = 0;
     pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &groups);
     if (r->secret_group > groups)
-        return fail(ld, n, "rule %s: secret_group %u but the pattern has %u groups", r->id,
+        return vs_yaml_fail(ld, n, "rule %s: secret_group %u but the pattern has %u groups", r->id,
                     r->secret_group, groups);
     return 0;
 }
 
 /* One Hyperscan database of every pattern rule (expression id = the
  * rule's index; detector rules have none). */
-static int compile_hs(struct loader *ld, vs_ruleset *rs)
+static int compile_hs(struct vs_yaml_doc *ld, vs_ruleset *rs)
 {
     const char **exprs = calloc(rs->n, sizeof *exprs);
     unsigned *flags = calloc(rs->n, sizeof *flags), *ids = calloc(rs->n, sizeof *ids);
@@ -504,10 +475,10 @@ static int compile_hs(struct loader *ld, vs_ruleset *rs)
         int which = ce != NULL && ce->expression >= 0 ? (int)ids[ce->expression] : -1;
         const yaml_node_t *none = NULL;
         if (which >= 0 && (size_t)which < rs->n)
-            rc = fail(ld, none, "rule %s (line %d): hyperscan: %s", rs->rules[which].id,
+            rc = vs_yaml_fail(ld, none, "rule %s (line %d): hyperscan: %s", rs->rules[which].id,
                       rs->rules[which].line, ce->message);
         else
-            rc = fail(ld, none, "hyperscan: %s", ce != NULL ? ce->message : "compile failed");
+            rc = vs_yaml_fail(ld, none, "hyperscan: %s", ce != NULL ? ce->message : "compile failed");
         hs_free_compile_error(ce);
     }
     free(exprs);
@@ -516,19 +487,19 @@ static int compile_hs(struct loader *ld, vs_ruleset *rs)
     return rc;
 }
 
-static int rules_list(struct loader *ld, const yaml_node_t *n, vs_ruleset *rs)
+static int rules_list(struct vs_yaml_doc *ld, const yaml_node_t *n, vs_ruleset *rs, unsigned flags)
 {
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail(ld, n, "rules: expected a list");
+        return vs_yaml_fail(ld, n, "rules: expected a list");
     size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (cap == 0)
-        return fail(ld, n, "rules: empty");
+        return vs_yaml_fail(ld, n, "rules: empty");
     if ((rs->rules = calloc(cap, sizeof *rs->rules)) == NULL)
         return -ENOMEM;
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
         const yaml_node_t *e = yaml_document_get_node(ld->doc, *it);
         struct rule *r = &rs->rules[rs->n];
-        int rc = rule(ld, e, r);
+        int rc = rule(ld, e, r, flags);
         if (rc) {
             rule_clear(r);
             return rc;
@@ -536,7 +507,7 @@ static int rules_list(struct loader *ld, const yaml_node_t *n, vs_ruleset *rs)
         rs->n++;
         for (size_t i = 0; i + 1 < rs->n; i++)
             if (strcmp(rs->rules[i].id, r->id) == 0)
-                return fail(ld, e, "rule id %s is used twice", r->id);
+                return vs_yaml_fail(ld, e, "rule id %s is used twice", r->id);
         uint32_t groups = 0;
         if (r->re != NULL)
             pcre2_pattern_info(r->re, PCRE2_INFO_CAPTURECOUNT, &groups);
@@ -546,59 +517,56 @@ static int rules_list(struct loader *ld, const yaml_node_t *n, vs_ruleset *rs)
     return 0;
 }
 
-static int top_level(struct loader *ld, vs_ruleset *rs)
+/* The document: a vs_yaml_reader (rs: the vs_ruleset being read). */
+static int top_level(struct vs_yaml_doc *ld, void *arg)
 {
+    vs_ruleset *rs = arg;
+    unsigned flags = 0;
     const yaml_node_t *root = yaml_document_get_root_node(ld->doc);
     if (root == NULL || root->type != YAML_MAPPING_NODE)
-        return fail(ld, root, "expected a mapping with ruleset and rules");
+        return vs_yaml_fail(ld, root, "expected a mapping with ruleset and rules");
     const yaml_node_t *rules = NULL;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
         const yaml_node_t *k = yaml_document_get_node(ld->doc, p->key);
         const yaml_node_t *v = yaml_document_get_node(ld->doc, p->value);
-        const char *key = scalar(k);
+        const char *key = vs_yaml_scalar(k);
         int rc = 0;
-        if (key != NULL && strcmp(key, "ruleset") == 0 && scalar(v) != NULL)
-            rc = (rs->name = strdup(scalar(v))) == NULL ? -ENOMEM : 0;
+        if (key != NULL && strcmp(key, "ruleset") == 0 && vs_yaml_scalar(v) != NULL)
+            rc = (rs->name = strdup(vs_yaml_scalar(v))) == NULL ? -ENOMEM : 0;
         else if (key != NULL && strcmp(key, "allow") == 0)
             rc = allowlist(ld, v, &rs->allow);
         else if (key != NULL && strcmp(key, "flags") == 0)
-            rc = rule_flags(ld, v, &ld->default_flags);
+            rc = rule_flags(ld, v, &flags);
         else if (key != NULL && strcmp(key, "rules") == 0)
             rules = v;
         else
-            rc = fail(ld, k, "unknown key '%s'", key != NULL ? key : "?");
+            rc = vs_yaml_fail(ld, k, "unknown key '%s'", key != NULL ? key : "?");
         if (rc)
             return rc;
     }
     if (rs->name == NULL || rules == NULL)
-        return fail(ld, root, "ruleset and rules are required");
-    int rc = rules_list(ld, rules, rs);
+        return vs_yaml_fail(ld, root, "ruleset and rules are required");
+    int rc = rules_list(ld, rules, rs, flags);
     return rc ? rc : compile_hs(ld, rs);
 }
 
-int vs_ruleset_parse(const char *yaml, size_t len, const char *name, vs_ruleset **out, char *err,
-                     size_t errlen)
+/* A rule file's bound: rulesets are kilobytes; this keeps a hostile or
+ * mistaken file from taking the memory. */
+#define RULES_FILE_MAX ((size_t)64 << 20)
+
+/* Reads a ruleset with vs_yaml_parse (yaml != NULL) or vs_yaml_load. */
+static int ruleset_read(const char *yaml, size_t len, const char *name, const char *path,
+                        vs_ruleset **out, char *err, size_t errlen)
 {
-    if (yaml == NULL || out == NULL)
+    if (out == NULL)
         return -EINVAL;
     *out = NULL;
-    struct loader ld = {.name = name != NULL ? name : "rules", .err = err, .errlen = errlen};
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser))
-        return -ENOMEM;
-    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_node_t at = {.start_mark = parser.problem_mark};
-        int rc = fail(&ld, &at, "YAML: %s", parser.problem != NULL ? parser.problem : "malformed");
-        yaml_parser_delete(&parser);
-        return rc;
-    }
-    ld.doc = &doc;
     vs_ruleset *rs = calloc(1, sizeof *rs);
-    int rc = rs == NULL ? -ENOMEM : top_level(&ld, rs);
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
+    if (rs == NULL)
+        return -ENOMEM;
+    int rc = path != NULL ? vs_yaml_load(path, RULES_FILE_MAX, top_level, rs, err, errlen)
+                          : vs_yaml_parse(yaml, len, name != NULL ? name : "rules", RULES_FILE_MAX,
+                                          top_level, rs, err, errlen);
     if (rc) {
         vs_ruleset_free(rs);
         return rc;
@@ -607,41 +575,15 @@ int vs_ruleset_parse(const char *yaml, size_t len, const char *name, vs_ruleset 
     return 0;
 }
 
+int vs_ruleset_parse(const char *yaml, size_t len, const char *name, vs_ruleset **out, char *err,
+                     size_t errlen)
+{
+    return yaml == NULL ? -EINVAL : ruleset_read(yaml, len, name, NULL, out, err, errlen);
+}
+
 int vs_ruleset_load(const char *path, vs_ruleset **out, char *err, size_t errlen)
 {
-    if (path == NULL || out == NULL)
-        return -EINVAL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        int e = -errno;
-        if (err != NULL && errlen > 0)
-            snprintf(err, errlen, "%s: %s", path, strerror(-e));
-        return e;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 65536;
-            char *nb = cap > (64u << 20) ? NULL : realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return -EFBIG;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    int rd = ferror(f);
-    fclose(f);
-    const char *base = strrchr(path, '/');
-    int rc = rd ? -EIO : vs_ruleset_parse(buf, len, base != NULL ? base + 1 : path, out, err, errlen);
-    free(buf);
-    return rc;
+    return path == NULL ? -EINVAL : ruleset_read(NULL, 0, NULL, path, out, err, errlen);
 }
 
 void vs_ruleset_free(vs_ruleset *rs)
