@@ -11,7 +11,10 @@
  * (mapped, compatible, SIIT, NAT64, 6to4, Teredo), allow_loopback, and
  * the rate limits to the millisecond with the clock passed in: request
  * and byte buckets, debt from charged responses, concurrency, the bounded
- * agent table under hostile ids.
+ * agent table under hostile ids. And the pin: a URL on a name no DNS
+ * knows, pinned to the resolver's answer, is fetched by libcurl from a
+ * real server on 127.0.0.1 - the address the pin names - and an answer
+ * holding one refused address refuses the pin.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,10 +26,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <netdb.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "vs/egress_policy.h"
 
@@ -1021,6 +1028,114 @@ static void test_rate_hostile(void **state)
     vs_egress_rate_free(NULL);
 }
 
+/* ---- pinning ---- */
+
+/* A one-shot HTTP server on 127.0.0.1 in a child process: it accepts one
+ * connection, answers 200 "pinned" and exits (within 10 s in any case).
+ * *port gets its port. */
+static pid_t serve_once(uint16_t *port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        static const char reply[] =
+            "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\npinned";
+        char req[2048];
+        alarm(10);
+        int c = accept(fd, NULL, NULL);
+        if (c >= 0 && read(c, req, sizeof req) > 0 && write(c, reply, sizeof reply - 1) > 0) {
+            _exit(0);
+        }
+        _exit(1);
+    }
+    close(fd);
+    return pid;
+}
+
+static size_t keep_body(char *data, size_t size, size_t n, void *arg)
+{
+    char *body = arg;
+    size_t have = strlen(body), add = size * n;
+    if (have + add >= 64)
+        return 0;
+    memcpy(body + have, data, add);
+    body[have + add] = '\0';
+    return add;
+}
+
+static void test_pin(void **state)
+{
+    (void)state;
+    uint16_t port;
+    pid_t pid = serve_once(&port);
+    char yaml[400], url[96], pin[128], want[96], body[64] = "";
+    const char *why = NULL;
+    int status;
+
+    snprintf(yaml, sizeof yaml,
+             "policies:\n"
+             "  - name: test\n    agents: ['*']\n    hosts: [pinned.vs.test]\n"
+             "    ports: [%u]\n    schemes: [http]\n    allow_loopback: true\n"
+             "  - name: strict\n    agents: [strict]\n    hosts: [pinned.vs.test]\n"
+             "    ports: [%u]\n    schemes: [http]\n",
+             port, port);
+    vs_egress_policies *ps = load_ok(yaml);
+    const vs_egress_policy *test = vs_egress_policies_at(ps, 0), *strict = vs_egress_policies_at(ps, 1);
+    struct vs_egress_decision d;
+    snprintf(url, sizeof url, "http://pinned.vs.test:%u/page", port);
+    assert_int_equal(vs_egress_check_url(test, url, "GET", 0, &d), 0);
+    assert_true(d.allow);
+
+    /* what a resolver answered: 127.0.0.1, and in a second answer 10.0.0.1 too */
+    struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in ten = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0A000001)};
+    struct addrinfo second = {.ai_family = AF_INET, .ai_addrlen = sizeof ten,
+                              .ai_addr = (struct sockaddr *)&ten};
+    struct addrinfo first = {.ai_family = AF_INET, .ai_addrlen = sizeof lo,
+                             .ai_addr = (struct sockaddr *)&lo, .ai_next = &second};
+    assert_int_equal(vs_egress_pin(test, &d, &first, pin, sizeof pin, &why), -EACCES);
+    assert_string_equal(why, "address-private");
+    assert_string_equal(pin, "");
+    first.ai_next = NULL;
+    assert_int_equal(vs_egress_pin(strict, &d, &first, pin, sizeof pin, &why), -EACCES);
+    assert_string_equal(why, "address-loopback");
+    assert_int_equal(vs_egress_pin(test, &d, NULL, pin, sizeof pin, &why), -ENOENT);
+    assert_int_equal(vs_egress_pin(test, &d, &first, pin, 10, &why), -ENOSPC);
+    assert_int_equal(vs_egress_pin(test, &d, &first, pin, sizeof pin, &why), 0);
+    snprintf(want, sizeof want, "pinned.vs.test:%u:127.0.0.1", port);
+    assert_string_equal(pin, want);
+    assert_string_equal(why, "allowed");
+
+    /* libcurl connects where the pin says, with no lookup of a name that
+     * has none (.test is reserved) */
+    CURL *c = curl_easy_init();
+    struct curl_slist *resolve = curl_slist_append(NULL, pin);
+    assert_non_null(c);
+    assert_non_null(resolve);
+    curl_easy_setopt(c, CURLOPT_URL, d.url);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    assert_string_equal(body, "pinned");
+    curl_slist_free_all(resolve);
+    curl_easy_cleanup(c);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    vs_egress_policies_free(ps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1037,6 +1152,7 @@ int main(void)
         cmocka_unit_test(test_rate_bytes),
         cmocka_unit_test(test_rate_concurrency),
         cmocka_unit_test(test_rate_hostile),
+        cmocka_unit_test_setup_teardown(test_pin, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

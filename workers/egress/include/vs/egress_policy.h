@@ -186,6 +186,24 @@ enum vs_egress_addr_class vs_egress_classify_sockaddr(const struct sockaddr *sa,
 bool vs_egress_addr_allowed(const vs_egress_policy *p, const struct sockaddr *sa, socklen_t len,
                             const char **reason);
 
+/* ---- pinning ------------------------------------------------------------- */
+
+#define VS_EGRESS_PIN_MAX 8 /* addresses a pin holds */
+
+struct addrinfo;
+
+/* The CURLOPT_RESOLVE entry "host:port:addr[,addr...]" (IPv6 in brackets)
+ * for an allowed decision d and the addresses its host resolved to: every
+ * one of them must pass vs_egress_addr_allowed under p, and the first
+ * VS_EGRESS_PIN_MAX go into the entry, so that libcurl connects to exactly
+ * those and does not resolve the name again. Returns 0 (*reason
+ * "allowed"), -EACCES when any address is refused (*reason: its class;
+ * out is empty), -ENOENT without an address to connect to, -ENOSPC when
+ * out is too small, -EINVAL (NULL arguments, a decision that is not
+ * allowed). reason may be NULL. */
+int vs_egress_pin(const vs_egress_policy *p, const struct vs_egress_decision *d,
+                  const struct addrinfo *addrs, char *out, size_t outlen, const char **reason);
+
 /* ---- rate limits --------------------------------------------------------- */
 
 #define VS_EGRESS_RATE_REQUESTS "rate-requests"
