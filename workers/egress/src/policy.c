@@ -235,53 +235,57 @@ static int ports(struct vs_yaml_doc *ld, const yaml_node_t *v, struct vs_egress_
     return 0;
 }
 
-static int schemes(struct vs_yaml_doc *ld, const yaml_node_t *v, struct vs_egress_policy *p)
+/* The names a list may hold, bit i for names[i]. */
+struct name_set {
+    const char *what;
+    const char *const *names;
+    size_t n;
+    const char *expected; /* for the refusal */
+};
+
+static const char *const scheme_names[] = {"http", "https"}; /* SCHEME_HTTP, SCHEME_HTTPS */
+static const char *const method_names[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+static const struct name_set schemes_set = {"schemes", scheme_names, 2, "http or https"};
+static const struct name_set methods_set = {
+    "methods", method_names, sizeof method_names / sizeof method_names[0],
+    "one of GET HEAD POST PUT PATCH DELETE OPTIONS (upper case)"};
+
+/* The bit of name in set (0: not in it). */
+static unsigned name_bit(const struct name_set *set, const char *name)
 {
-    int rc = list(ld, v, "schemes");
-    if (rc)
-        return rc;
-    if (seq_len(v) == 0)
-        return vs_yaml_fail(ld, v, "schemes: expected a non-empty list");
-    p->schemes = 0;
-    for (size_t i = 0; i < seq_len(v); i++) {
-        const char *s = vs_yaml_scalar(seq_at(ld, v, i));
-        if (strcmp(s, "http") == 0)
-            p->schemes |= SCHEME_HTTP;
-        else if (strcmp(s, "https") == 0)
-            p->schemes |= SCHEME_HTTPS;
-        else
-            return vs_yaml_fail(ld, seq_at(ld, v, i), "schemes: '%.40s': expected http or https", s);
-    }
+    for (size_t i = 0; name != NULL && i < set->n; i++)
+        if (strcmp(name, set->names[i]) == 0)
+            return 1u << i;
     return 0;
 }
 
 unsigned vs_egress_method_bit(const char *m)
 {
-    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
-    for (unsigned i = 0; m != NULL && i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(m, names[i]) == 0)
-            return 1u << i;
-    return 0;
+    return name_bit(&methods_set, m);
 }
 
-static int methods(struct vs_yaml_doc *ld, const yaml_node_t *v, struct vs_egress_policy *p)
+/* A non-empty list of names of set into *bits. */
+static int name_list(struct vs_yaml_doc *ld, const yaml_node_t *v, const struct name_set *set,
+                     unsigned *bits)
 {
-    int rc = list(ld, v, "methods");
+    int rc = list(ld, v, set->what);
     if (rc)
         return rc;
     if (seq_len(v) == 0)
-        return vs_yaml_fail(ld, v, "methods: expected a non-empty list");
-    p->methods = 0;
+        return vs_yaml_fail(ld, v, "%s: expected a non-empty list", set->what);
+    *bits = 0;
     for (size_t i = 0; i < seq_len(v); i++) {
         const char *s = vs_yaml_scalar(seq_at(ld, v, i));
-        unsigned bit = vs_egress_method_bit(s);
+        unsigned bit = name_bit(set, s);
         if (bit == 0)
-            return vs_yaml_fail(ld, seq_at(ld, v, i), "methods: '%.40s': expected one of GET HEAD POST "
-                        "PUT PATCH DELETE OPTIONS (upper case)", s);
-        p->methods |= bit;
+            return vs_yaml_fail(ld, seq_at(ld, v, i), "%s: '%.40s': expected %s", set->what, s,
+                                set->expected);
+        *bits |= bit;
     }
     return 0;
 }
+
+_Static_assert(SCHEME_HTTP == 1u << 0 && SCHEME_HTTPS == 1u << 1, "scheme_names' order");
 
 static int rate(struct vs_yaml_doc *ld, const yaml_node_t *v, struct vs_egress_rate_limits *r)
 {
@@ -374,8 +378,8 @@ static int policy(struct vs_yaml_doc *ld, const yaml_node_t *n, struct vs_egress
         case 1: rc = agents(ld, v, p); break;
         case 2: rc = hosts(ld, v, p); break;
         case 3: rc = ports(ld, v, p); break;
-        case 4: rc = schemes(ld, v, p); break;
-        case 5: rc = methods(ld, v, p); break;
+        case 4: rc = name_list(ld, v, &schemes_set, &p->schemes); break;
+        case 5: rc = name_list(ld, v, &methods_set, &p->methods); break;
         case 6:
             if ((rc = integer(ld, v, key, 1, 1ull << 30, &x)) == 0)
                 p->lim.max_request_bytes = x;
