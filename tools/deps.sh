@@ -9,10 +9,12 @@ protobuf-c-compiler libseccomp-dev libsodium-dev liblmdb-dev libyaml-dev libjans
 libcmocka-dev libssl-dev libhyperscan-dev libpcre2-dev libcurl4-openssl-dev nats-server"
 # What only the tests and benchmarks need: real programs to sandbox
 # (busybox, python3), the launchers we compare with (bubblewrap, podman
-# with runc), hyperfine, SQLite (the ledger benchmark's baseline) and
-# python3-jsonschema (vs-scan's SARIF log against the SARIF schema).
+# with runc), hyperfine, SQLite (the ledger benchmark's baseline),
+# python3-jsonschema (vs-scan's SARIF log against the SARIF schema), zlib
+# (the test HTTP server's gzip bomb) and curl (the egress benchmark's
+# baseline).
 VS_DEBIAN_TEST_PACKAGES="busybox-static python3 python3-jsonschema bubblewrap podman runc hyperfine
-libsqlite3-dev"
+libsqlite3-dev zlib1g-dev curl"
 
 # vs_deps_missing [test]: the packages not installed (with "test", the test
 # packages too).
