@@ -111,6 +111,61 @@ int vs_blob_send(vs_bus *bus, const void *data, size_t len,
     return 0;
 }
 
+/* ---- sealed payloads: inline or a blob ------------------------------------------ */
+
+struct payload_seal {
+    vs_payload_sealed_cb cb;
+    void *arg;
+};
+
+static void on_payload_blob(int status, const Vs__V1__BlobManifest *manifest, void *arg)
+{
+    struct payload_seal *ps = arg;
+    Vs__V1__SealedPayload p = VS__V1__SEALED_PAYLOAD__INIT;
+    if (status == 0) {
+        p.recipient_key_id = manifest->recipient_key_id;
+        p.blob = (Vs__V1__BlobManifest *)manifest;
+    }
+    ps->cb(status, status == 0 ? &p : NULL, ps->arg);
+    free(ps);
+}
+
+int vs_payload_seal(vs_bus *bus, const void *data, size_t len,
+                    const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], size_t inline_max,
+                    uint64_t max_size, vs_payload_sealed_cb cb, void *arg)
+{
+    if (bus == NULL || (data == NULL && len > 0) || recipient_pk == NULL || cb == NULL)
+        return -EINVAL;
+    if (len > max_size)
+        return -EFBIG;
+    if (len + VS_SEAL_OVERHEAD > inline_max) {
+        struct payload_seal *ps = malloc(sizeof *ps);
+        if (ps == NULL)
+            return -ENOMEM;
+        *ps = (struct payload_seal){cb, arg};
+        int rc = vs_blob_send(bus, data, len, recipient_pk, max_size, on_payload_blob, ps);
+        if (rc < 0)
+            free(ps);
+        return rc;
+    }
+    uint8_t *sealed = malloc(len + VS_SEAL_OVERHEAD);
+    if (sealed == NULL)
+        return -ENOMEM;
+    int rc = vs_seal(recipient_pk, data != NULL ? data : "", len, sealed);
+    if (rc < 0) {
+        free(sealed);
+        return rc;
+    }
+    uint8_t kid[VS_KEY_ID_LEN];
+    vs_key_id(recipient_pk, VS_BOX_PUBLICKEY_LEN, kid);
+    Vs__V1__SealedPayload p = VS__V1__SEALED_PAYLOAD__INIT;
+    p.recipient_key_id = (ProtobufCBinaryData){VS_KEY_ID_LEN, kid};
+    p.ciphertext = (ProtobufCBinaryData){len + VS_SEAL_OVERHEAD, sealed};
+    cb(0, &p, arg);
+    free(sealed);
+    return 0;
+}
+
 /* ---- fetching ---------------------------------------------------------------- */
 
 struct blob_fetch {

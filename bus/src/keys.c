@@ -301,6 +301,12 @@ VS_API int vs_seal(const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], const void 
     return 0;
 }
 
+VS_API bool vs_box_key_usable(const uint8_t *k, size_t len)
+{
+    uint8_t probe[VS_SEAL_OVERHEAD];
+    return k != NULL && len == VS_BOX_PUBLICKEY_LEN && vs_seal(k, "", 0, probe) == 0;
+}
+
 /* Contract addition: NULL pointers give -EINVAL. */
 VS_API int vs_unseal(const vs_boxkey *k, const uint8_t *sealed, size_t len, uint8_t *out)
 {

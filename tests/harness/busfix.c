@@ -11,7 +11,9 @@
 #include <cmocka.h>
 
 #include "busfix.h"
+#include "vs/blob.h"
 #include "vs/js.h"
+#include "vs/keys.h"
 #include "vs/v1/sys.pb-c.h"
 
 void vs_busfix_init(struct vs_busfix *f, size_t max_msg)
@@ -76,6 +78,54 @@ void vs_test_on_reply(int status, const ProtobufCMessage *reply, void *arg)
         if (r->msg == NULL)
             r->status = -ENOMEM;
     }
+}
+
+/* ---- sealed payloads ------------------------------------------------------------- */
+
+struct opened {
+    bool done;
+    int status;
+    uint8_t *data;
+    size_t len;
+};
+
+static void on_blob_opened(int status, const uint8_t *data, size_t len, void *arg)
+{
+    struct opened *o = arg;
+    o->done = true;
+    o->status = status;
+    if (status == 0 && (o->data = malloc(len > 0 ? len : 1)) == NULL)
+        o->status = -ENOMEM;
+    if (o->status == 0) {
+        memcpy(o->data, data, len);
+        o->len = len;
+    }
+}
+
+int vs_test_open_payload(vs_bus *bus, const Vs__V1__SealedPayload *p, const struct vs_boxkey *k,
+                         uint64_t max_size, uint64_t timeout_ms, uint8_t **data, size_t *len)
+{
+    struct opened o = {0};
+    if (p->blob != NULL) {
+        int rc = vs_blob_fetch(bus, p->blob, k, max_size, timeout_ms, on_blob_opened, &o);
+        if (rc < 0)
+            return rc;
+        if (vs_bus_run_until(bus, &o.done, timeout_ms + 5000) < 0)
+            return -ETIMEDOUT;
+    } else {
+        o.len = p->ciphertext.len > VS_SEAL_OVERHEAD ? p->ciphertext.len - VS_SEAL_OVERHEAD : 0;
+        o.data = malloc(o.len + 1);
+        if (o.data == NULL)
+            return -ENOMEM;
+        o.status = vs_unseal(k, p->ciphertext.data, p->ciphertext.len, o.data);
+    }
+    if (o.status < 0) {
+        free(o.data);
+        return o.status;
+    }
+    *data = o.data;
+    *len = o.len;
+    return 0;
 }
 
 /* Run the loop until r is answered; the copy or NULL with *status. */

@@ -66,6 +66,14 @@ ProtobufCMessage *vs_test_js_request(vs_bus *bus, const char *subject, const Pro
                                      const char *msg_id, const ProtobufCMessageDescriptor *desc,
                                      uint64_t timeout_ms, int *status);
 
+/* Open a sealed payload with k: inline, or its blob fetched (up to
+ * max_size bytes, within timeout_ms, the loop running meanwhile). 0 with
+ * *data (malloc'd, the caller frees) and *len; -EBADMSG when it does not
+ * open with k; the fetch's -errno; -ENOMEM. */
+struct vs_boxkey;
+int vs_test_open_payload(vs_bus *bus, const Vs__V1__SealedPayload *p, const struct vs_boxkey *k,
+                         uint64_t max_size, uint64_t timeout_ms, uint8_t **data, size_t *len);
+
 /* A JetStream API call (subject $JS.API..., body JSON or NULL): the JSON
  * answer (caller decrefs). Fails the test when there is none. */
 json_t *vs_test_js_api(vs_bus *bus, const char *subject, const char *body);

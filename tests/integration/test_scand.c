@@ -294,8 +294,6 @@ struct blob_result {
     bool done;
     int status;
     Vs__V1__BlobManifest *manifest;
-    uint8_t *data;
-    size_t len;
 };
 
 static void on_blob_sent(int status, const Vs__V1__BlobManifest *m, void *arg)
@@ -305,19 +303,6 @@ static void on_blob_sent(int status, const Vs__V1__BlobManifest *m, void *arg)
     r->status = status;
     if (status == 0)
         r->manifest = (Vs__V1__BlobManifest *)vs_test_copy(&m->base);
-}
-
-static void on_blob_fetched(int status, const uint8_t *data, size_t len, void *arg)
-{
-    struct blob_result *r = arg;
-    r->done = true;
-    r->status = status;
-    if (status == 0) {
-        r->data = malloc(len > 0 ? len : 1);
-        assert_non_null(r->data);
-        memcpy(r->data, data, len);
-        r->len = len;
-    }
 }
 
 /* data sent as a blob to key, its manifest in a sealed payload. */
@@ -353,22 +338,11 @@ static uint8_t *open_sealed(struct fixture *f, const Vs__V1__SealedPayload *p, c
     assert_non_null(p);
     assert_int_equal(p->recipient_key_id.len, VS_KEY_ID_LEN);
     assert_memory_equal(p->recipient_key_id.data, kid, VS_KEY_ID_LEN);
-    if (p->blob == NULL) {
-        assert_true(p->ciphertext.len >= VS_SEAL_OVERHEAD);
-        *len = p->ciphertext.len - VS_SEAL_OVERHEAD;
-        uint8_t *plain = malloc(*len + 1);
-        assert_non_null(plain);
-        assert_int_equal(vs_unseal(key, p->ciphertext.data, p->ciphertext.len, plain), 0);
-        return plain;
-    }
-    assert_int_equal(p->ciphertext.len, 0);
-    struct blob_result r = {0};
-    assert_int_equal(vs_blob_fetch(f->base.bus, p->blob, key, MAX_BLOB, WAIT_MS, on_blob_fetched, &r),
-                     0);
-    assert_int_equal(vs_bus_run_until(f->base.bus, &r.done, WAIT_MS + 5000), 0);
-    assert_int_equal(r.status, 0);
-    *len = r.len;
-    return r.data;
+    if (p->blob != NULL)
+        assert_int_equal(p->ciphertext.len, 0);
+    uint8_t *plain = NULL;
+    assert_int_equal(vs_test_open_payload(f->base.bus, p, key, MAX_BLOB, WAIT_MS, &plain, len), 0);
+    return plain;
 }
 
 /* Publish a gated task with payload p (NULL: none); its id into task. */

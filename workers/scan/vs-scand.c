@@ -278,7 +278,7 @@ static size_t inline_max(vs_bus *bus)
     return (bus_max < stream_max ? bus_max : stream_max) / 2;
 }
 
-static void on_resealed_blob(int status, const Vs__V1__BlobManifest *manifest, void *arg)
+static void on_resealed(int status, const Vs__V1__SealedPayload *p, void *arg)
 {
     struct job *j = arg;
     if (status < 0) {
@@ -287,35 +287,18 @@ static void on_resealed_blob(int status, const Vs__V1__BlobManifest *manifest, v
         job_end(j, VS_RETRY);
         return;
     }
-    Vs__V1__SealedPayload p = VS__V1__SEALED_PAYLOAD__INIT;
-    p.recipient_key_id = manifest->recipient_key_id;
-    p.blob = (Vs__V1__BlobManifest *)manifest;
-    job_end(j, j->stage->resealed(j, &p));
+    job_end(j, j->stage->resealed(j, p));
 }
 
 /* Seal plain to recipient_pk - inline, or as a blob when large - and hand
- * the sealed payload to the stage. */
+ * the sealed payload to the stage (on_resealed ends the job, before this
+ * returns for an inline payload). */
 static int reseal(struct job *j, const uint8_t *plain, size_t n,
                   const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN])
 {
     vs_bus *bus = vs_daemon_bus(j->g->d);
-    if (n + VS_SEAL_OVERHEAD > inline_max(bus)) {
-        int rc = vs_blob_send(bus, plain, n, recipient_pk, j->max, on_resealed_blob, j);
-        return rc == 0 ? JOB_PENDING : VS_RETRY;
-    }
-    uint8_t *sealed = malloc(n + VS_SEAL_OVERHEAD);
-    if (sealed == NULL || vs_seal(recipient_pk, plain, n, sealed) != 0) {
-        free(sealed);
-        return VS_RETRY;
-    }
-    uint8_t kid[VS_KEY_ID_LEN];
-    vs_key_id(recipient_pk, VS_BOX_PUBLICKEY_LEN, kid);
-    Vs__V1__SealedPayload p = VS__V1__SEALED_PAYLOAD__INIT;
-    p.recipient_key_id = (ProtobufCBinaryData){VS_KEY_ID_LEN, kid};
-    p.ciphertext = (ProtobufCBinaryData){n + VS_SEAL_OVERHEAD, sealed};
-    int rc = j->stage->resealed(j, &p);
-    free(sealed);
-    return rc;
+    int rc = vs_payload_seal(bus, plain, n, recipient_pk, inline_max(bus), j->max, on_resealed, j);
+    return rc == 0 ? JOB_PENDING : VS_RETRY;
 }
 
 /* ---- the injection stage: vs.task.gated -> admitted | rejected ------------------ */
@@ -487,14 +470,6 @@ static int publish_verdict(struct job *j, const char *subject,
     return publish_output(j, subject, &v.base);
 }
 
-/* A usable X25519 public key: 32 bytes that crypto_box_seal accepts (not
- * a low-order point). */
-static bool box_key_usable(const ProtobufCBinaryData *k)
-{
-    uint8_t probe[VS_SEAL_OVERHEAD];
-    return k->len == VS_BOX_PUBLICKEY_LEN && vs_seal(k->data, "", 0, probe) == 0;
-}
-
 static int exfil_opened(struct job *j, const uint8_t *plain, size_t n)
 {
     struct scand *g = j->g;
@@ -554,24 +529,13 @@ static int on_output(vs_msg *m, void *arg)
     if (j == NULL)
         return VS_RETRY;
     j->output = out;
-    job_end(j, box_key_usable(&out->requester_box_key)
+    job_end(j, vs_box_key_usable(out->requester_box_key.data, out->requester_box_key.len)
                    ? open_payload(j, out->snapshot)
                    : refuse(j, "requester key missing or malformed"));
     return 0;
 }
 
 /* ---- the daemon ------------------------------------------------------------------ */
-
-static int load_rules(const char *path, vs_ruleset **rules, vs_scan_scratch **scratch)
-{
-    char err[600];
-    int rc = vs_ruleset_load(path, rules, err, sizeof err);
-    if (rc < 0) {
-        log_warnx("%s", err);
-        return rc;
-    }
-    return vs_scan_scratch_new(*rules, scratch);
-}
 
 static int load_keys(struct scand *g, const vs_config *cfg)
 {
@@ -626,9 +590,13 @@ static int scand_open(vs_daemon *d)
     const char *injection =
         vs_config_string(cfg, "scand.rules", VS_SCAN_RULES_DIR "/injection.yaml");
     const char *exfil = vs_config_string(cfg, "scand.exfil_rules", VS_SCAN_RULES_DIR "/exfil.yaml");
-    if ((rc = load_rules(injection, &g->injection_rules, &g->injection_scratch)) < 0)
-        return rc;
-    return load_rules(exfil, &g->exfil_rules, &g->exfil_scratch);
+    char err[600];
+    if ((rc = vs_ruleset_load_with_scratch(injection, &g->injection_rules, &g->injection_scratch,
+                                           err, sizeof err)) < 0 ||
+        (rc = vs_ruleset_load_with_scratch(exfil, &g->exfil_rules, &g->exfil_scratch, err,
+                                           sizeof err)) < 0)
+        log_warnx("%s", err);
+    return rc;
 }
 
 static int scand_start(vs_daemon *d)

@@ -70,6 +70,18 @@ VS_API int vs_blob_send(vs_bus *bus, const void *data, size_t len,
                         const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], uint64_t max_size,
                         vs_blob_sent_cb cb, void *arg);
 
+/* A SealedPayload of len bytes for recipient_pk: sealed inline
+ * (crypto_box_seal) when the sealed bytes take at most inline_max, else
+ * sent as a blob (vs_blob_send, refused above max_size). cb gets 0 and the
+ * payload (valid during the callback), or a negative errno from the blob's
+ * transport. Returns 0 when cb has run or will run exactly once - for an
+ * inline payload before this returns - or -errno (-EINVAL, -EFBIG,
+ * -ENOMEM) without calling it. */
+typedef void (*vs_payload_sealed_cb)(int status, const Vs__V1__SealedPayload *payload, void *arg);
+VS_API int vs_payload_seal(vs_bus *bus, const void *data, size_t len,
+                           const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], size_t inline_max,
+                           uint64_t max_size, vs_payload_sealed_cb cb, void *arg);
+
 /* cb gets 0 and the plaintext (owned by the bus, valid during the callback,
  * wiped after), or -EBADMSG / -EFBIG / -ETIMEDOUT / -ENOENT. */
 typedef void (*vs_blob_fetched_cb)(int status, const uint8_t *data, size_t len, void *arg);

@@ -10,6 +10,7 @@
 #ifndef VS_KEYS_H
 #define VS_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,9 @@ VS_API void vs_boxkey_free(vs_boxkey *k);
  * len + VS_SEAL_OVERHEAD bytes. 0 or -EINVAL. */
 VS_API int vs_seal(const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], const void *msg, size_t len,
                    uint8_t *out);
+/* Whether k (len bytes) is a public key crypto_box_seal accepts: 32 bytes
+ * and not a low-order point. */
+VS_API bool vs_box_key_usable(const uint8_t *k, size_t len);
 /* Open a sealed box with k; out gets len - VS_SEAL_OVERHEAD bytes.
  * -EBADMSG when it was not sealed to k or was modified. */
 VS_API int vs_unseal(const vs_boxkey *k, const uint8_t *sealed, size_t len, uint8_t *out);

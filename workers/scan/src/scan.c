@@ -49,6 +49,21 @@ int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out)
     return 0;
 }
 
+int vs_ruleset_load_with_scratch(const char *path, vs_ruleset **rules, vs_scan_scratch **scratch,
+                                 char *err, size_t errlen)
+{
+    if (rules == NULL || scratch == NULL)
+        return -EINVAL;
+    *scratch = NULL;
+    int rc = vs_ruleset_load(path, rules, err, errlen);
+    if (rc == 0 && (rc = vs_scan_scratch_new(*rules, scratch)) < 0) {
+        snprintf(err, errlen, "%s: no memory for a scratch", path);
+        vs_ruleset_free(*rules);
+        *rules = NULL;
+    }
+    return rc;
+}
+
 void vs_scan_scratch_free(vs_scan_scratch *s)
 {
     if (s == NULL)

@@ -70,6 +70,10 @@ int vs_ruleset_rule(const vs_ruleset *rs, size_t i, const char **id, const char 
 /* Per-thread scratch for one ruleset. */
 int vs_scan_scratch_new(const vs_ruleset *rs, vs_scan_scratch **out);
 void vs_scan_scratch_free(vs_scan_scratch *s);
+/* A ruleset file loaded with one scratch for it: what a scanner on one
+ * thread needs. On failure both are NULL and err says why. */
+int vs_ruleset_load_with_scratch(const char *path, vs_ruleset **rules, vs_scan_scratch **scratch,
+                                 char *err, size_t errlen);
 
 /* Called for each confirmed finding, in order of where its match ends;
  * return nonzero to stop the scan (returned). */
