@@ -74,6 +74,7 @@ static const ProtobufCMessageDescriptor *const all_types[] = {
     &vs__v1__agent_command__descriptor,
     &vs__v1__search_result__descriptor,
     &vs__v1__agent_reply__descriptor,
+    &vs__v1__egress_result__descriptor,
     /* audit.proto */
     &vs__v1__audit_event__descriptor,
     &vs__v1__checkpoint__descriptor,
