@@ -6,7 +6,8 @@
 
 VS_DEBIAN_PACKAGES="build-essential cmake pkg-config libuv1-dev libnats-dev libprotobuf-c-dev
 protobuf-c-compiler libseccomp-dev libsodium-dev liblmdb-dev libyaml-dev libjansson-dev
-libcmocka-dev libssl-dev libhyperscan-dev libpcre2-dev libcurl4-openssl-dev nats-server"
+libcmocka-dev libssl-dev libhyperscan-dev libpcre2-dev libcurl4-openssl-dev nats-server python3"
+# (python3 above serves the quickstart's demo web pages.)
 # What only the tests and benchmarks need: real programs to sandbox
 # (busybox, python3), the launchers we compare with (bubblewrap, podman
 # with runc), hyperfine, SQLite (the ledger benchmark's baseline),

@@ -796,6 +796,36 @@ static void test_hostile_commands(void **state)
     free(url);
 }
 
+/* vsctl egress: the operator's probe, as an agent would ask. */
+static void test_vsctl_egress(void **state)
+{
+    struct fixture *f = *state;
+    char pk[2 * VS_BOX_PUBLICKEY_LEN + 1];
+    sodium_bin2hex(pk, sizeof pk, vs_boxkey_public(f->pool), VS_BOX_PUBLICKEY_LEN);
+    struct vs_vsctl cli = {.bin = VS_VSCTL_BIN, .state = f->dir, .url = f->base.nats.url,
+                           .scratch = f->dir, .bus = f->base.bus};
+    char *url = url_of(f, "allowed.test", "/ok");
+    struct vs_run r;
+    vs_vsctl_run(&cli, &r, WAIT_MS, NULL,
+                 VS_ARGS("egress", "fetch", "--to", pk, "--agent", "agent-web", url));
+    vs_vsctl_expect(&r, 0, VS_HTTPD_OK_BODY);
+    assert_non_null(strstr(r.err, "HTTP 200"));
+    vs_run_free(&r);
+    free(url);
+    url = url_of(f, "denied.test", "/ok");
+    vs_vsctl_run(&cli, &r, WAIT_MS, NULL,
+                 VS_ARGS("egress", "fetch", "--to", pk, "--agent", "agent-web", url));
+    vs_vsctl_expect(&r, 1, NULL);
+    assert_non_null(strstr(r.err, "host-not-allowed"));
+    vs_run_free(&r);
+    free(url);
+    vs_vsctl_run(&cli, &r, WAIT_MS, NULL,
+                 VS_ARGS("egress", "search", "--to", pk, "--agent", "agent-web", "poison ivy"));
+    vs_vsctl_expect(&r, 0, "poison ivy");
+    assert_non_null(strstr(r.err, "2 results, 1 withheld"));
+    vs_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -810,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_search),
         cmocka_unit_test(test_large_response_as_blob),
         cmocka_unit_test(test_hostile_commands),
+        cmocka_unit_test(test_vsctl_egress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

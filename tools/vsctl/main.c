@@ -34,6 +34,7 @@ static const struct command commands[] = {
     {"keys", cmd_keys, "audit verifier keys; `keys init-audit` / `keys init-box` create keys"},
     {"seal", cmd_seal, "seal a payload to a pool's box key (SealedPayload JSON for `pub`)"},
     {"unseal", cmd_unseal, "open the sealed payload of a message (JSON on stdin) with a box key"},
+    {"egress", cmd_egress, "one fetch or search through the egress worker, as a task's agent"},
     {"subjects", cmd_subjects, "the subject table (--markdown for the README)"},
 };
 
