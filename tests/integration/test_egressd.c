@@ -189,7 +189,7 @@ static bool answers(struct vs_daemon *d, void *arg)
 static const char POLICIES[] =
     "policies:\n"
     "  - name: web\n"
-    "    agents: [agent-web]\n"
+    "    agents: [agent-web, team-web]\n"
     "    hosts: [allowed.test, '*.wild.test', 'search.test']\n"
     "    ports: [%1$d]\n"
     "    schemes: [http]\n"
@@ -223,6 +223,14 @@ static const char POLICIES[] =
     "    schemes: [http]\n"
     "    allow_loopback: true\n"
     "    rate: {requests_per_min: 3}\n"
+    "  - name: one-at-a-time\n"
+    "    agents: [agent-one]\n"
+    "    hosts: [allowed.test]\n"
+    "    ports: [%1$d]\n"
+    "    schemes: [http]\n"
+    "    allow_loopback: true\n"
+    "    timeout_ms: 1500\n"
+    "    rate: {max_concurrent: 1}\n"
     "  - name: backend\n"
     "    agents: [search-backend-only]\n"
     "    hosts: [search.test]\n"
@@ -289,7 +297,8 @@ static int setup(void **state)
     assert_int_equal(vs_write_file(f->egressd.cfg,
                                    "nats:\n  url: %s\nlog:\n  level: debug\nshutdown_timeout: 5s\n"
                                    "egressd:\n  pool_key: %s\n  policies: %s\n"
-                                   "  resolve_timeout: 2s\n  resolve:\n%s"
+                                   "  resolve_timeout: 2s\n  groups: [\"agent-member=team-x,team-web\"]\n"
+                                   "  resolve:\n%s"
                                    "  search:\n    url: \"%s/search?q={query}&format=json\"\n"
                                    "    policy: backend\n",
                                    f->base.nats.url, keyfile, policies, fixed, search),
@@ -483,6 +492,11 @@ static void test_allowed_fetch(void **state)
     assert_string_equal(a->status, "200");
     assert_int_equal(a->bytes_down, o.result->body.len);
     outcome_free(&o);
+
+    /* an agent whose group the policy names */
+    fetch_as(f, "agent-member", url, NULL, NULL, &o);
+    expect_status(&o, VS__V1__STATUS_CODE__STATUS_OK, NULL);
+    outcome_free(&o);
     free(url);
 
     /* a POST body reaches the server as sent */
@@ -658,6 +672,60 @@ static void test_rate_limit(void **state)
     expect_status(&o, VS__V1__STATUS_CODE__STATUS_OK, NULL);
     outcome_free(&o);
     free(url);
+}
+
+/* A request left in flight: its reply arrives later. */
+static void on_late_reply(int status, const ProtobufCMessage *reply, void *arg)
+{
+    struct vs_test_reply *r = arg;
+    vs_test_on_reply(status, reply, arg);
+    assert_int_equal(r->status, 0);
+}
+
+static void test_concurrency_limit(void **state)
+{
+    struct fixture *f = *state;
+    /* one slow fetch holds the agent's only slot ... */
+    char *slow = url_of(f, "allowed.test", "/slow?ms=300");
+    Vs__V1__RequestData rd = VS__V1__REQUEST_DATA__INIT;
+    rd.url = slow;
+    uint8_t plain[256], sealed[256 + VS_SEAL_OVERHEAD], kid[VS_KEY_ID_LEN], task[VS_ID_LEN];
+    size_t n = protobuf_c_message_pack(&rd.base, plain);
+    assert_int_equal(vs_seal(vs_boxkey_public(f->pool), plain, n, sealed), 0);
+    vs_key_id(vs_boxkey_public(f->pool), VS_BOX_PUBLICKEY_LEN, kid);
+    vs_id_new(task);
+    Vs__V1__SealedPayload sp = VS__V1__SEALED_PAYLOAD__INIT;
+    sp.recipient_key_id = (ProtobufCBinaryData){VS_KEY_ID_LEN, kid};
+    sp.ciphertext = (ProtobufCBinaryData){n + VS_SEAL_OVERHEAD, sealed};
+    Vs__V1__AgentCommand c = VS__V1__AGENT_COMMAND__INIT;
+    c.type = VS__V1__COMMAND_TYPE__COMMAND_REQUEST_DATA;
+    c.agent = "agent-one";
+    c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
+    c.reply_box_key = (ProtobufCBinaryData){VS_BOX_PUBLICKEY_LEN,
+                                            (uint8_t *)vs_boxkey_public(f->task_key)};
+    c.body_case = VS__V1__AGENT_COMMAND__BODY_SEALED;
+    c.sealed = &sp;
+    struct vs_test_reply late = {0};
+    uint64_t before = vs_httpd_requests(&f->http);
+    assert_int_equal(vs_bus_request(f->base.bus, "vs.egress.fetch", &c.base,
+                                    &vs__v1__agent_reply__descriptor, WAIT_MS, on_late_reply, &late),
+                     0);
+    while (vs_httpd_requests(&f->http) == before)
+        vs_test_idle(f->base.bus, 10);
+    /* ... so a second one is denied while it runs */
+    char *url = url_of(f, "allowed.test", "/ok");
+    expect_denied_fetch(f, "agent-one", url, "rate-concurrency");
+    assert_int_equal(vs_bus_run_until(f->base.bus, &late.done, WAIT_MS), 0);
+    const Vs__V1__AgentReply *first = (const Vs__V1__AgentReply *)late.msg;
+    assert_int_equal(first->status->code, VS__V1__STATUS_CODE__STATUS_TIMEOUT);
+    protobuf_c_message_free_unpacked(late.msg, NULL);
+    /* and once it has ended, the slot is free again */
+    struct outcome o;
+    fetch_as(f, "agent-one", url, NULL, NULL, &o);
+    expect_status(&o, VS__V1__STATUS_CODE__STATUS_OK, NULL);
+    outcome_free(&o);
+    free(url);
+    free(slow);
 }
 
 static void test_scanning(void **state)
@@ -836,6 +904,7 @@ int main(void)
         cmocka_unit_test(test_refused_ranges),
         cmocka_unit_test(test_size_and_time_limits),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_concurrency_limit),
         cmocka_unit_test(test_scanning),
         cmocka_unit_test(test_search),
         cmocka_unit_test(test_large_response_as_blob),
