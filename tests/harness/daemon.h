@@ -54,7 +54,7 @@ typedef bool (*vs_daemon_ready_fn)(struct vs_daemon *d, void *arg);
 int vs_daemon_wait(struct vs_daemon *d, vs_bus *bus, vs_daemon_ready_fn ready, void *arg,
                    int timeout_ms, int poll_ms);
 /* SIGTERM, up to timeout_ms, then SIGKILL; pid 0 afterwards. The wait
- * status, -1 when it had to be killed, 0 when it was not running. */
+ * status, -1 when it had to be killed, -ECHILD when it was not running. */
 int vs_daemon_stop(struct vs_daemon *d, int timeout_ms);
 /* SIGKILL and reap (when running); pid 0 afterwards. */
 void vs_daemon_kill(struct vs_daemon *d);

@@ -31,9 +31,10 @@
  *
  * Why it is shaped like this:
  *  - The bus only carries sealed task data, and what is opened here lives
- *    in wiped memory: the sealed body opens into sodium_malloc'd pages, its
- *    protobuf is unpacked with an allocator that wipes on free, and the
- *    response buffers are wiped when released (vs/egress_fetch.h).
+ *    in wiped memory: the sealed body opens into a sodium_malloc'd buffer
+ *    (one, reused and wiped after each request), its protobuf is unpacked
+ *    with an allocator that wipes on free, and the response buffers are
+ *    wiped when released (vs/egress_fetch.h).
  *  - Address rules differ only by allow_loopback (a test policy), so there
  *    are two fetchers, one per rule set: a pooled connection is reused only
  *    under the rules that opened it. Loopback policies are logged loudly
@@ -79,6 +80,7 @@
 #define MAX_GROUPS 16
 #define REASON_MAX 160
 #define SEARCH_QUERY_MAX 1024
+#define CHECKED_KEYS 16 /* reply keys known to be usable: a task sends many commands */
 
 static const struct vs_cfg_key egressd_keys[] = {
     {"egressd.pool_key", VS_CFG_STRING, true,
@@ -127,6 +129,13 @@ struct egressd {
     uint32_t max_redirects;
     size_t max_requests, requests;
     vs_sub *fetch_sub, *search_sub;
+    /* One guarded buffer for what a request opens and what its reply seals:
+     * every request is handled on the loop thread, and locked pages made
+     * and unmapped per request cost more than the sealing itself. */
+    uint8_t *guarded;
+    size_t guarded_len;
+    uint8_t checked_keys[CHECKED_KEYS][VS_BOX_PUBLICKEY_LEN];
+    size_t nchecked, next_checked;
     uint64_t allowed, denied, invalid, failed, flagged, withheld;
 };
 
@@ -385,13 +394,17 @@ static void deliver(struct request *r, const Vs__V1__EgressResult *result)
 {
     vs_bus *bus = vs_daemon_bus(r->g->d);
     size_t n = protobuf_c_message_get_packed_size(&result->base);
-    uint8_t *plain = sodium_malloc(n > 0 ? n : 1);
+    bool own = n > r->g->guarded_len; /* a large result gets guarded pages of its own */
+    uint8_t *plain = own ? sodium_malloc(n) : r->g->guarded;
     int rc = plain == NULL ? -ENOMEM : 0;
     if (rc == 0) {
         protobuf_c_message_pack(&result->base, plain);
         rc = vs_payload_seal(bus, plain, n, r->reply_pk, vs_bus_max_msg(bus) / 2, n,
                              on_result_sealed, r);
-        sodium_free(plain);
+        if (own)
+            sodium_free(plain); /* wipes it */
+        else
+            sodium_memzero(plain, n);
     }
     if (rc < 0)
         deny(r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "seal-failed", "the response could not be sealed");
@@ -699,6 +712,24 @@ static size_t agent_groups(const struct egressd *g, const char *agent, const cha
     return 0;
 }
 
+/* Whether k can be sealed to, remembering the last CHECKED_KEYS keys
+ * that could (a check costs a sealing). */
+static bool reply_key_usable(struct egressd *g, const ProtobufCBinaryData *k)
+{
+    if (k->len != VS_BOX_PUBLICKEY_LEN)
+        return false;
+    for (size_t i = 0; i < g->nchecked; i++)
+        if (memcmp(g->checked_keys[i], k->data, VS_BOX_PUBLICKEY_LEN) == 0)
+            return true;
+    if (!vs_box_key_usable(k->data, k->len))
+        return false;
+    memcpy(g->checked_keys[g->next_checked], k->data, VS_BOX_PUBLICKEY_LEN);
+    g->next_checked = (g->next_checked + 1) % CHECKED_KEYS;
+    if (g->nchecked < CHECKED_KEYS)
+        g->nchecked++;
+    return true;
+}
+
 /* The command's envelope: ids, reply key, the sealed body opened and
  * unpacked. NULL with *why set when it is unusable. */
 static const char *take_command(struct request *r, const Vs__V1__AgentCommand *c,
@@ -718,7 +749,7 @@ static const char *take_command(struct request *r, const Vs__V1__AgentCommand *c
     if (c->task_id.len != VS_ID_LEN)
         return "no task id";
     memcpy(r->task, c->task_id.data, VS_ID_LEN);
-    if (!vs_box_key_usable(c->reply_box_key.data, c->reply_box_key.len))
+    if (!reply_key_usable(g, &c->reply_box_key))
         return "no usable reply key";
     memcpy(r->reply_pk, c->reply_box_key.data, VS_BOX_PUBLICKEY_LEN);
     const Vs__V1__SealedPayload *s = c->body_case == VS__V1__AGENT_COMMAND__BODY_SEALED ? c->sealed : NULL;
@@ -728,12 +759,11 @@ static const char *take_command(struct request *r, const Vs__V1__AgentCommand *c
         memcmp(s->recipient_key_id.data, g->pool_id, VS_KEY_ID_LEN) != 0)
         return "the body is not sealed to the egress key";
     size_t n = s->ciphertext.len - VS_SEAL_OVERHEAD;
-    uint8_t *plain = sodium_malloc(n);
-    if (plain == NULL)
-        return "out of memory";
-    if (vs_unseal(g->pool, s->ciphertext.data, s->ciphertext.len, plain) == 0)
-        r->body = protobuf_c_message_unpack(body_desc, &wiped_allocator, n, plain);
-    sodium_free(plain);
+    if (n > g->guarded_len)
+        return "the body is larger than a message";
+    if (vs_unseal(g->pool, s->ciphertext.data, s->ciphertext.len, g->guarded) == 0)
+        r->body = protobuf_c_message_unpack(body_desc, &wiped_allocator, n, g->guarded);
+    sodium_memzero(g->guarded, n);
     return r->body != NULL ? NULL : "the body does not open with the egress key";
 }
 
@@ -1015,7 +1045,9 @@ static int egressd_open(vs_daemon *d)
     for (size_t i = 0; i < 2; i++)
         if ((rc = vs_fetcher_new(vs_daemon_loop(d), &g->fetchers[i])) < 0)
             return rc;
-    return 0;
+    g->guarded_len = vs_bus_max_msg(vs_daemon_bus(d));
+    g->guarded = sodium_malloc(g->guarded_len);
+    return g->guarded != NULL ? 0 : -ENOMEM;
 }
 
 static int egressd_start(vs_daemon *d)
@@ -1070,6 +1102,8 @@ static void egressd_close(vs_daemon *d)
     free(g->search_url);
     vs_egress_policies_free(g->policies);
     vs_boxkey_free(g->pool);
+    if (g->guarded != NULL)
+        sodium_free(g->guarded);
     curl_global_cleanup();
 }
 

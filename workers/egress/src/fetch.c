@@ -20,6 +20,7 @@
 #include "vs/egress_fetch.h"
 
 #define BODY_INITIAL (16u * 1024u)
+#define POOLED_CONNECTIONS 256
 
 struct transfer {
     vs_fetcher *f;
@@ -292,6 +293,10 @@ int vs_fetcher_new(uv_loop_t *loop, vs_fetcher **out)
     curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
     curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
     curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
+    /* libcurl keeps 4 connections per easy handle present by default; ours
+     * come and go with the transfers, so the pool would shrink whenever
+     * fewer are under way and connections be made again. */
+    curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)POOLED_CONNECTIONS);
     *out = f;
     return 0;
 }
