@@ -699,7 +699,7 @@ static void test_concurrency_limit(void **state)
     sp.ciphertext = (ProtobufCBinaryData){n + VS_SEAL_OVERHEAD, sealed};
     Vs__V1__AgentCommand c = VS__V1__AGENT_COMMAND__INIT;
     c.type = VS__V1__COMMAND_TYPE__COMMAND_REQUEST_DATA;
-    c.agent = "agent-one";
+    c.agent = "agent-one"; /* and no command id: the reply still comes */
     c.task_id = (ProtobufCBinaryData){VS_ID_LEN, task};
     c.reply_box_key = (ProtobufCBinaryData){VS_BOX_PUBLICKEY_LEN,
                                             (uint8_t *)vs_boxkey_public(f->task_key)};

@@ -739,7 +739,8 @@ static const char *take_command(struct request *r, const Vs__V1__AgentCommand *c
     struct egressd *g = r->g;
     if (c->command_id.len > sizeof r->command_id)
         return "command id too long";
-    memcpy(r->command_id, c->command_id.data, c->command_id.len);
+    if (c->command_id.len > 0) /* an empty id has no data pointer */
+        memcpy(r->command_id, c->command_id.data, c->command_id.len);
     r->command_id_len = c->command_id.len;
     if (c->type != want)
         return "the command type does not match the subject";
