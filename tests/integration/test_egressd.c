@@ -31,14 +31,12 @@
  */
 #include <errno.h>
 #include <net/if.h>
-#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,6 +46,7 @@
 #include "busfix.h"
 #include "daemon.h"
 #include "httpd.h"
+#include "netns.h"
 #include "vs/blob.h"
 #include "vs/ids.h"
 #include "vs/js.h"
@@ -84,22 +83,7 @@ struct fixture {
 /* A network namespace of our own with only "lo", up. */
 static void enter_loopback_namespace(void)
 {
-    if (unshare(CLONE_NEWNET) != 0) {
-        uid_t uid = getuid();
-        gid_t gid = getgid();
-        assert_int_equal(unshare(CLONE_NEWUSER | CLONE_NEWNET), 0);
-        assert_int_equal(vs_write_file("/proc/self/setgroups", "deny"), 0);
-        assert_int_equal(vs_write_file("/proc/self/uid_map", "0 %u 1", (unsigned)uid), 0);
-        assert_int_equal(vs_write_file("/proc/self/gid_map", "0 %u 1", (unsigned)gid), 0);
-    }
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct ifreq ifr = {0};
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
-    assert_int_equal(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
-    ifr.ifr_flags |= IFF_UP;
-    assert_int_equal(ioctl(fd, SIOCSIFFLAGS, &ifr), 0);
-    close(fd);
+    assert_int_equal(vs_enter_loopback_netns(false), 0);
     struct if_nameindex *ifs = if_nameindex();
     assert_non_null(ifs);
     assert_string_equal(ifs[0].if_name, "lo");

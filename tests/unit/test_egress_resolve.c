@@ -13,16 +13,13 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <net/if.h>
 #include <netdb.h>
-#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,6 +27,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "netns.h"
 #include "proc.h"
 #include "vs/egress_resolve.h"
 
@@ -66,22 +64,7 @@ struct fixture {
 /* Loopback-only network namespace, and a resolv.conf naming 127.0.0.1. */
 static void enter_namespaces(const char *dir)
 {
-    if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) {
-        uid_t uid = getuid();
-        gid_t gid = getgid();
-        assert_int_equal(unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), 0);
-        assert_int_equal(vs_write_file("/proc/self/setgroups", "deny"), 0);
-        assert_int_equal(vs_write_file("/proc/self/uid_map", "0 %u 1", (unsigned)uid), 0);
-        assert_int_equal(vs_write_file("/proc/self/gid_map", "0 %u 1", (unsigned)gid), 0);
-    }
-    assert_int_equal(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr = {0};
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
-    assert_int_equal(ioctl(fd, SIOCGIFFLAGS, &ifr), 0);
-    ifr.ifr_flags |= IFF_UP;
-    assert_int_equal(ioctl(fd, SIOCSIFFLAGS, &ifr), 0);
-    close(fd);
+    assert_int_equal(vs_enter_loopback_netns(true), 0);
     char *conf = vs_path(dir, "resolv.conf");
     assert_int_equal(vs_write_file(conf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"), 0);
     assert_int_equal(mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL), 0);
