@@ -26,6 +26,7 @@ vs_dep(CRYPTO libcrypto libssl-dev)
 vs_dep(HS libhs libhyperscan-dev)   # the scanners' pattern matching
 vs_dep(PCRE2 libpcre2-8 libpcre2-dev) # confirmation of a Hyperscan hit
 vs_dep(CURL libcurl libcurl4-openssl-dev) # egress: URL parsing (and the fetcher)
+vs_dep(ARCHIVE libarchive libarchive-dev) # sandboxd: OCI image layers
 
 find_program(PROTOC_C protoc-c)
 if(NOT PROTOC_C)

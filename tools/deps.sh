@@ -6,16 +6,18 @@
 
 VS_DEBIAN_PACKAGES="build-essential cmake pkg-config libuv1-dev libnats-dev libprotobuf-c-dev
 protobuf-c-compiler libseccomp-dev libsodium-dev liblmdb-dev libyaml-dev libjansson-dev
-libcmocka-dev libssl-dev libhyperscan-dev libpcre2-dev libcurl4-openssl-dev nats-server python3"
-# (python3 above serves the quickstart's demo web pages.)
+libcmocka-dev libssl-dev libhyperscan-dev libpcre2-dev libcurl4-openssl-dev nats-server python3
+libarchive-dev libacl1-dev"
+# (python3 above serves the quickstart's demo web pages; libacl1-dev has the
+# libacl.a that a static vs-sandbox needs besides libarchive.a.)
 # What only the tests and benchmarks need: real programs to sandbox
 # (busybox, python3), the launchers we compare with (bubblewrap, podman
 # with runc), hyperfine, SQLite (the ledger benchmark's baseline),
 # python3-jsonschema (vs-scan's SARIF log against the SARIF schema), zlib
-# (the test HTTP server's gzip bomb) and curl (the egress benchmark's
-# baseline).
+# (the test HTTP server's gzip bomb), curl (the egress benchmark's
+# baseline) and minisign (the image tests sign with the real tool).
 VS_DEBIAN_TEST_PACKAGES="busybox-static python3 python3-jsonschema bubblewrap podman runc hyperfine
-libsqlite3-dev zlib1g-dev curl"
+libsqlite3-dev zlib1g-dev curl minisign"
 
 # vs_deps_missing [test]: the packages not installed (with "test", the test
 # packages too).
