@@ -9,10 +9,12 @@
  * scripts can tell "the agent failed" from "the sandbox stopped it".
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -57,6 +59,10 @@ static void usage(FILE *out)
         "  --setenv NAME VALUE    the only environment the program gets (repeatable)\n"
         "  --chdir DIR            working directory inside (/workspace)\n"
         "  --command-fd FD        pass FD as the program's fd 3 (the command channel)\n"
+        "  --snapshot FILE        when the program has ended, write the regular files of\n"
+        "                         /workspace/out to FILE as ustar, taken inside the sandbox\n"
+        "                         (symlinks are never followed)\n"
+        "  --snapshot-max MIB     content the snapshot holds at most (64)\n"
         "  --json                 print the result as one JSON object on stderr\n"
         "\n"
         "exit status:\n"
@@ -113,7 +119,7 @@ static void print_json(const struct vs_sandbox_policy *p, const struct vs_sandbo
 static int cmd_run(int argc, char **argv)
 {
     enum { O_ROOTFS = 256, O_ROBIND, O_PRESET, O_LOG, O_TIME, O_CPU, O_MEM, O_PIDS, O_WS,
-           O_TMP, O_NOFILE, O_SETENV, O_CHDIR, O_CMDFD, O_JSON, O_HELP };
+           O_TMP, O_NOFILE, O_SETENV, O_CHDIR, O_CMDFD, O_JSON, O_HELP, O_SNAP, O_SNAPMAX };
     static const struct option opts[] = {
         {"rootfs", required_argument, NULL, O_ROOTFS}, {"ro-bind", required_argument, NULL, O_ROBIND},
         {"preset", required_argument, NULL, O_PRESET}, {"seccomp-log", no_argument, NULL, O_LOG},
@@ -123,9 +129,12 @@ static int cmd_run(int argc, char **argv)
         {"nofile", required_argument, NULL, O_NOFILE}, {"setenv", required_argument, NULL, O_SETENV},
         {"chdir", required_argument, NULL, O_CHDIR},   {"command-fd", required_argument, NULL, O_CMDFD},
         {"json", no_argument, NULL, O_JSON},           {"help", no_argument, NULL, O_HELP},
+        {"snapshot", required_argument, NULL, O_SNAP}, {"snapshot-max", required_argument, NULL, O_SNAPMAX},
         {NULL, 0, NULL, 0}};
     struct vs_sandbox_policy p;
     vs_sandbox_policy_init(&p);
+    p.snapshot_max_bytes = 64u << 20;
+    const char *snapshot = NULL;
     bool json = false;
     static char env_store[VS_SANDBOX_MAX_ENV][4096];
     int opt;
@@ -167,6 +176,8 @@ static int cmd_run(int argc, char **argv)
         case O_CHDIR: p.cwd = optarg; bad = optarg[0] != '/'; break;
         case O_CMDFD: bad = parse_u64(optarg, 1, &v) || v < 3 || v > 65535; p.command_fd = (int)v; break;
         case O_JSON: json = true; break;
+        case O_SNAP: snapshot = optarg; break;
+        case O_SNAPMAX: bad = parse_u64(optarg, 1 << 20, &p.snapshot_max_bytes); break;
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return VS_SANDBOX_EXIT_USAGE;
         }
@@ -179,8 +190,15 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "vs-sandbox: nothing to run (vs-sandbox run [options] -- PROG ARGS)\n");
         return VS_SANDBOX_EXIT_USAGE;
     }
+    if (snapshot != NULL &&
+        (p.snapshot_fd = open(snapshot, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+        fprintf(stderr, "vs-sandbox: %s: %s\n", snapshot, strerror(errno));
+        return VS_SANDBOX_EXIT_SETUP;
+    }
     struct vs_sandbox_result r;
     int rc = vs_sandbox_run(&p, argv + optind, &r);
+    if (p.snapshot_fd >= 0)
+        close(p.snapshot_fd);
     if (rc < 0 && r.setup_error[0] == '\0')
         snprintf(r.setup_error, sizeof(r.setup_error), "%s", strerror(-rc));
     if (r.setup_error[0] != '\0')

@@ -34,6 +34,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@
 #include "fs.h"
 #include "landlock.h"
 #include "seccomp_policy.h"
+#include "snapshot.h"
 #include "vs/sandbox.h"
 
 #define AGENT_ID 1000
@@ -60,13 +62,15 @@ void vs_sandbox_policy_init(struct vs_sandbox_policy *p)
     p->nofile = 256;
     p->command_fd = -1;
     p->cwd = "/workspace";
+    p->snapshot_fd = -1;
 }
 
 /* ---- names ----------------------------------------------------------------- */
 
 const char *vs_kill_reason_name(enum vs_kill_reason k)
 {
-    static const char *const names[] = {"none", "time", "memory", "pids", "seccomp", "cpu"};
+    static const char *const names[] = {"none",    "time", "memory",  "pids",
+                                        "seccomp", "cpu",  "watchdog"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
 
@@ -101,6 +105,7 @@ int vs_sandbox_exit_status(const struct vs_sandbox_result *r)
     case VS_KILL_PIDS: return VS_SANDBOX_EXIT_PIDS;
     case VS_KILL_SECCOMP: return VS_SANDBOX_EXIT_SECCOMP;
     case VS_KILL_CPU: return VS_SANDBOX_EXIT_CPU;
+    case VS_KILL_WATCHDOG: return VS_SANDBOX_EXIT_STOPPED;
     case VS_KILL_NONE: break;
     }
     if (r->setup_error[0] != '\0')
@@ -414,10 +419,54 @@ static void run_program(struct inside *in)
 
 /* ---- init: pid 1 of the sandbox --------------------------------------------- */
 
+static void end_everything(int sig)
+{
+    (void)sig;
+    kill(-1, SIGKILL);
+}
+
+/* The program has ended: end what it left running, so nothing writes
+ * while the snapshot is taken, and write the snapshot of /workspace/out
+ * as init sees it - inside the sandbox's mount namespace. */
+static void take_snapshot(const struct vs_sandbox_policy *p)
+{
+    if (p->snapshot_fd < 0)
+        return;
+    kill(-1, SIGKILL);
+    struct vs_snapshot_stats st;
+    vs_snapshot_write("/workspace/out", p->snapshot_fd, p->snapshot_max_bytes, &st);
+    close(p->snapshot_fd);
+}
+
+/* Close every descriptor but 0-2 and keep[0..n) (n small; -1 entries are
+ * ignored). A launcher in a threaded daemon holds other sandboxes' pipes
+ * and channels, and init must not keep them open. */
+static void close_all_but(int errfd, int *keep, size_t n)
+{
+    for (size_t i = 1; i < n; i++) /* insertion sort */
+        for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    unsigned from = 3;
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < (int)from)
+            continue;
+        if ((unsigned)keep[i] > from && syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0) < 0)
+            die_errno(errfd, "close inherited descriptors");
+        from = (unsigned)keep[i] + 1;
+    }
+    if (syscall(SYS_close_range, from, ~0u, 0) < 0)
+        die_errno(errfd, "close inherited descriptors");
+}
+
 static void run_init(struct inside *in, int syncfd, int statusfd)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         die_errno(in->errfd, "PR_SET_PDEATHSIG");
+    int keep[] = {syncfd, statusfd, in->errfd, in->fdsock, in->p->command_fd, in->p->snapshot_fd};
+    close_all_but(in->errfd, keep, sizeof keep / sizeof keep[0]);
     char go;
     if (read(syncfd, &go, 1) != 1)
         _exit(127); /* the launcher went away */
@@ -467,6 +516,12 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
     if (unshare(CLONE_NEWCGROUP) < 0)
         die_errno(in->errfd, "cgroup namespace");
 
+    /* vs_sandbox_finish: the program's work is done; end it and all it
+     * started (init is the one process kill(-1) spares), then snapshot. */
+    struct sigaction finish = {.sa_handler = end_everything, .sa_flags = SA_RESTART};
+    sigemptyset(&finish.sa_mask);
+    if (sigaction(SIGUSR1, &finish, NULL) < 0)
+        die_errno(in->errfd, "SIGUSR1");
     pid_t prog = fork();
     if (prog < 0)
         die_errno(in->errfd, "fork the program");
@@ -486,6 +541,7 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
         if (w < 0)
             _exit(127);
         if (w == prog) {
+            take_snapshot(in->p);
             int32_t status = st;
             ssize_t n = write(statusfd, &status, sizeof(status));
             _exit(n == (ssize_t)sizeof(status) ? 0 : 127);
@@ -552,9 +608,20 @@ struct run {
     int listener;       /* the seccomp listener until its first notification */
     vs_cgroup *cg;
     struct vs_seccomp_supervisor *sup;
-    bool killed_time, killed_pids;
+    bool killed_time, killed_pids, killed_watchdog;
     int32_t prog_status;
     bool have_status;
+    int ctl[2];         /* vs_sandbox_finish / _kill wake the supervisor here */
+    _Atomic int request;/* what they asked: REQUEST_* */
+    _Atomic bool ended;
+};
+
+enum { REQUEST_NONE, REQUEST_FINISH, REQUEST_KILL };
+
+struct vs_sandbox {
+    struct run run;
+    uint64_t start;
+    int syncw;          /* init's "go" pipe, kept until the end */
 };
 
 static void kill_sandbox(struct run *run)
@@ -562,6 +629,22 @@ static void kill_sandbox(struct run *run)
     kill(run->init, SIGKILL); /* pid 1 gone: the kernel kills the namespace */
     if (run->cg != NULL)
         vs_cgroup_kill(run->cg);
+}
+
+/* Act on what vs_sandbox_finish or vs_sandbox_kill asked. */
+static void take_request(struct run *run)
+{
+    char drain[16];
+    if (read(run->ctl[0], drain, sizeof drain) < 0) {
+        /* nothing to drain: the request below is what counts */
+    }
+    int req = atomic_exchange(&run->request, REQUEST_NONE);
+    if (req == REQUEST_KILL && !run->killed_watchdog) {
+        run->killed_watchdog = true;
+        kill_sandbox(run);
+    } else if (req == REQUEST_FINISH) {
+        kill(run->init, SIGUSR1); /* init ends the program, then snapshots */
+    }
 }
 
 /* Wait for init while enforcing the wall clock and the pids limit and
@@ -576,10 +659,11 @@ static void supervise(struct run *run, uint64_t start)
         /* The supervisor thread only starts when the listener has a first
          * notification: most programs never hit a named denial, and a
          * thread costs its stack mapping and a clone at every launch. */
-        struct pollfd fds[4] = {{.fd = run->fdsock, .events = POLLIN},
+        struct pollfd fds[5] = {{.fd = run->fdsock, .events = POLLIN},
                                 {.fd = run->statusfd, .events = POLLIN},
                                 {.fd = pidfd, .events = POLLIN},
-                                {.fd = run->listener, .events = POLLIN}};
+                                {.fd = run->listener, .events = POLLIN},
+                                {.fd = run->ctl[0], .events = POLLIN}};
         int timeout = pidfd >= 0 ? -1 : POLL_MS;
         if (p->time_limit_ms > 0 && !run->killed_time && !run->killed_pids) {
             uint64_t elapsed = mono_ms() - start;
@@ -592,7 +676,9 @@ static void supervise(struct run *run, uint64_t start)
         }
         if (run->cg != NULL && p->pids > 0 && (timeout < 0 || timeout > POLL_MS))
             timeout = POLL_MS; /* the pids counter has no event to wait on */
-        if (poll(fds, 4, timeout) > 0) {
+        if (poll(fds, 5, timeout) > 0) {
+            if (fds[4].revents & POLLIN)
+                take_request(run);
             if (fds[3].revents & POLLIN) {
                 if (vs_seccomp_supervisor_start(run->listener, p->seccomp_log, &run->sup) < 0)
                     close(run->listener); /* the program gets ENOSYS for these calls */
@@ -670,7 +756,9 @@ static void classify(struct run *run)
         else if (WIFSIGNALED(st))
             r->signal = WTERMSIG(st);
     }
-    if (run->killed_time)
+    if (run->killed_watchdog)
+        r->kill_reason = VS_KILL_WATCHDOG;
+    else if (run->killed_time)
         r->kill_reason = VS_KILL_TIME;
     else if (run->killed_pids)
         r->kill_reason = VS_KILL_PIDS;
@@ -741,9 +829,42 @@ static int cgroup_for_init(struct run *run, pid_t init, uint64_t start)
     return rc;
 }
 
-int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
-                   struct vs_sandbox_result *r)
+/* Close and free what the launcher holds for sb. */
+static void release(struct vs_sandbox *sb)
 {
+    struct run *run = &sb->run;
+    int fds[] = {sb->syncw, run->errfd, run->statusfd, run->fdsock, run->listener, run->ctl[0],
+                 run->ctl[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    if (run->cg != NULL)
+        vs_cgroup_free(run->cg);
+    free(sb);
+}
+
+/* The end of a sandbox's supervision: its result, complete. */
+static int conclude(struct vs_sandbox *sb, int rc)
+{
+    struct run *run = &sb->run;
+    struct vs_sandbox_result *r = run->r;
+    read_setup_error(run);
+    if (rc == 0 && r->setup_error[0] != '\0')
+        rc = -EIO;
+    if (run->sup != NULL)
+        r->n_denied = vs_seccomp_supervisor_stop(run->sup, r->denied, VS_SANDBOX_MAX_DENIED);
+    run->sup = NULL;
+    r->wall_ms = mono_ms() - sb->start;
+    if (rc == 0)
+        classify(run);
+    atomic_store(&run->ended, true);
+    return rc;
+}
+
+int vs_sandbox_start(const struct vs_sandbox_policy *p, char *const argv[],
+                     struct vs_sandbox_result *r, vs_sandbox **out)
+{
+    *out = NULL;
     memset(r, 0, sizeof(*r));
     r->exit_code = -1;
     if (p == NULL || argv == NULL || argv[0] == NULL || p->n_env > VS_SANDBOX_MAX_ENV ||
@@ -751,19 +872,26 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
         snprintf(r->setup_error, sizeof(r->setup_error), "invalid arguments");
         return -EINVAL;
     }
-    uint64_t start = mono_ms();
+    struct vs_sandbox *sb = calloc(1, sizeof *sb);
+    if (sb == NULL) {
+        snprintf(r->setup_error, sizeof(r->setup_error), "out of memory");
+        return -ENOMEM;
+    }
+    sb->start = mono_ms();
     bool root_mode = geteuid() == 0;
     uint32_t host_uid = p->host_uid;
     if (root_mode && host_uid == 0)
         host_uid = UID_RANGE_BASE + 2u * ((uint32_t)getpid() % UID_RANGE_SLOTS) + 1u;
     r->host_uid = root_mode ? host_uid : (uint32_t)geteuid();
 
-    struct run run = {.p = p, .r = r, .init = -1, .errfd = -1, .statusfd = -1, .fdsock = -1,
-                      .listener = -1};
+    struct run *run = &sb->run;
+    *run = (struct run){.p = p, .r = r, .init = -1, .errfd = -1, .statusfd = -1, .fdsock = -1,
+                        .listener = -1, .ctl = {-1, -1}};
+    sb->syncw = -1;
     r->limit_mode = VS_LIMITS_RLIMIT;
     int syncp[2] = {-1, -1}, errp[2] = {-1, -1}, statusp[2] = {-1, -1}, sockp[2] = {-1, -1};
     if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-        pipe2(statusp, O_CLOEXEC) < 0 ||
+        pipe2(statusp, O_CLOEXEC) < 0 || pipe2(run->ctl, O_CLOEXEC | O_NONBLOCK) < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockp) < 0) {
         int e = errno;
         int *all[] = {syncp, errp, statusp, sockp};
@@ -772,6 +900,7 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
                 if (all[i][j] >= 0)
                     close(all[i][j]);
         snprintf(r->setup_error, sizeof(r->setup_error), "pipes: %s", strerror(e));
+        release(sb);
         return -e;
     }
 
@@ -795,15 +924,16 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
     close(errp[1]);
     close(statusp[1]);
     close(sockp[1]);
-    run.errfd = errp[0];
-    run.statusfd = statusp[0];
-    run.fdsock = sockp[0];
+    sb->syncw = syncp[1];
+    run->errfd = errp[0];
+    run->statusfd = statusp[0];
+    run->fdsock = sockp[0];
     int rc = 0;
     if (pid < 0) {
         userns_refused(e, r->setup_error, sizeof(r->setup_error));
         rc = -e;
     } else {
-        run.init = pid;
+        run->init = pid;
         rc = write_maps(pid, root_mode, host_uid, r->setup_error, sizeof(r->setup_error));
         if (rc == 0 && write(syncp[1], "g", 1) != 1) {
             rc = -errno;
@@ -811,29 +941,65 @@ int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
                      strerror(errno));
         }
         if (rc == 0)
-            rc = cgroup_for_init(&run, pid, start);
-        if (rc < 0)
-            kill(pid, SIGKILL);
-        supervise(&run, start);
-        read_setup_error(&run);
-        if (rc == 0 && r->setup_error[0] != '\0')
-            rc = -EIO;
+            rc = cgroup_for_init(run, pid, sb->start);
+        if (rc == 0) {
+            *out = sb;
+            return 0;
+        }
+        kill(pid, SIGKILL);
+        supervise(run, sb->start); /* reaps init */
     }
-    close(syncp[1]);
-    if (run.sup != NULL)
-        r->n_denied = vs_seccomp_supervisor_stop(run.sup, r->denied, VS_SANDBOX_MAX_DENIED);
-    r->wall_ms = mono_ms() - start;
-    if (rc == 0)
-        classify(&run);
-    if (run.cg != NULL)
-        vs_cgroup_free(run.cg);
-    if (run.errfd >= 0)
-        close(run.errfd);
-    if (run.statusfd >= 0)
-        close(run.statusfd);
-    if (run.fdsock >= 0)
-        close(run.fdsock);
-    if (run.listener >= 0)
-        close(run.listener);
+    rc = conclude(sb, rc);
+    release(sb);
+    return rc;
+}
+
+int vs_sandbox_wait(vs_sandbox *sb)
+{
+    supervise(&sb->run, sb->start);
+    return conclude(sb, 0);
+}
+
+/* Hand the supervisor a request and wake it. */
+static int request(vs_sandbox *sb, int what)
+{
+    if (atomic_load(&sb->run.ended))
+        return -EALREADY;
+    atomic_store(&sb->run.request, what);
+    return write(sb->run.ctl[1], "r", 1) == 1 || errno == EAGAIN ? 0 : -errno;
+}
+
+int vs_sandbox_finish(vs_sandbox *sb)
+{
+    return request(sb, REQUEST_FINISH);
+}
+
+int vs_sandbox_kill(vs_sandbox *sb)
+{
+    return request(sb, REQUEST_KILL);
+}
+
+int vs_sandbox_set_memory(vs_sandbox *sb, uint64_t bytes)
+{
+    if (atomic_load(&sb->run.ended))
+        return -EALREADY;
+    return sb->run.cg != NULL ? vs_cgroup_set_memory(sb->run.cg, bytes) : -ENOTSUP;
+}
+
+void vs_sandbox_free(vs_sandbox *sb)
+{
+    if (sb != NULL)
+        release(sb);
+}
+
+int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
+                   struct vs_sandbox_result *r)
+{
+    vs_sandbox *sb = NULL;
+    int rc = vs_sandbox_start(p, argv, r, &sb);
+    if (rc < 0)
+        return rc;
+    rc = vs_sandbox_wait(sb);
+    vs_sandbox_free(sb);
     return rc;
 }

@@ -32,6 +32,7 @@ enum vs_sandbox_exit {
     VS_SANDBOX_EXIT_PIDS = 203,    /* pids limit reached (the sandbox is stopped) */
     VS_SANDBOX_EXIT_SECCOMP = 204, /* killed by the seccomp filter (foreign ABI) */
     VS_SANDBOX_EXIT_CPU = 205,     /* cpu-time limit */
+    VS_SANDBOX_EXIT_STOPPED = 206, /* stopped by its launcher (vs_sandbox_stop: watchdog) */
     VS_SANDBOX_EXIT_USAGE = 210,   /* bad command line */
 };
 
@@ -44,6 +45,7 @@ enum vs_kill_reason {
     VS_KILL_PIDS,
     VS_KILL_SECCOMP,
     VS_KILL_CPU,
+    VS_KILL_WATCHDOG,   /* vs_sandbox_kill: its owner gave up on it (missed heartbeats) */
 };
 
 /* How limits were enforced. */
@@ -78,6 +80,10 @@ struct vs_sandbox_policy {
     uint32_t host_uid;        /* host uid the program runs as when the launcher is
                                  root; 0: a uid from the dedicated range */
     const char *cwd;          /* inside; default /workspace */
+    int snapshot_fd;          /* -1: none; else, once the program has ended, init writes
+                                 the ustar snapshot of /workspace/out here (from inside
+                                 the sandbox; sandboxd/src/snapshot.h) and closes it */
+    uint64_t snapshot_max_bytes; /* content bytes the snapshot holds at most */
 };
 
 struct vs_sandbox_result {
@@ -97,7 +103,7 @@ struct vs_sandbox_result {
 };
 
 /* Defaults: minimal preset, 64 MiB workspace, 16 MiB /tmp, 256 fds,
- * /workspace as cwd, no command channel. */
+ * /workspace as cwd, no command channel, no snapshot. */
 VS_API void vs_sandbox_policy_init(struct vs_sandbox_policy *p);
 
 /* Run argv (argv[0] absolute, or looked up in /usr/local/bin:/usr/bin:/bin
@@ -107,6 +113,32 @@ VS_API void vs_sandbox_policy_init(struct vs_sandbox_policy *p);
  * namespaces are refused). */
 VS_API int vs_sandbox_run(const struct vs_sandbox_policy *p, char *const argv[],
                           struct vs_sandbox_result *r);
+
+/* ---- a sandbox its owner steers while it runs (vs-sandboxd) ------------- */
+
+typedef struct vs_sandbox vs_sandbox;
+
+/* Build the sandbox and start argv in it, as vs_sandbox_run does, but
+ * return once the program runs. p, argv and r must stay valid until
+ * vs_sandbox_free. Returns 0 and *out, or a negative errno (r->setup_error
+ * says why; *out NULL, nothing left running). */
+VS_API int vs_sandbox_start(const struct vs_sandbox_policy *p, char *const argv[],
+                            struct vs_sandbox_result *r, vs_sandbox **out);
+/* Supervise the sandbox until it has ended and fill the result given to
+ * vs_sandbox_start. Blocks: run it on a thread of its own. 0, or -EIO when
+ * the setup failed after all. Call once. */
+VS_API int vs_sandbox_wait(vs_sandbox *sb);
+/* From any thread while vs_sandbox_wait runs. finish: end the program
+ * (and everything it started) because its work is done; the snapshot is
+ * still taken. kill: end the whole sandbox at once, no snapshot, kill
+ * reason VS_KILL_WATCHDOG. 0, -EALREADY once the sandbox has ended. */
+VS_API int vs_sandbox_finish(vs_sandbox *sb);
+VS_API int vs_sandbox_kill(vs_sandbox *sb);
+/* Raise (or lower) the memory limit of the running sandbox: -ENOTSUP when
+ * it runs on rlimits alone (no memory cgroup), else as vs_cgroup_set_memory. */
+VS_API int vs_sandbox_set_memory(vs_sandbox *sb, uint64_t bytes);
+/* Release what the sandbox holds. After vs_sandbox_wait. NULL: no-op. */
+VS_API void vs_sandbox_free(vs_sandbox *sb);
 
 /* The exit status vs-sandbox reports for r (see enum vs_sandbox_exit). */
 VS_API int vs_sandbox_exit_status(const struct vs_sandbox_result *r);
