@@ -63,6 +63,8 @@ void vs_sandbox_policy_init(struct vs_sandbox_policy *p)
     p->command_fd = -1;
     p->cwd = "/workspace";
     p->snapshot_fd = -1;
+    p->stdin_fd = -1;
+    p->stdout_fd = -1;
 }
 
 /* ---- names ----------------------------------------------------------------- */
@@ -359,6 +361,9 @@ static void run_program(struct inside *in)
         die_errno(in->errfd, "PR_SET_PDEATHSIG");
     if (setsid() < 0)
         die_errno(in->errfd, "setsid");
+    if ((p->stdin_fd >= 0 && dup2(p->stdin_fd, 0) < 0) ||
+        (p->stdout_fd >= 0 && (dup2(p->stdout_fd, 1) < 0 || dup2(p->stdout_fd, 2) < 0)))
+        die_errno(in->errfd, "stdio");
     only_allowed_fds(in);
     become_agent(in);
     apply_rlimits(in);
@@ -465,7 +470,8 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         die_errno(in->errfd, "PR_SET_PDEATHSIG");
-    int keep[] = {syncfd, statusfd, in->errfd, in->fdsock, in->p->command_fd, in->p->snapshot_fd};
+    int keep[] = {syncfd,           statusfd,           in->errfd,         in->fdsock,
+                  in->p->command_fd, in->p->snapshot_fd, in->p->stdin_fd, in->p->stdout_fd};
     close_all_but(in->errfd, keep, sizeof keep / sizeof keep[0]);
     char go;
     if (read(syncfd, &go, 1) != 1)

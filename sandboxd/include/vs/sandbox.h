@@ -77,6 +77,8 @@ struct vs_sandbox_policy {
     const char *env[VS_SANDBOX_MAX_ENV]; /* "NAME=VALUE"; nothing else is passed */
     size_t n_env;
     int command_fd;           /* becomes fd 3 inside; -1: none */
+    int stdin_fd;             /* becomes the program's stdin; -1: the launcher's */
+    int stdout_fd;            /* becomes its stdout and stderr; -1: the launcher's */
     uint32_t host_uid;        /* host uid the program runs as when the launcher is
                                  root; 0: a uid from the dedicated range */
     const char *cwd;          /* inside; default /workspace */
