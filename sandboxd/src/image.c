@@ -30,6 +30,7 @@
  *    removals of pass 1 walk from the root's descriptor, one O_NOFOLLOW
  *    component at a time.
  */
+#include "outcome.h"
 #include "vs/image.h"
 
 #include <dirent.h>
@@ -75,18 +76,6 @@ _Static_assert(VS_MINISIGN_PK_LEN == crypto_sign_PUBLICKEYBYTES, "minisign key s
 _Static_assert(MS_SIG_LEN == crypto_sign_BYTES, "minisign signature size");
 _Static_assert(MS_PREHASH_LEN == crypto_generichash_BYTES_MAX, "BLAKE2b-512");
 
-/* Write why (when there is room) and return rc. */
-__attribute__((format(printf, 4, 5))) static int fail(char *why, size_t why_len, int rc,
-                                                      const char *fmt, ...)
-{
-    if (why != NULL && why_len > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static int init_sodium(void)
 {
@@ -620,16 +609,16 @@ VS_API int vs_image_verify(const char *rootfs_dir, const char *expected_digest,
     struct msig s;
     int rc = init_sodium();
     if (rc != 0) {
-        return fail(why, why_len, rc, "libsodium cannot be initialised");
+        return vs_why(why, why_len, rc, "libsodium cannot be initialised");
     }
     if (rootfs_dir == NULL || (trusted == NULL && ntrusted > 0)) {
-        return fail(why, why_len, -EINVAL, "no rootfs or trusted keys given");
+        return vs_why(why, why_len, -EINVAL, "no rootfs or trusted keys given");
     }
     if (!digest_text_ok(expected_digest)) {
-        return fail(why, why_len, -EINVAL, "malformed image digest (want sha256:<64 hex>)");
+        return vs_why(why, why_len, -EINVAL, "malformed image digest (want sha256:<64 hex>)");
     }
     if (msig_parse(sig_text, sig_len, &s) != 0) {
-        return fail(why, why_len, -EINVAL, "malformed minisign signature");
+        return vs_why(why, why_len, -EINVAL, "malformed minisign signature");
     }
 
     char signed_text[VS_IMAGE_DIGEST_LEN + 1]; /* the digest, "\n", NUL */
@@ -646,19 +635,19 @@ VS_API int vs_image_verify(const char *rootfs_dir, const char *expected_digest,
         for (int i = VS_MINISIGN_KEYID_LEN - 1; i >= 0; i--) {
             id = id << 8 | s.id[i];
         }
-        return fail(why, why_len, -EBADMSG, "signed by an untrusted key (id %016" PRIX64 ")", id);
+        return vs_why(why, why_len, -EBADMSG, "signed by an untrusted key (id %016" PRIX64 ")", id);
     }
     if (!verified) {
-        return fail(why, why_len, -EBADMSG, "signature does not verify");
+        return vs_why(why, why_len, -EBADMSG, "signature does not verify");
     }
 
     char found[VS_IMAGE_DIGEST_LEN];
     rc = vs_image_digest_dir(rootfs_dir, found);
     if (rc != 0) {
-        return fail(why, why_len, rc, "cannot hash %s: %s", rootfs_dir, strerror(-rc));
+        return vs_why(why, why_len, rc, "cannot hash %s: %s", rootfs_dir, strerror(-rc));
     }
     if (strcmp(found, expected_digest) != 0) {
-        return fail(why, why_len, -EBADMSG, "digest mismatch: expected %s, found %s",
+        return vs_why(why, why_len, -EBADMSG, "digest mismatch: expected %s, found %s",
                     expected_digest, found);
     }
     return 0;
@@ -802,10 +791,10 @@ static int member_path(struct archive_entry *e, const char *what, char out[PATH_
     const char *name = archive_entry_pathname(e);
     int rc = clean_member(name, out, PATH_MAX);
     if (rc == -EPERM) {
-        return fail(why, why_len, rc, "%s: member \"%s\" is outside the image", what, name);
+        return vs_why(why, why_len, rc, "%s: member \"%s\" is outside the image", what, name);
     }
     if (rc != 0) {
-        return fail(why, why_len, rc, "%s: a member's name is %s", what,
+        return vs_why(why, why_len, rc, "%s: a member's name is %s", what,
                     rc == -EINVAL ? "missing or unreadable" : "too long");
     }
     return 0;
@@ -825,14 +814,14 @@ static int parse_desc(const json_t *j, const char *what, struct desc *d, char *w
     const json_t *size = json_object_get(j, "size");
     if (!json_is_object(j) || !json_is_string(media) || !json_is_string(digest) ||
         !json_is_integer(size) || json_integer_value(size) < 0) {
-        return fail(why, why_len, -EINVAL, "%s: malformed descriptor", what);
+        return vs_why(why, why_len, -EINVAL, "%s: malformed descriptor", what);
     }
     const char *dt = json_string_value(digest);
     if (strncmp(dt, DIGEST_PREFIX, DIGEST_PREFIX_LEN) != 0) {
-        return fail(why, why_len, -ENOTSUP, "%s: digest %s: only sha256 is supported", what, dt);
+        return vs_why(why, why_len, -ENOTSUP, "%s: digest %s: only sha256 is supported", what, dt);
     }
     if (!digest_text_ok(dt)) {
-        return fail(why, why_len, -EINVAL, "%s: malformed digest %s", what, dt);
+        return vs_why(why, why_len, -EINVAL, "%s: malformed digest %s", what, dt);
     }
     d->media = json_string_value(media);
     memcpy(d->hex, dt + DIGEST_PREFIX_LEN, HEX_LEN + 1);
@@ -854,29 +843,29 @@ static int open_blob(int lfd, const struct desc *d, const char *what, char *why,
     int fd = openat(lfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int rc = -errno;
-        return fail(why, why_len, rc, "%s: blob %s: %s", what, path, strerror(-rc));
+        return vs_why(why, why_len, rc, "%s: blob %s: %s", what, path, strerror(-rc));
     }
     int rc = fstat(fd, &st) != 0 ? -errno : 0;
     if (rc != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(why, why_len, rc != 0 ? rc : -EINVAL, "%s: blob %s is not a regular file", what,
+        return vs_why(why, why_len, rc != 0 ? rc : -EINVAL, "%s: blob %s is not a regular file", what,
                     path);
     }
     if ((uint64_t)st.st_size != d->size) {
         close(fd);
-        return fail(why, why_len, -EBADMSG,
+        return vs_why(why, why_len, -EBADMSG,
                     "%s: blob sha256:%s has %lld bytes, its descriptor says %" PRIu64, what, d->hex,
                     (long long)st.st_size, d->size);
     }
     if ((rc = hash_fd(fd, &got, sum)) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
         rc = rc != 0 ? rc : -errno;
         close(fd);
-        return fail(why, why_len, rc, "%s: reading blob %s: %s", what, path, strerror(-rc));
+        return vs_why(why, why_len, rc, "%s: reading blob %s: %s", what, path, strerror(-rc));
     }
     sodium_bin2hex(hex, sizeof hex, sum, sizeof sum);
     if (got != d->size || strcmp(hex, d->hex) != 0) {
         close(fd);
-        return fail(why, why_len, -EBADMSG,
+        return vs_why(why, why_len, -EBADMSG,
                     "%s: blob content is sha256:%s, its descriptor says sha256:%s", what, hex,
                     d->hex);
     }
@@ -888,13 +877,13 @@ static int load_json_fd(int fd, const char *what, json_t **out, char *why, size_
 {
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > JSON_MAX) {
-        return fail(why, why_len, -EINVAL, "%s: not a regular file of at most %u bytes", what,
+        return vs_why(why, why_len, -EINVAL, "%s: not a regular file of at most %u bytes", what,
                     JSON_MAX);
     }
     size_t len = (size_t)st.st_size;
     char *buf = malloc(len + 1);
     if (buf == NULL) {
-        return fail(why, why_len, -ENOMEM, "%s: out of memory", what);
+        return vs_why(why, why_len, -ENOMEM, "%s: out of memory", what);
     }
     size_t got = 0;
     while (got < len) {
@@ -905,7 +894,7 @@ static int load_json_fd(int fd, const char *what, json_t **out, char *why, size_
         if (n <= 0) {
             int rc = n < 0 ? -errno : -EIO;
             free(buf);
-            return fail(why, why_len, rc, "%s: %s", what, strerror(-rc));
+            return vs_why(why, why_len, rc, "%s: %s", what, strerror(-rc));
         }
         got += (size_t)n;
     }
@@ -913,7 +902,7 @@ static int load_json_fd(int fd, const char *what, json_t **out, char *why, size_
     *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
     free(buf);
     if (*out == NULL) {
-        return fail(why, why_len, -EINVAL, "%s: %s (line %d)", what, err.text, err.line);
+        return vs_why(why, why_len, -EINVAL, "%s: %s (line %d)", what, err.text, err.line);
     }
     return 0;
 }
@@ -923,7 +912,7 @@ static int load_json_at(int lfd, const char *name, json_t **out, char *why, size
     int fd = openat(lfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int rc = -errno;
-        return fail(why, why_len, rc, "%s: %s", name, strerror(-rc));
+        return vs_why(why, why_len, rc, "%s: %s", name, strerror(-rc));
     }
     int rc = load_json_fd(fd, name, out, why, why_len);
     close(fd);
@@ -949,13 +938,13 @@ static struct archive *layer_open(int fd, bool gzip, const char *what, char *why
 {
     struct archive *a = archive_read_new();
     if (a == NULL) {
-        *rc = fail(why, why_len, -ENOMEM, "%s: out of memory", what);
+        *rc = vs_why(why, why_len, -ENOMEM, "%s: out of memory", what);
         return NULL;
     }
     if (lseek(fd, 0, SEEK_SET) != 0 || archive_read_support_format_tar(a) != ARCHIVE_OK ||
         (gzip && archive_read_support_filter_gzip(a) != ARCHIVE_OK) ||
         archive_read_open_fd(a, fd, IO_CHUNK) != ARCHIVE_OK) {
-        *rc = fail(why, why_len, -EINVAL, "%s: %s", what, arc_error(a));
+        *rc = vs_why(why, why_len, -EINVAL, "%s: %s", what, arc_error(a));
         archive_read_free(a);
         return NULL;
     }
@@ -991,7 +980,7 @@ static int layer_remove(struct unpack *u, int fd, bool gzip, const char *what, c
         } else if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0) {
             const char *hidden = base + strlen(WH_PREFIX);
             if (hidden[0] == '\0' || strcmp(hidden, ".") == 0 || strcmp(hidden, "..") == 0) {
-                rc = fail(why, why_len, -EPERM, "%s: bad whiteout \"%s\"", what, name);
+                rc = vs_why(why, why_len, -EPERM, "%s: bad whiteout \"%s\"", what, name);
                 break;
             }
             rc = remove_beneath(u->rootfd, dir, hidden);
@@ -1001,12 +990,12 @@ static int layer_remove(struct unpack *u, int fd, bool gzip, const char *what, c
             rc = remove_beneath(u->rootfd, dir, base);
         }
         if (rc != 0) {
-            rc = fail(why, why_len, rc, "%s: applying \"%s\": %s", what, name, strerror(-rc));
+            rc = vs_why(why, why_len, rc, "%s: applying \"%s\": %s", what, name, strerror(-rc));
             break;
         }
     }
     if (rc == 0 && r != ARCHIVE_EOF) {
-        rc = fail(why, why_len, -EINVAL, "%s: %s", what, arc_error(a));
+        rc = vs_why(why, why_len, -EINVAL, "%s: %s", what, arc_error(a));
     }
     archive_read_free(a);
     return rc;
@@ -1018,7 +1007,7 @@ static int write_failed(struct archive *w, const char *what, const char *name, c
                         size_t why_len)
 {
     int e = archive_errno(w);
-    return fail(why, why_len, e > 0 ? -e : -EPERM, "%s: \"%s\": %s", what, name, arc_error(w));
+    return vs_why(why, why_len, e > 0 ? -e : -EPERM, "%s: \"%s\": %s", what, name, arc_error(w));
 }
 
 /* Copy one member's data from a to w. */
@@ -1035,7 +1024,7 @@ static int copy_data(struct archive *a, struct archive *w, const char *what, con
         }
     }
     if (r != ARCHIVE_EOF) {
-        return fail(why, why_len, -EINVAL, "%s: \"%s\": %s", what, name, arc_error(a));
+        return vs_why(why, why_len, -EINVAL, "%s: \"%s\": %s", what, name, arc_error(a));
     }
     return 0;
 }
@@ -1060,7 +1049,7 @@ static int layer_extract(struct unpack *u, int fd, bool gzip, const char *what, 
         archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
                                               ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                               ARCHIVE_EXTRACT_SECURE_SYMLINKS) != ARCHIVE_OK) {
-        rc = fail(why, why_len, -ENOMEM, "%s: cannot make a libarchive writer", what);
+        rc = vs_why(why, why_len, -ENOMEM, "%s: cannot make a libarchive writer", what);
         goto out;
     }
     while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
@@ -1076,25 +1065,25 @@ static int layer_extract(struct unpack *u, int fd, bool gzip, const char *what, 
             continue;
         }
         if (++u->entries > VS_IMAGE_MAX_ENTRIES) {
-            rc = fail(why, why_len, -E2BIG, "%s: more than %u entries", what, VS_IMAGE_MAX_ENTRIES);
+            rc = vs_why(why, why_len, -E2BIG, "%s: more than %u entries", what, VS_IMAGE_MAX_ENTRIES);
             break;
         }
         if (snprintf(abs, sizeof abs, "%s/%s", u->root, path) >= (int)sizeof abs) {
-            rc = fail(why, why_len, -ENAMETOOLONG, "%s: \"%s\": path too long", what, name);
+            rc = vs_why(why, why_len, -ENAMETOOLONG, "%s: \"%s\": path too long", what, name);
             break;
         }
         if (link != NULL) {
             char target[PATH_MAX], abs_target[PATH_MAX];
             rc = clean_member(link, target, sizeof target);
             if (rc != 0 || target[0] == '\0') {
-                rc = fail(why, why_len, rc != 0 ? rc : -EPERM,
+                rc = vs_why(why, why_len, rc != 0 ? rc : -EPERM,
                           "%s: hard link \"%s\" -> \"%s\" points outside the image", what, name,
                           link);
                 break;
             }
             if (snprintf(abs_target, sizeof abs_target, "%s/%s", u->root, target) >=
                 (int)sizeof abs_target) {
-                rc = fail(why, why_len, -ENAMETOOLONG, "%s: \"%s\": path too long", what, link);
+                rc = vs_why(why, why_len, -ENAMETOOLONG, "%s: \"%s\": path too long", what, link);
                 break;
             }
             archive_entry_copy_hardlink(e, abs_target);
@@ -1114,7 +1103,7 @@ static int layer_extract(struct unpack *u, int fd, bool gzip, const char *what, 
         }
     }
     if (rc == 0 && r != ARCHIVE_EOF) {
-        rc = fail(why, why_len, -EINVAL, "%s: %s", what, arc_error(a));
+        rc = vs_why(why, why_len, -EINVAL, "%s: %s", what, arc_error(a));
     }
     /* Applies the deferred directory modes and times of this layer. */
     if (rc == 0 && archive_write_close(w) != ARCHIVE_OK) {
@@ -1145,7 +1134,7 @@ static int unpack_new(int lfd, const json_t *m, const char *cache, int cfd, cons
         (media != NULL &&
          (!json_is_string(media) || strcmp(json_string_value(media), OCI_MANIFEST) != 0)) ||
         !json_is_array(layers)) {
-        return fail(why, why_len, -EINVAL, "manifest sha256:%s: not an OCI image manifest", hex);
+        return vs_why(why, why_len, -EINVAL, "manifest sha256:%s: not an OCI image manifest", hex);
     }
     if ((rc = parse_desc(json_object_get(m, "config"), "config", &cfg, why, why_len)) != 0 ||
         (rc = open_blob(lfd, &cfg, "config", why, why_len)) < 0) {
@@ -1154,21 +1143,21 @@ static int unpack_new(int lfd, const json_t *m, const char *cache, int cfd, cons
     close(rc);
 
     if (snprintf(tmp, sizeof tmp, "%s/.tmp-%s-XXXXXX", cache, hex) >= (int)sizeof tmp) {
-        return fail(why, why_len, -ENAMETOOLONG, "cache path %s is too long", cache);
+        return vs_why(why, why_len, -ENAMETOOLONG, "cache path %s is too long", cache);
     }
     if (mkdtemp(tmp) == NULL) {
         rc = -errno;
-        return fail(why, why_len, rc, "mkdtemp in %s: %s", cache, strerror(-rc));
+        return vs_why(why, why_len, rc, "mkdtemp in %s: %s", cache, strerror(-rc));
     }
     const char *tmp_name = strrchr(tmp, '/') + 1;
     if (snprintf(u.root, sizeof u.root, "%s/rootfs", tmp) >= (int)sizeof u.root) {
-        rc = fail(why, why_len, -ENAMETOOLONG, "cache path %s is too long", cache);
+        rc = vs_why(why, why_len, -ENAMETOOLONG, "cache path %s is too long", cache);
         goto out;
     }
     if (mkdir(u.root, 0700) != 0 ||
         (u.rootfd = open(u.root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
         rc = -errno;
-        rc = fail(why, why_len, rc, "%s: %s", u.root, strerror(-rc));
+        rc = vs_why(why, why_len, rc, "%s: %s", u.root, strerror(-rc));
         goto out;
     }
 
@@ -1181,7 +1170,7 @@ static int unpack_new(int lfd, const json_t *m, const char *cache, int cfd, cons
         }
         bool gzip = strcmp(d.media, OCI_LAYER_GZIP) == 0;
         if (!gzip && strcmp(d.media, OCI_LAYER_TAR) != 0) {
-            rc = fail(why, why_len, -ENOTSUP, "%s: media type %s is not supported (only %s and %s)",
+            rc = vs_why(why, why_len, -ENOTSUP, "%s: media type %s is not supported (only %s and %s)",
                       what, d.media, OCI_LAYER_TAR, OCI_LAYER_GZIP);
             goto out;
         }
@@ -1202,7 +1191,7 @@ static int unpack_new(int lfd, const json_t *m, const char *cache, int cfd, cons
 
     if (fchmod(u.rootfd, 0755) != 0 || chmod(tmp, 0755) != 0) {
         rc = -errno;
-        rc = fail(why, why_len, rc, "chmod %s: %s", tmp, strerror(-rc));
+        rc = vs_why(why, why_len, rc, "chmod %s: %s", tmp, strerror(-rc));
         goto out;
     }
     if (renameat(cfd, tmp_name, cfd, hex) != 0) {
@@ -1210,7 +1199,7 @@ static int unpack_new(int lfd, const json_t *m, const char *cache, int cfd, cons
         if (rc == -EEXIST || rc == -ENOTEMPTY) {
             rc = 0; /* a concurrent unpack of the same manifest finished first */
         } else {
-            rc = fail(why, why_len, rc, "rename %s: %s", tmp, strerror(-rc));
+            rc = vs_why(why, why_len, rc, "rename %s: %s", tmp, strerror(-rc));
         }
         goto out;
     }
@@ -1235,19 +1224,19 @@ VS_API int vs_image_unpack_oci(const char *layout_dir, const char *cache_dir,
     int rc = init_sodium();
 
     if (rc != 0) {
-        return fail(why, why_len, rc, "libsodium cannot be initialised");
+        return vs_why(why, why_len, rc, "libsodium cannot be initialised");
     }
     if (layout_dir == NULL || cache_dir == NULL || rootfs_out == NULL) {
-        return fail(why, why_len, -EINVAL, "no layout, cache or rootfs buffer given");
+        return vs_why(why, why_len, -EINVAL, "no layout, cache or rootfs buffer given");
     }
     if (realpath(cache_dir, cache) == NULL) {
         rc = -errno;
-        return fail(why, why_len, rc, "cache directory %s: %s", cache_dir, strerror(-rc));
+        return vs_why(why, why_len, rc, "cache directory %s: %s", cache_dir, strerror(-rc));
     }
     if ((lfd = open(layout_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (cfd = open(cache, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         rc = -errno;
-        rc = fail(why, why_len, rc, "%s: %s", lfd < 0 ? layout_dir : cache, strerror(-rc));
+        rc = vs_why(why, why_len, rc, "%s: %s", lfd < 0 ? layout_dir : cache, strerror(-rc));
         goto out;
     }
 
@@ -1256,7 +1245,7 @@ VS_API int vs_image_unpack_oci(const char *layout_dir, const char *cache_dir,
     }
     const json_t *version = json_object_get(layout, "imageLayoutVersion");
     if (!json_is_string(version) || strcmp(json_string_value(version), "1.0.0") != 0) {
-        rc = fail(why, why_len, -ENOTSUP, "oci-layout: not an image layout of version 1.0.0");
+        rc = vs_why(why, why_len, -ENOTSUP, "oci-layout: not an image layout of version 1.0.0");
         goto out;
     }
     if ((rc = load_json_at(lfd, "index.json", &index, why, why_len)) != 0) {
@@ -1264,11 +1253,11 @@ VS_API int vs_image_unpack_oci(const char *layout_dir, const char *cache_dir,
     }
     const json_t *manifests = json_object_get(index, "manifests");
     if (!json_is_array(manifests) || json_array_size(manifests) == 0) {
-        rc = fail(why, why_len, -EINVAL, "index.json lists no manifest");
+        rc = vs_why(why, why_len, -EINVAL, "index.json lists no manifest");
         goto out;
     }
     if (json_array_size(manifests) > 1) {
-        rc = fail(why, why_len, -ENOTSUP, "index.json lists %zu manifests; one is supported",
+        rc = vs_why(why, why_len, -ENOTSUP, "index.json lists %zu manifests; one is supported",
                   json_array_size(manifests));
         goto out;
     }
@@ -1276,26 +1265,26 @@ VS_API int vs_image_unpack_oci(const char *layout_dir, const char *cache_dir,
         goto out;
     }
     if (strcmp(md.media, OCI_MANIFEST) != 0) {
-        rc = fail(why, why_len, -ENOTSUP, "index.json: %s is not supported%s", md.media,
+        rc = vs_why(why, why_len, -ENOTSUP, "index.json: %s is not supported%s", md.media,
                   strcmp(md.media, OCI_INDEX) == 0 ? " (a multi-platform image: copy one platform)"
                                                    : "");
         goto out;
     }
     if (snprintf(rootfs_out, PATH_MAX, "%s/%s/rootfs", cache, md.hex) >= PATH_MAX) {
-        rc = fail(why, why_len, -ENAMETOOLONG, "cache path %s is too long", cache);
+        rc = vs_why(why, why_len, -ENAMETOOLONG, "cache path %s is too long", cache);
         goto out;
     }
 
     hfd = openat(cfd, md.hex, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (hfd < 0 && errno != ENOENT) {
         rc = -errno;
-        rc = fail(why, why_len, rc, "cache entry %s/%s: %s", cache, md.hex, strerror(-rc));
+        rc = vs_why(why, why_len, rc, "cache entry %s/%s: %s", cache, md.hex, strerror(-rc));
         goto out;
     }
     if (hfd >= 0) {
         struct stat st;
         if (fstatat(hfd, "rootfs", &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) {
-            rc = fail(why, why_len, -EEXIST, "cache entry %s/%s holds no rootfs directory", cache,
+            rc = vs_why(why, why_len, -EEXIST, "cache entry %s/%s holds no rootfs directory", cache,
                       md.hex);
             goto out;
         }
@@ -1313,7 +1302,7 @@ VS_API int vs_image_unpack_oci(const char *layout_dir, const char *cache_dir,
     }
 
     if (digest_out != NULL && (rc = vs_image_digest_dir(rootfs_out, digest_out)) != 0) {
-        rc = fail(why, why_len, rc, "cannot hash %s: %s", rootfs_out, strerror(-rc));
+        rc = vs_why(why, why_len, rc, "cannot hash %s: %s", rootfs_out, strerror(-rc));
     }
 out:
     json_decref(layout);

@@ -41,6 +41,7 @@
 #include "cgroup.h"
 #include "fs.h"
 #include "landlock.h"
+#include "outcome.h"
 #include "seccomp_policy.h"
 #include "snapshot.h"
 #include "vs/sandbox.h"
@@ -528,7 +529,10 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
     sigemptyset(&finish.sa_mask);
     if (sigaction(SIGUSR1, &finish, NULL) < 0)
         die_errno(in->errfd, "SIGUSR1");
-    pid_t prog = fork();
+    /* A raw clone, not fork(): glibc's fork takes malloc's arena locks, and
+     * init is a copy of a launcher that may have had other threads (a
+     * daemon's) holding them - locks no thread here will ever release. */
+    pid_t prog = (pid_t)syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
     if (prog < 0)
         die_errno(in->errfd, "fork the program");
     if (prog == 0) {
@@ -627,8 +631,13 @@ enum { REQUEST_NONE, REQUEST_FINISH, REQUEST_KILL };
 struct vs_sandbox {
     struct run run;
     uint64_t start;
+    uint32_t serial;    /* this process's launch count: names its cgroup and host uid */
     int syncw;          /* init's "go" pipe, kept until the end */
 };
+
+/* Launches by this process: sandboxes started at once (a daemon's threads)
+ * need cgroups and host uids of their own. */
+static _Atomic uint32_t launches;
 
 static void kill_sandbox(struct run *run)
 {
@@ -755,26 +764,16 @@ static void classify(struct run *run)
         if (cs.pids_max_hits > 0)
             r->pids_limit_hit = true;
     }
-    if (run->have_status) {
-        int st = run->prog_status;
-        if (WIFEXITED(st))
-            r->exit_code = WEXITSTATUS(st);
-        else if (WIFSIGNALED(st))
-            r->signal = WTERMSIG(st);
-    }
+    if (run->have_status)
+        vs_outcome_status(run->prog_status, r);
     if (run->killed_watchdog)
         r->kill_reason = VS_KILL_WATCHDOG;
     else if (run->killed_time)
         r->kill_reason = VS_KILL_TIME;
     else if (run->killed_pids)
         r->kill_reason = VS_KILL_PIDS;
-    else if (r->signal == SIGKILL && cs.oom_kills > 0)
-        r->kill_reason = VS_KILL_MEMORY;
-    else if (r->signal == SIGSYS)
-        r->kill_reason = VS_KILL_SECCOMP;
-    else if (r->signal == SIGXCPU ||
-             (r->signal == SIGKILL && p->cpu_limit_ms > 0 && r->cpu_ms + 50 >= p->cpu_limit_ms))
-        r->kill_reason = VS_KILL_CPU;
+    else
+        r->kill_reason = vs_outcome_signal_reason(p, r, cs.oom_kills);
     if (r->kill_reason == VS_KILL_SECCOMP && r->n_denied == 0 && r->n_denied < VS_SANDBOX_MAX_DENIED)
         snprintf(r->denied[r->n_denied++], sizeof(r->denied[0]), "(foreign ABI)");
 }
@@ -793,12 +792,12 @@ static void read_setup_error(struct run *run)
  * init into it (v1: init does that itself with the "tasks" files sent
  * along; v2: we write its pid) and send go2. 0, or -errno with
  * r->setup_error set. */
-static int cgroup_for_init(struct run *run, pid_t init, uint64_t start)
+static int cgroup_for_init(struct run *run, pid_t init, uint32_t serial)
 {
     const struct vs_sandbox_policy *p = run->p;
     struct vs_sandbox_result *r = run->r;
     char name[64];
-    snprintf(name, sizeof(name), "sb-%d-%llu", (int)getpid(), (unsigned long long)start);
+    snprintf(name, sizeof(name), "sb-%d-%u", (int)getpid(), (unsigned)serial);
     /* At most one CPU's worth of time per period, whatever it spawns. */
     struct vs_cgroup_limits lim = {.memory_bytes = p->memory_bytes, .pids = p->pids,
                                    .cpu_quota_us = 100000, .cpu_period_us = 100000};
@@ -884,10 +883,12 @@ int vs_sandbox_start(const struct vs_sandbox_policy *p, char *const argv[],
         return -ENOMEM;
     }
     sb->start = mono_ms();
+    sb->serial = atomic_fetch_add(&launches, 1);
     bool root_mode = geteuid() == 0;
     uint32_t host_uid = p->host_uid;
     if (root_mode && host_uid == 0)
-        host_uid = UID_RANGE_BASE + 2u * ((uint32_t)getpid() % UID_RANGE_SLOTS) + 1u;
+        host_uid = UID_RANGE_BASE +
+                   2u * (((uint32_t)getpid() * 7919u + sb->serial) % UID_RANGE_SLOTS) + 1u;
     r->host_uid = root_mode ? host_uid : (uint32_t)geteuid();
 
     struct run *run = &sb->run;
@@ -947,7 +948,7 @@ int vs_sandbox_start(const struct vs_sandbox_policy *p, char *const argv[],
                      strerror(errno));
         }
         if (rc == 0)
-            rc = cgroup_for_init(run, pid, sb->start);
+            rc = cgroup_for_init(run, pid, sb->serial);
         if (rc == 0) {
             *out = sb;
             return 0;
