@@ -20,6 +20,8 @@
 
 #include "seccomp_policy.h"
 #include "vs/config.h"
+#include "vs/image.h"
+#include "vs/podman.h"
 #include "vs/sandbox.h"
 
 static void usage(FILE *out)
@@ -64,6 +66,10 @@ static void usage(FILE *out)
         "                         (symlinks are never followed)\n"
         "  --snapshot-max MIB     content the snapshot holds at most (64)\n"
         "  --json                 print the result as one JSON object on stderr\n"
+        "  --backend podman       run in a Podman (runc) container of --image instead, with\n"
+        "                         the same policy (vs/podman.h; no --rootfs, --seccomp-log)\n"
+        "  --image DIR            the root file system for --backend podman: imported once\n"
+        "                         as localhost/vs-image:<content digest>, never pulled\n"
         "\n"
         "exit status:\n"
         "  N        the program's own exit status\n"
@@ -116,10 +122,30 @@ static void print_json(const struct vs_sandbox_policy *p, const struct vs_sandbo
     json_decref(j);
 }
 
+/* --backend podman: the image of rootfs (imported once, named by its
+ * content digest), then the run. */
+static int run_podman(const struct vs_sandbox_policy *p, const char *rootfs, char *const argv[],
+                      struct vs_sandbox_result *r)
+{
+    char digest[VS_IMAGE_DIGEST_LEN], id[VS_PODMAN_IMAGE_ID_LEN], why[256] = "";
+    int rc = vs_image_digest_dir(rootfs, digest);
+    if (rc < 0)
+        snprintf(why, sizeof(why), "cannot hash it: %s", strerror(-rc));
+    else
+        rc = vs_podman_image_import(rootfs, digest, id, sizeof(id), why, sizeof(why));
+    if (rc == 0)
+        return vs_podman_run(p, id, argv, p->snapshot_fd, p->snapshot_max_bytes, r);
+    memset(r, 0, sizeof(*r));
+    r->exit_code = -1;
+    snprintf(r->setup_error, sizeof(r->setup_error), "image %s: %s", rootfs, why);
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     enum { O_ROOTFS = 256, O_ROBIND, O_PRESET, O_LOG, O_TIME, O_CPU, O_MEM, O_PIDS, O_WS,
-           O_TMP, O_NOFILE, O_SETENV, O_CHDIR, O_CMDFD, O_JSON, O_HELP, O_SNAP, O_SNAPMAX };
+           O_TMP, O_NOFILE, O_SETENV, O_CHDIR, O_CMDFD, O_JSON, O_HELP, O_SNAP, O_SNAPMAX,
+           O_BACKEND, O_IMAGE };
     static const struct option opts[] = {
         {"rootfs", required_argument, NULL, O_ROOTFS}, {"ro-bind", required_argument, NULL, O_ROBIND},
         {"preset", required_argument, NULL, O_PRESET}, {"seccomp-log", no_argument, NULL, O_LOG},
@@ -130,12 +156,14 @@ static int cmd_run(int argc, char **argv)
         {"chdir", required_argument, NULL, O_CHDIR},   {"command-fd", required_argument, NULL, O_CMDFD},
         {"json", no_argument, NULL, O_JSON},           {"help", no_argument, NULL, O_HELP},
         {"snapshot", required_argument, NULL, O_SNAP}, {"snapshot-max", required_argument, NULL, O_SNAPMAX},
+        {"backend", required_argument, NULL, O_BACKEND}, {"image", required_argument, NULL, O_IMAGE},
         {NULL, 0, NULL, 0}};
     struct vs_sandbox_policy p;
     vs_sandbox_policy_init(&p);
     p.snapshot_max_bytes = 64u << 20;
     const char *snapshot = NULL;
-    bool json = false;
+    bool json = false, podman = false;
+    const char *image = NULL;
     static char env_store[VS_SANDBOX_MAX_ENV][4096];
     int opt;
     uint64_t v;
@@ -179,6 +207,11 @@ static int cmd_run(int argc, char **argv)
         case O_SNAP: snapshot = optarg; break;
         case O_SNAPMAX: bad = parse_u64(optarg, 1 << 20, &p.snapshot_max_bytes); break;
         case O_HELP: usage(stdout); return 0;
+        case O_BACKEND:
+            podman = strcmp(optarg, "podman") == 0;
+            bad = !podman && strcmp(optarg, "native") != 0;
+            break;
+        case O_IMAGE: image = optarg; break;
         default: usage(stderr); return VS_SANDBOX_EXIT_USAGE;
         }
         if (bad) {
@@ -190,13 +223,18 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "vs-sandbox: nothing to run (vs-sandbox run [options] -- PROG ARGS)\n");
         return VS_SANDBOX_EXIT_USAGE;
     }
+    if (podman != (image != NULL) || (podman && p.rootfs != NULL)) {
+        fprintf(stderr, "vs-sandbox: --backend podman takes --image DIR (and no --rootfs)\n");
+        return VS_SANDBOX_EXIT_USAGE;
+    }
     if (snapshot != NULL &&
         (p.snapshot_fd = open(snapshot, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
         fprintf(stderr, "vs-sandbox: %s: %s\n", snapshot, strerror(errno));
         return VS_SANDBOX_EXIT_SETUP;
     }
     struct vs_sandbox_result r;
-    int rc = vs_sandbox_run(&p, argv + optind, &r);
+    int rc = podman ? run_podman(&p, image, argv + optind, &r)
+                    : vs_sandbox_run(&p, argv + optind, &r);
     if (p.snapshot_fd >= 0)
         close(p.snapshot_fd);
     if (rc < 0 && r.setup_error[0] == '\0')

@@ -279,3 +279,39 @@ void vs_rmtree(const char *dir)
     if (dir != NULL && dir[0] != '\0')
         nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+bool vs_find_program(const char *name, char *out, size_t size)
+{
+    const char *env = getenv("PATH");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             env != NULL ? env : "");
+    char *save = NULL;
+    for (char *d = strtok_r(path, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+        if (d[0] != '/')
+            continue;
+        snprintf(out, size, "%s/%s", d, name);
+        if (access(out, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+int vs_copy_file(const char *src, const char *dst, mode_t mode)
+{
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    char buf[65536];
+    ssize_t n = 0;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n) {
+            n = -1;
+            break;
+        }
+    int rc = in >= 0 && out >= 0 && n == 0 ? 0 : -1;
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) < 0)
+        rc = -1;
+    return rc < 0 ? rc : chmod(dst, mode);
+}

@@ -85,6 +85,11 @@ char *vs_scratch_dir(const char *name);
 void vs_scratch_free(char *dir);
 /* dir/name, malloc'd (aborts when out of memory). */
 char *vs_path(const char *dir, const char *name);
+/* name in $PATH or the usual system directories (ctest may run with a PATH
+ * without sbin, where Debian puts runc) into out; false when absent. */
+bool vs_find_program(const char *name, char *out, size_t size);
+/* Copy src to dst (created or truncated) with mode. 0 or -1. */
+int vs_copy_file(const char *src, const char *dst, mode_t mode);
 /* Remove a directory tree (test scratch directories); NULL or "": nothing. */
 void vs_rmtree(const char *dir);
 

@@ -53,43 +53,6 @@ static struct {
     int runs;
 } fx;
 
-/* name in $PATH or the usual system directories (ctest may run with a PATH
- * without sbin, where Debian puts runc). */
-static bool find_exec(const char *name, char *out, size_t size)
-{
-    const char *env = getenv("PATH");
-    char path[4096];
-    snprintf(path, sizeof(path), "%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             env != NULL ? env : "");
-    char *save = NULL;
-    for (char *d = strtok_r(path, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
-        if (d[0] != '/')
-            continue;
-        snprintf(out, size, "%s/%s", d, name);
-        if (access(out, X_OK) == 0)
-            return true;
-    }
-    return false;
-}
-
-static int copy_file(const char *src, const char *dst, mode_t mode)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    char buf[65536];
-    ssize_t n = 0;
-    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
-        if (write(out, buf, (size_t)n) != n) {
-            n = -1;
-            break;
-        }
-    int rc = in >= 0 && out >= 0 && n == 0 ? 0 : -1;
-    if (in >= 0)
-        close(in);
-    if (out >= 0 && close(out) < 0)
-        rc = -1;
-    return rc < 0 ? rc : chmod(dst, mode);
-}
 
 static void slurp(const char *path, char *buf, size_t size)
 {
@@ -124,9 +87,9 @@ static void fixture(void)
     if (fx.ready)
         return;
     char runc[256];
-    if (!find_exec("podman", fx.podman, sizeof(fx.podman)))
+    if (!vs_find_program("podman", fx.podman, sizeof(fx.podman)))
         fail_msg("podman is not installed: " INSTALL_HINT);
-    if (!find_exec("runc", runc, sizeof(runc)))
+    if (!vs_find_program("runc", runc, sizeof(runc)))
         fail_msg("runc is not installed (crun does not work on hybrid-cgroup hosts): " INSTALL_HINT);
     snprintf(fx.dir, sizeof(fx.dir), "/tmp/vs-podman-XXXXXX");
     assert_non_null(mkdtemp(fx.dir));
@@ -134,7 +97,7 @@ static void fixture(void)
     char probe[160];
     snprintf(probe, sizeof(probe), "%s/probe", fx.rootfs);
     if (mkdir(fx.rootfs, 0755) < 0 || chmod(fx.rootfs, 0755) < 0 ||
-        copy_file(VS_PODMAN_PROBE_BIN, probe, 0755) < 0)
+        vs_copy_file(VS_PODMAN_PROBE_BIN, probe, 0755) < 0)
         fail_msg("cannot build the container's root file system in %s: %s", fx.rootfs,
                  strerror(errno));
     fx.ready = true;
