@@ -8,6 +8,7 @@
  * fix to any of them reaches all daemons at once.
  */
 #include <errno.h>
+#include <sys/prctl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -285,8 +286,14 @@ static int start(vs_daemon *d)
         bool log_only = strcmp(vs_config_string(d->cfg, "seccomp", "enforce"), "log") == 0;
         if (log_only)
             log_warnx("seccomp in log mode: violations are only logged by the kernel");
-        rc = vs_narrow(d->def->syscalls, log_only);
-        d->narrowed = rc == 0 && !log_only;
+        if (d->def->no_filter_reason != NULL) {
+            log_warnx("no seccomp filter: %s", d->def->no_filter_reason);
+            rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : -errno;
+            d->narrowed = false;
+        } else {
+            rc = vs_narrow(d->def->syscalls, log_only);
+            d->narrowed = rc == 0 && !log_only;
+        }
     }
     if (rc == 0)
         rc = answer_sys(d);

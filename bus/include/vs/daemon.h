@@ -33,6 +33,10 @@ struct vs_daemon_def {
     const char *summary;                /* one line for --help */
     const struct vs_cfg_key *config;    /* the daemon's own keys, or NULL */
     const int *syscalls;                /* extra allowed syscalls, -1 ended */
+    /* Set only by a daemon whose children must not inherit its filter (the
+     * launcher: its sandboxes get their own): it is narrowed with
+     * no_new_privs alone, and this reason is logged at start. */
+    const char *no_filter_reason;
     int (*open)(vs_daemon *d);          /* before narrowing; 0 or -errno */
     int (*start)(vs_daemon *d);         /* after narrowing; 0 or -errno */
     void (*stop)(vs_daemon *d);         /* stop taking new work */
