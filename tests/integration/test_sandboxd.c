@@ -39,6 +39,7 @@
 #include "vs/attestation.h"
 #include "vs/ids.h"
 #include "vs/js.h"
+#include "vs/pbjson.h"
 #include "vs/keys.h"
 #include "vs/v1/agent.pb-c.h"
 #include "vs/v1/task.pb-c.h"
@@ -281,6 +282,26 @@ static void test_task_runs(void **state)
     Vs__V1__Attestation forged = *a;
     forged.image_digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
     assert_int_equal(vs_attestation_verify(&forged), -EBADMSG);
+
+    /* vsctl attest verify, on the TaskOutput as JSON, and on a forged one */
+    char node_hex[2 * VS_SIGN_PUBLICKEY_LEN + 1], task_hex[VS_ID_HEX_LEN];
+    sodium_bin2hex(node_hex, sizeof node_hex, f->node_pk, VS_SIGN_PUBLICKEY_LEN);
+    vs_hex(task, VS_ID_LEN, task_hex);
+    json_t *j = vs_pb_to_json(&o->base);
+    char *good = vs_path(f->dir, "output.json"), *bad = vs_path(f->dir, "forged.json");
+    assert_int_equal(json_dump_file(j, good, 0), 0);
+    json_object_set_new(json_object_get(j, "attestation"), "image_digest", json_string("other"));
+    assert_int_equal(json_dump_file(j, bad, 0), 0);
+    json_decref(j);
+    struct vs_vsctl cli = {.bin = VS_VSCTL_BIN, .state = f->dir, .url = f->base.nats.url,
+                           .scratch = f->dir, .bus = f->base.bus};
+    vs_vsctl_check(&cli, WAIT_MS, 0, "signature: valid",
+                   VS_ARGS("attest", "verify", "--node-key", node_hex, "--task", task_hex, good));
+    vs_vsctl_check(&cli, WAIT_MS, 1, NULL, VS_ARGS("attest", "verify", bad));
+    vs_vsctl_check(&cli, WAIT_MS, 1, NULL,
+                   VS_ARGS("attest", "verify", "--node-key", "00", good));
+    free(good);
+    free(bad);
 }
 
 static void test_forged_ids_are_restamped(void **state)

@@ -35,6 +35,7 @@ static const struct command commands[] = {
     {"seal", cmd_seal, "seal a payload to a pool's box key (SealedPayload JSON for `pub`)"},
     {"unseal", cmd_unseal, "open the sealed payload of a message (JSON on stdin) with a box key"},
     {"egress", cmd_egress, "one fetch or search through the egress worker, as a task's agent"},
+    {"attest", cmd_attest, "verify a launcher's signed attestation of a task's run"},
     {"subjects", cmd_subjects, "the subject table (--markdown for the README)"},
 };
 

@@ -74,6 +74,7 @@ int cmd_ledger(struct vsctl *ctx, int argc, char **argv);
 int cmd_seal(struct vsctl *ctx, int argc, char **argv);
 int cmd_unseal(struct vsctl *ctx, int argc, char **argv);
 int cmd_egress(struct vsctl *ctx, int argc, char **argv);
+int cmd_attest(struct vsctl *ctx, int argc, char **argv);
 /* The audit log's commands (cmd_auditlog.c), dispatched by cmd_audit. */
 int cmd_audit_query(struct vsctl *ctx, int argc, char **argv);
 int cmd_audit_verify(struct vsctl *ctx, int argc, char **argv);
