@@ -609,8 +609,9 @@ static void pub_id(const char *pub, char out[17])
     char *text = vs_slurp(pub);
     const char *p = strstr(text, "public key ");
     assert_non_null(p);
-    memcpy(out, p + strlen("public key "), 16);
-    out[16] = '\0';
+    /* the comment writes the id without leading zeros */
+    unsigned long long id = strtoull(p + strlen("public key "), NULL, 16);
+    snprintf(out, 17, "%016llX", id);
     free(text);
 }
 
