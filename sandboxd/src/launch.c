@@ -280,12 +280,15 @@ static void clear_capability_sets(int errfd)
 
 static void become_agent(const struct inside *in)
 {
-    if (setgroups(0, NULL) < 0 && in->root_mode)
+    if (syscall(SYS_setgroups, 0, NULL) < 0 && in->root_mode)
         die_errno(in->errfd, "drop supplementary groups");
     drop_capabilities(in->errfd);
-    if (setresgid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+    /* Raw system calls: glibc's wrappers would "broadcast" the change to
+     * the threads of the (threaded) launcher this process was cloned from,
+     * and wait for threads that do not exist here. */
+    if (syscall(SYS_setresgid, AGENT_ID, AGENT_ID, AGENT_ID) < 0)
         die_errno(in->errfd, "setresgid");
-    if (setresuid(AGENT_ID, AGENT_ID, AGENT_ID) < 0)
+    if (syscall(SYS_setresuid, AGENT_ID, AGENT_ID, AGENT_ID) < 0)
         die_errno(in->errfd, "setresuid");
     clear_capability_sets(in->errfd);
 }
@@ -480,7 +483,7 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
     /* The uid/gid maps are written. The launcher creates the cgroup while
      * we build the file system (nothing here depends on the cgroup). */
     if (in->root_mode) {
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
             die_errno(in->errfd, "become the namespace's root");
         /* A uid change clears the parent-death signal: set it again, then
          * make sure the launcher did not die in between (its end of the
