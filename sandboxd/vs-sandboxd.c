@@ -189,9 +189,7 @@ static void audit(struct task *t, Vs__V1__Severity sev, const char *event, const
 
 static int parse_hex_key(const char *hex, uint8_t out[VS_BOX_PUBLICKEY_LEN], const char *name)
 {
-    size_t got = 0;
-    if (hex == NULL || sodium_hex2bin(out, VS_BOX_PUBLICKEY_LEN, hex, strlen(hex), NULL, &got,
-                                      NULL) != 0 || got != VS_BOX_PUBLICKEY_LEN) {
+    if (vs_box_public_parse(hex, out) != 0) {
         log_warnx("%s must be %d hex digits", name, 2 * VS_BOX_PUBLICKEY_LEN);
         return -EINVAL;
     }

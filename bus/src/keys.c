@@ -301,6 +301,16 @@ VS_API int vs_seal(const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], const void 
     return 0;
 }
 
+VS_API int vs_box_public_parse(const char *hex, uint8_t out[VS_BOX_PUBLICKEY_LEN])
+{
+    size_t got = 0;
+    if (hex == NULL || out == NULL || strlen(hex) != 2 * VS_BOX_PUBLICKEY_LEN ||
+        sodium_hex2bin(out, VS_BOX_PUBLICKEY_LEN, hex, strlen(hex), NULL, &got, NULL) != 0 ||
+        got != VS_BOX_PUBLICKEY_LEN)
+        return -EINVAL;
+    return 0;
+}
+
 VS_API bool vs_box_key_usable(const uint8_t *k, size_t len)
 {
     uint8_t probe[VS_SEAL_OVERHEAD];

@@ -191,15 +191,12 @@ static int parse_opts(struct vsctl *ctx, int argc, char **argv, struct egress_op
     *o = (struct egress_opts){.agent = "vsctl-probe", .method = "GET", .max_results = 10};
     vsctl_getopt_reset();
     int opt;
-    size_t got = 0;
     while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         if (vsctl_common_opt(ctx, opt, optarg))
             continue;
         switch (opt) {
         case 't':
-            if (sodium_hex2bin(o->pool_pk, sizeof o->pool_pk, optarg, strlen(optarg), NULL, &got,
-                               NULL) != 0 ||
-                got != sizeof o->pool_pk) {
+            if (vs_box_public_parse(optarg, o->pool_pk) != 0) {
                 vsctl_err("--to: expected %d hex digits", 2 * VS_BOX_PUBLICKEY_LEN);
                 return VSCTL_USAGE;
             }

@@ -120,8 +120,7 @@ int cmd_seal(struct vsctl *ctx, int argc, char **argv)
     if (rc != VSCTL_OK)
         return rc < 0 ? VSCTL_OK : rc;
     uint8_t pk[VS_BOX_PUBLICKEY_LEN];
-    size_t got = 0;
-    if (sodium_hex2bin(pk, sizeof pk, to, strlen(to), NULL, &got, NULL) != 0 || got != sizeof pk) {
+    if (vs_box_public_parse(to, pk) != 0) {
         vsctl_err("--to: expected %d hex digits (a box key's public half)", 2 * VS_BOX_PUBLICKEY_LEN);
         return VSCTL_USAGE;
     }

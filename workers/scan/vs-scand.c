@@ -547,10 +547,7 @@ static int load_keys(struct scand *g, const vs_config *cfg)
         return rc;
     }
     vs_key_id(vs_boxkey_public(g->intake), VS_BOX_PUBLICKEY_LEN, g->intake_id);
-    size_t got = 0;
-    if (sodium_hex2bin(g->launcher_pk, sizeof g->launcher_pk, launcher, strlen(launcher), NULL, &got,
-                       NULL) != 0 ||
-        got != sizeof g->launcher_pk) {
+    if (vs_box_public_parse(launcher, g->launcher_pk) != 0) {
         log_warnx("scand.launcher_key must be %d hex digits", 2 * VS_BOX_PUBLICKEY_LEN);
         return -EINVAL;
     }

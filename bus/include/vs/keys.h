@@ -45,6 +45,9 @@ VS_API void vs_boxkey_free(vs_boxkey *k);
  * len + VS_SEAL_OVERHEAD bytes. 0 or -EINVAL. */
 VS_API int vs_seal(const uint8_t recipient_pk[VS_BOX_PUBLICKEY_LEN], const void *msg, size_t len,
                    uint8_t *out);
+/* A box public key written as 64 hex digits (as configs and command lines
+ * give it) into out. 0, or -EINVAL for anything else (NULL included). */
+VS_API int vs_box_public_parse(const char *hex, uint8_t out[VS_BOX_PUBLICKEY_LEN]);
 /* Whether k (len bytes) is a public key crypto_box_seal accepts: 32 bytes
  * and not a low-order point. */
 VS_API bool vs_box_key_usable(const uint8_t *k, size_t len);
