@@ -17,9 +17,12 @@
  * limit stopped it, the cgroup's OOM kills and peak memory, a setup error -
  * over a socket the program never holds (init closes it in the program and
  * is not dumpable, so /proc/1/fd stays closed to uid 1000 too). The
- * launcher's end of the same socket tells init when the launcher died:
- * init then kills everything and exits, so a container never outlives the
- * process that waits for it.
+ * launcher's end of the same socket tells init when the launcher died, or
+ * gave up on the sandbox (vs_podman_kill shuts it down): init then kills
+ * everything and exits without a snapshot, so a container never outlives
+ * the process that waits for it. The launcher's one message on it,
+ * VS_CINIT_FINISH (vs_podman_finish), asks init to end the program as
+ * `podman stop` does: everything is killed, the snapshot is still taken.
  *
  * Why the environment travels in a memfd: podman adds variables of its own
  * (container, HOSTNAME, HOME, PATH, TERM) to whatever --env passes, and
@@ -49,6 +52,7 @@ enum {
 #define VS_CINIT_ENV_COUNT 64      /* VS_SANDBOX_MAX_ENV */
 #define VS_CINIT_MAGIC 0x76736369u /* "vsci" */
 #define VS_CINIT_VERSION 1u
+#define VS_CINIT_FINISH 'F'        /* launcher -> init: the program's work is done */
 
 /* What init saw (flags). */
 #define VS_CINIT_F_TIME 0x1      /* init killed the program at the wall-clock limit */

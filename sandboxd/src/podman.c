@@ -28,10 +28,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -907,64 +909,102 @@ static void classify(const struct vs_sandbox_policy *p, const struct vs_cinit_re
         r->kill_reason = vs_outcome_signal_reason(p, r, rep->oom_kills);
 }
 
-int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id, char *const argv[],
-                  int snapshot_fd, uint64_t snapshot_max, struct vs_sandbox_result *r)
+/* One container from vs_podman_start to vs_podman_free. */
+struct vs_podman {
+    const struct vs_sandbox_policy *p;
+    struct vs_sandbox_result *r;
+    char podman[PATH_MAX], profile[PATH_MAX];
+    char name[3 + 16 + 1]; /* vs-<16 hex> */
+    struct args a;
+    int rep, null, memfd; /* our end of init's report socket, /dev/null, podman's output */
+    pid_t pid;
+    uint64_t start;
+    _Atomic bool ended, killed;
+};
+
+static void podman_release(vs_podman *pm)
 {
-    if (r == NULL)
+    args_free(&pm->a);
+    if (pm->profile[0] != '\0')
+        unlink(pm->profile);
+    int fds[] = {pm->rep, pm->null, pm->memfd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(pm);
+}
+
+int vs_podman_start(const struct vs_sandbox_policy *p, const char *image_id, char *const argv[],
+                    int snapshot_fd, uint64_t snapshot_max, struct vs_sandbox_result *r,
+                    vs_podman **out)
+{
+    if (r == NULL || out == NULL)
         return -EINVAL;
+    *out = NULL;
     memset(r, 0, sizeof(*r));
     r->exit_code = -1;
     r->limit_mode = VS_LIMITS_RLIMIT;
     int rc = check_policy(p, image_id, argv, snapshot_fd, r);
     if (rc < 0)
         return rc;
-    uint64_t start = mono_ms();
-    r->host_uid = geteuid() == 0 ? AGENT_UID : 0;
     char *err = r->setup_error;
     size_t errlen = sizeof(r->setup_error);
+    vs_podman *pm = calloc(1, sizeof(*pm));
+    if (pm == NULL)
+        return vs_why(err, errlen, -ENOMEM, "out of memory");
+    pm->p = p;
+    pm->r = r;
+    pm->rep = pm->null = pm->memfd = -1;
+    pm->pid = -1;
+    pm->start = mono_ms();
+    r->host_uid = geteuid() == 0 ? AGENT_UID : 0;
 
-    char podman[PATH_MAX], init[PATH_MAX], profile[PATH_MAX];
-    if (find_podman(podman) < 0)
-        return vs_why(err, errlen, -ENOENT, "podman is not installed");
-    if ((rc = find_init(init, err, errlen)) < 0)
-        return rc;
+    char init[PATH_MAX];
     unsigned char rnd[8];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-        return vs_why(err, errlen, -EIO, "getrandom: %s", strerror(errno));
-    char name[3 + 2 * sizeof(rnd) + 1];
-    snprintf(name, sizeof(name), "vs-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-    if ((rc = write_profile(p->preset, profile)) < 0)
-        return vs_why(err, errlen, rc, "cannot write the seccomp profile: %s", strerror(-rc));
+    if (find_podman(pm->podman) < 0)
+        rc = vs_why(err, errlen, -ENOENT, "podman is not installed");
+    else if ((rc = find_init(init, err, errlen)) < 0)
+        ;
+    else if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rc = vs_why(err, errlen, -EIO, "getrandom: %s", strerror(errno));
+    else if ((rc = write_profile(p->preset, pm->profile)) < 0) {
+        pm->profile[0] = '\0';
+        rc = vs_why(err, errlen, rc, "cannot write the seccomp profile: %s", strerror(-rc));
+    }
+    if (rc < 0) {
+        podman_release(pm);
+        return rc;
+    }
+    snprintf(pm->name, sizeof(pm->name), "vs-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+             rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 
     int envfd = env_memfd(p);
     int rep[2] = {-1, -1};
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int memfd = memfd_create("vs-podman", MFD_CLOEXEC);
+    pm->null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    pm->memfd = memfd_create("vs-podman", MFD_CLOEXEC);
     if (envfd < 0)
         rc = vs_why(err, errlen, envfd, "environment: %s", strerror(-envfd));
-    else if (null < 0 || memfd < 0 ||
+    else if (pm->null < 0 || pm->memfd < 0 ||
              socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rep) < 0)
         rc = vs_why(err, errlen, -errno, "descriptors: %s", strerror(errno));
-    struct args a = {0};
+    pm->rep = rep[0];
     if (rc == 0) {
-        build_args(&a, p, podman, init, name, profile, image_id, argv, snapshot_fd >= 0,
-                   snapshot_max);
-        if (a.oom)
+        build_args(&pm->a, p, pm->podman, init, pm->name, pm->profile, image_id, argv,
+                   snapshot_fd >= 0, snapshot_max);
+        if (pm->a.oom)
             rc = vs_why(err, errlen, -ENOMEM, "out of memory");
     }
-    pid_t pid = -1;
     if (rc == 0) {
-        int fds[VS_CINIT_NFDS] = {pick_fd(p->command_fd, -1, null),
-                                  pick_fd(snapshot_fd, -1, null),
+        int fds[VS_CINIT_NFDS] = {pick_fd(p->command_fd, -1, pm->null),
+                                  pick_fd(snapshot_fd, -1, pm->null),
                                   rep[1],
                                   envfd,
-                                  pick_fd(p->stdin_fd, 0, null),
-                                  pick_fd(p->stdout_fd, 1, null),
-                                  pick_fd(p->stdout_fd, 2, null)};
-        struct spawn s = {.argv = (const char *const *)a.v, .in = -1, .out = memfd, .fds = fds,
-                          .nfds = VS_CINIT_NFDS};
-        if ((rc = spawn(&s, &pid)) < 0)
+                                  pick_fd(p->stdin_fd, 0, pm->null),
+                                  pick_fd(p->stdout_fd, 1, pm->null),
+                                  pick_fd(p->stdout_fd, 2, pm->null)};
+        struct spawn s = {.argv = (const char *const *)pm->a.v, .in = -1, .out = pm->memfd,
+                          .fds = fds, .nfds = VS_CINIT_NFDS};
+        if ((rc = spawn(&s, &pm->pid)) < 0)
             rc = vs_why(err, errlen, rc, "cannot start podman: %s", strerror(-rc));
     }
     /* Only podman (and the container) hold init's ends now. */
@@ -972,25 +1012,37 @@ int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id, char 
         close(rep[1]);
     if (envfd >= 0)
         close(envfd);
-
-    int st = 0;
-    bool ours = false; /* our deadline killed it */
-    if (rc == 0) {
-        uint64_t deadline = p->time_limit_ms > 0 ? start + p->time_limit_ms + CALL_GRACE_MS : 0;
-        int wrc = wait_until(pid, deadline, &st);
-        if (wrc == -ETIMEDOUT) {
-            stop_container(podman, name, pid);
-            ours = true;
-        } else if (wrc < 0) {
-            stop_container(podman, name, pid);
-            rc = vs_why(err, errlen, wrc, "waiting for podman: %s (was SIGCHLD ignored?)",
-                      strerror(-wrc));
-        }
+    if (rc < 0) {
+        podman_release(pm);
+        return rc;
     }
-    r->wall_ms = mono_ms() - start;
+    *out = pm;
+    return 0;
+}
+
+int vs_podman_wait(vs_podman *pm)
+{
+    const struct vs_sandbox_policy *p = pm->p;
+    struct vs_sandbox_result *r = pm->r;
+    char *err = r->setup_error;
+    size_t errlen = sizeof(r->setup_error);
+    int rc = 0, st = 0;
+    bool ours = false; /* our deadline killed it */
+    uint64_t deadline = p->time_limit_ms > 0 ? pm->start + p->time_limit_ms + CALL_GRACE_MS : 0;
+    int wrc = wait_until(pm->pid, deadline, &st);
+    if (wrc == -ETIMEDOUT) {
+        stop_container(pm->podman, pm->name, pm->pid);
+        ours = true;
+    } else if (wrc < 0) {
+        stop_container(pm->podman, pm->name, pm->pid);
+        rc = vs_why(err, errlen, wrc, "waiting for podman: %s (was SIGCHLD ignored?)",
+                    strerror(-wrc));
+    }
+    atomic_store(&pm->ended, true);
+    r->wall_ms = mono_ms() - pm->start;
     struct vs_cinit_report report;
-    bool have = rc == 0 && recv(rep[0], &report, sizeof(report), MSG_DONTWAIT) ==
-                               (ssize_t)sizeof(report) &&
+    bool have = rc == 0 && !atomic_load(&pm->killed) &&
+                recv(pm->rep, &report, sizeof(report), MSG_DONTWAIT) == (ssize_t)sizeof(report) &&
                 report.magic == VS_CINIT_MAGIC && report.version == VS_CINIT_VERSION;
     if (have) {
         report.error[sizeof(report.error) - 1] = '\0';
@@ -999,7 +1051,11 @@ int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id, char 
             rc = vs_why(err, errlen, -EIO, "%s", report.error);
         else if (report.snapshot_errno != 0)
             rc = vs_why(err, errlen, -EIO, "cannot write the snapshot: %s",
-                      strerror(report.snapshot_errno));
+                        strerror(report.snapshot_errno));
+    } else if (rc == 0 && atomic_load(&pm->killed)) {
+        /* vs_podman_kill: init ended the container without a report. */
+        r->kill_reason = VS_KILL_WATCHDOG;
+        r->signal = SIGKILL;
     } else if (rc == 0 && (ours || (p->time_limit_ms > 0 &&
                                     r->wall_ms >= p->time_limit_ms + PODMAN_GRACE_S * 1000))) {
         /* Killed from outside at a deadline (ours, or podman's --timeout):
@@ -1007,16 +1063,63 @@ int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id, char 
         r->kill_reason = VS_KILL_TIME;
     } else if (rc == 0) {
         char tail[OUT_TAIL + 1];
-        read_tail(memfd, tail, sizeof(tail));
+        read_tail(pm->memfd, tail, sizeof(tail));
         rc = vs_why(err, errlen, -EIO, "podman run failed (exit %d) without a report from "
-                  "vs-container-init: %s", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
-                  tail[0] != '\0' ? tail : "no message");
+                    "vs-container-init: %s", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st),
+                    tail[0] != '\0' ? tail : "no message");
     }
-    args_free(&a);
-    unlink(profile);
-    int fds[] = {rep[0], null, memfd};
-    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+    return rc;
+}
+
+int vs_podman_finish(vs_podman *pm)
+{
+    if (atomic_load(&pm->ended))
+        return -EALREADY;
+    char finish = VS_CINIT_FINISH;
+    return send(pm->rep, &finish, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+int vs_podman_kill(vs_podman *pm)
+{
+    if (atomic_load(&pm->ended))
+        return -EALREADY;
+    atomic_store(&pm->killed, true);
+    /* init sees the socket hang up, kills everything and exits */
+    return shutdown(pm->rep, SHUT_RDWR) == 0 ? 0 : -errno;
+}
+
+int vs_podman_set_memory(vs_podman *pm, uint64_t bytes)
+{
+    if (atomic_load(&pm->ended))
+        return -EALREADY;
+    if (bytes == 0)
+        return -EINVAL;
+    char mem[32], out[OUT_TAIL + 1];
+    snprintf(mem, sizeof(mem), "%" PRIu64, bytes);
+    /* memory+swap equal to memory: still no swap */
+    const char *argv[] = {pm->podman, "update", "--memory", mem, "--memory-swap", mem, pm->name,
+                          NULL};
+    int st = 0;
+    int rc = podman_cmd(argv, CMD_TIMEOUT_MS, &st, out, sizeof(out));
+    if (rc < 0)
+        return rc;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+void vs_podman_free(vs_podman *pm)
+{
+    if (pm != NULL)
+        podman_release(pm);
+}
+
+int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id, char *const argv[],
+                  int snapshot_fd, uint64_t snapshot_max, struct vs_sandbox_result *r)
+{
+    vs_podman *pm = NULL;
+    int rc = vs_podman_start(p, image_id, argv, snapshot_fd, snapshot_max, r, &pm);
+    if (rc < 0)
+        return rc;
+    rc = vs_podman_wait(pm);
+    vs_podman_free(pm);
     return rc;
 }

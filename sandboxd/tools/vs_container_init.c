@@ -16,8 +16,10 @@
  *     launcher, reaching it ends the sandbox), both measured in here, to
  *     the millisecond, from the program's start;
  *   - when the program ends (or is stopped by a limit, by SIGTERM from
- *     `podman stop`, or because the launcher died): kill everything left,
- *     then write the ustar snapshot of /workspace/out to fd 4 and report.
+ *     `podman stop`, or by the launcher's VS_CINIT_FINISH): kill everything
+ *     left, then write the ustar snapshot of /workspace/out to fd 4 and
+ *     report; when the launcher died or gave up (its end of the report
+ *     socket hung up), kill everything and exit at once.
  *
  * It is linked statically (sandboxd/CMakeLists.txt) because it runs in the
  * image's file system, whose libc (if any) is not ours, and it runs under
@@ -367,7 +369,8 @@ __attribute__((noreturn)) static void run_program(const struct opts *o, int errf
 }
 
 /* Wait for the program while enforcing the wall clock and the pids limit,
- * and ending it on SIGTERM from outside or when the launcher dies. */
+ * and ending it on SIGTERM from outside, on the launcher's VS_CINIT_FINISH,
+ * or when the launcher dies. */
 static void supervise(const struct opts *o, int version, uint64_t start)
 {
     const char *pids_events = cg_file(version, CG "pids.events", CG "pids/pids.events");
@@ -396,10 +399,15 @@ static void supervise(const struct opts *o, int version, uint64_t start)
         if (killed)
             timeout = POLL_MS; /* a process forked during the kill: kill again */
         struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (timeout % 1000) * 1000000};
-        struct pollfd pfd = {.fd = VS_CINIT_FD_REPORT, .events = 0};
+        struct pollfd pfd = {.fd = VS_CINIT_FD_REPORT, .events = POLLIN};
         int n = ppoll(&pfd, 1, timeout >= 0 ? &ts : NULL, &none);
-        if (n > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))) {
-            /* The launcher died: nobody waits for a snapshot or a report. */
+        char msg = 0;
+        if (n > 0 && (pfd.revents & POLLIN) && read(VS_CINIT_FD_REPORT, &msg, 1) == 1 &&
+            msg == VS_CINIT_FINISH) {
+            stop_requested = 1; /* ended like `podman stop`: the snapshot is taken */
+        } else if (n > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
+            /* The launcher died or gave up (end of file, hang-up, anything
+             * but a request): nobody waits for a snapshot or a report. */
             kill_everything();
             _exit(137);
         }

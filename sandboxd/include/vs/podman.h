@@ -146,4 +146,33 @@ VS_API int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id
                          char *const argv[], int snapshot_fd, uint64_t snapshot_max,
                          struct vs_sandbox_result *r);
 
+/*
+ * vs_podman_run in steps, for a daemon that steers its sandboxes (like
+ * vs_sandbox_start and its companions, vs/sandbox.h):
+ *   start       start podman and return; *out until vs_podman_free. p, argv
+ *               and r must stay valid until then. Errors as vs_podman_run's.
+ *   wait        block until the container is gone and fill r (run it on a
+ *               thread of its own); vs_podman_run's return. Call once.
+ *   finish      from any thread while wait runs: the program's work is
+ *               done; init ends it and everything it started, and the
+ *               snapshot is still taken.
+ *   kill        from any thread while wait runs: init kills everything at
+ *               once, no snapshot, no report; r->kill_reason is
+ *               VS_KILL_WATCHDOG.
+ *   set_memory  raise (or lower) the running container's memory limit, swap
+ *               still none (`podman update`; blocks up to a minute, so not
+ *               on an event loop's thread). -EIO when podman refuses.
+ * finish, kill and set_memory return 0, -EALREADY once wait has seen the
+ * container end, or a negative errno.
+ */
+typedef struct vs_podman vs_podman;
+VS_API int vs_podman_start(const struct vs_sandbox_policy *p, const char *image_id,
+                           char *const argv[], int snapshot_fd, uint64_t snapshot_max,
+                           struct vs_sandbox_result *r, vs_podman **out);
+VS_API int vs_podman_wait(vs_podman *pm);
+VS_API int vs_podman_finish(vs_podman *pm);
+VS_API int vs_podman_kill(vs_podman *pm);
+VS_API int vs_podman_set_memory(vs_podman *pm, uint64_t bytes);
+VS_API void vs_podman_free(vs_podman *pm);
+
 #endif
