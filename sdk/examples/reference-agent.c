@@ -5,7 +5,8 @@
  *
  *   vs-reference-agent URL [QUERY]    fetch URL (and search for QUERY)
  *   vs-reference-agent --task FILE    the same, URL on the file's first
- *                                     line, QUERY on its second (optional)
+ *                                     line, QUERY on its second (optional);
+ *                                     FILE "-" is stdin (the task's payload)
  *   vs-reference-agent --trivial      write result.txt "ok", complete: the
  *                                     least a task can do (benchmarks)
  *
@@ -20,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,14 +64,18 @@ static char *read_line(FILE *f)
     return line;
 }
 
+/* The task from a file, or from stdin ("-": where sandboxd puts the task's
+ * payload). */
 static int read_task_file(const char *path, struct task *t)
 {
-    FILE *f = fopen(path, "r");
+    bool from_stdin = strcmp(path, "-") == 0;
+    FILE *f = from_stdin ? stdin : fopen(path, "r");
     if (f == NULL)
         return -errno;
     t->url = read_line(f);
     t->query = t->url != NULL ? read_line(f) : NULL;
-    fclose(f);
+    if (!from_stdin)
+        fclose(f);
     return t->url != NULL ? 0 : -EINVAL;
 }
 
@@ -157,7 +163,7 @@ int main(int argc, char **argv)
         t.url = strdup(argv[1]);
         t.query = argc == 3 ? strdup(argv[2]) : NULL;
     } else if (!trivial) {
-        fprintf(stderr, "usage: vs-reference-agent URL [QUERY] | --task FILE | --trivial\n");
+        fprintf(stderr, "usage: vs-reference-agent URL [QUERY] | --task FILE|- | --trivial\n");
         return 1;
     }
 
