@@ -8,10 +8,11 @@
  * come from the real minisign tool (key pairs, prehashed and legacy
  * signatures); two signatures made with it once are also kept here as
  * fixed vectors, so the parser and verifier are tested where the tool is
- * missing. OCI layouts are written here with libarchive and libsodium's
- * SHA-256, with the attacks on the unpacker (bad blob digests, "..",
- * absolute names, writes and hard links through a symlink) as layers of
- * their own; each refusal must leave the cache empty and nothing outside.
+ * missing. OCI layouts are written with the harness's imagefix (libarchive),
+ * with the attacks on the unpacker (bad blob digests, "..", absolute names,
+ * writes and hard links through a symlink) as layers of their own; each
+ * refusal must leave the cache empty and nothing outside. A layer member
+ * streamed from a host file of a few MiB must arrive unchanged.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,15 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "imagefix.h"
 #include "proc.h"
 #include "vs/image.h"
 
-#define MINISIGN "/usr/bin/minisign"
 #define PYTHON "/usr/bin/python3"
 
 /* ---- files -------------------------------------------------------------------- */
@@ -473,49 +472,6 @@ static void test_minisign_vectors(void **state)
     free(bad_alg);
 }
 
-struct keypair {
-    char *pub, *sec;
-};
-
-static void make_keypair(const char *root, const char *name, struct keypair *kp)
-{
-    char n[64];
-    snprintf(n, sizeof n, "%s.pub", name);
-    kp->pub = vs_path(root, n);
-    snprintf(n, sizeof n, "%s.key", name);
-    kp->sec = vs_path(root, n);
-    const char *argv[] = {MINISIGN, "-G", "-W", "-p", kp->pub, "-s", kp->sec, NULL};
-    assert_int_equal(run(argv, NULL), 0);
-}
-
-static void free_keypair(struct keypair *kp)
-{
-    free(kp->pub);
-    free(kp->sec);
-}
-
-/* Sign file with minisign (legacy: -l) into sig_path; the text, malloc'd. */
-static char *sign(const struct keypair *kp, const char *file, const char *sig_path, bool legacy,
-                  const char *comment)
-{
-    const char *argv[] = {MINISIGN,
-                          "-S",
-                          "-s",
-                          kp->sec,
-                          "-m",
-                          file,
-                          "-x",
-                          sig_path,
-                          "-t",
-                          comment,
-                          legacy ? "-l" : NULL,
-                          NULL};
-    assert_int_equal(run(argv, NULL), 0);
-    char *text = vs_slurp(sig_path);
-    assert_true(strlen(text) > 0);
-    return text;
-}
-
 /* The algorithm of a signature text ("ED" or "Ed"), in a static buffer. */
 static const char *sig_alg(const char *sig)
 {
@@ -530,32 +486,22 @@ static const char *sig_alg(const char *sig)
     return alg;
 }
 
-static bool have_minisign(void)
-{
-    if (access(MINISIGN, X_OK) == 0) {
-        return true;
-    }
-    print_message("minisign is not installed (apt-get install -y minisign): "
-                  "the cases that sign with the real tool are skipped\n");
-    return false;
-}
-
 static void test_minisign_tool(void **state)
 {
     (void)state;
-    if (!have_minisign()) {
+    if (!vs_test_minisign_present()) {
         skip();
     }
     char *root = vs_scratch_dir("image-minisign");
-    struct keypair kp, other;
-    make_keypair(root, "op", &kp);
-    make_keypair(root, "other", &other);
+    struct vs_test_keypair kp, other;
+    vs_test_keypair_make(root, "op", &kp);
+    vs_test_keypair_make(root, "other", &other);
     char *file = vs_path(root, "digest.txt"), *sig_path = vs_path(root, "digest.txt.minisig");
     char *legacy_path = vs_path(root, "digest.txt.legacy");
     const char *msg = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n";
     assert_int_equal(vs_write_file(file, "%s", msg), 0);
-    char *sig = sign(&kp, file, sig_path, false, "trusted comment");
-    char *legacy = sign(&kp, file, legacy_path, true, "legacy");
+    char *sig = vs_test_sign_file(&kp, file, sig_path, false, "trusted comment");
+    char *legacy = vs_test_sign_file(&kp, file, legacy_path, true, "legacy");
     assert_string_equal(sig_alg(sig), "ED"); /* prehashed */
     assert_string_equal(sig_alg(legacy), "Ed");
 
@@ -599,7 +545,7 @@ static void test_minisign_tool(void **state)
 
     free(msg2), free(sig), free(legacy), free(missing);
     free(file), free(sig_path), free(legacy_path);
-    free_keypair(&kp), free_keypair(&other);
+    vs_test_keypair_free(&kp), vs_test_keypair_free(&other);
     vs_scratch_free(root);
 }
 
@@ -618,7 +564,7 @@ static void pub_id(const char *pub, char out[17])
 static void test_image_verify(void **state)
 {
     (void)state;
-    if (!have_minisign()) {
+    if (!vs_test_minisign_present()) {
         skip();
     }
     char *root = vs_scratch_dir("image-verify");
@@ -628,12 +574,10 @@ static void test_image_verify(void **state)
     char d[VS_IMAGE_DIGEST_LEN], why[256];
     digest(tree, d);
 
-    struct keypair kp, other;
-    make_keypair(root, "op", &kp);
-    make_keypair(root, "other", &other);
-    char *file = vs_path(root, "digest.txt"), *sig_path = vs_path(root, "digest.txt.minisig");
-    assert_int_equal(vs_write_file(file, "%s\n", d), 0);
-    char *sig = sign(&kp, file, sig_path, false, "image sample");
+    struct vs_test_keypair kp, other;
+    vs_test_keypair_make(root, "op", &kp);
+    vs_test_keypair_make(root, "other", &other);
+    char *sig = vs_test_sign_digest(&kp, root, d, "image sample");
     struct vs_minisign_key keys[2];
     assert_int_equal(vs_minisign_key_load(other.pub, &keys[0]), 0);
     assert_int_equal(vs_minisign_key_load(kp.pub, &keys[1]), 0);
@@ -676,180 +620,41 @@ static void test_image_verify(void **state)
         vs_image_verify(tree, "sha256:abc", sig, strlen(sig), keys, 2, why, sizeof why), -EINVAL);
     assert_int_equal(vs_image_verify(tree, d, "garbage", 7, keys, 2, why, sizeof why), -EINVAL);
 
-    free(sig), free(file), free(sig_path), free(tree);
-    free_keypair(&kp), free_keypair(&other);
+    free(sig), free(tree);
+    vs_test_keypair_free(&kp), vs_test_keypair_free(&other);
     vs_scratch_free(root);
 }
 
 /* ---- OCI layouts ------------------------------------------------------------------- */
 
-enum { M_FILE, M_DIR, M_LINK, M_HARD, M_FIFO };
-
-struct member {
-    const char *name;
-    int kind;
-    mode_t mode;
-    const char *data; /* file content, or the link's target */
+static const struct vs_test_member BASE[] = {
+    {"./", VS_MEMBER_DIR, 0700, NULL}, /* the root entry: skipped */
+    {"bin/", VS_MEMBER_DIR, 0755, NULL},
+    {"bin/sh", VS_MEMBER_FILE, 0755, "hi\n"},
+    {"bin/busybox", VS_MEMBER_SYMLINK, 0777, "sh"},
+    {"bin/sh2", VS_MEMBER_HARDLINK, 0755, "bin/sh"},
+    {"bin/su", VS_MEMBER_FILE, 04755, "su\n"}, /* setuid: stripped */
+    {"bin/fifo", VS_MEMBER_FIFO, 0644, NULL},  /* skipped */
+    {"etc/", VS_MEMBER_DIR, 0755, NULL},
+    {"etc/passwd", VS_MEMBER_FILE, 0644, "root:x:0:0::/root:/bin/sh\n"},
+    {"etc/gone", VS_MEMBER_FILE, 0644, "deleted by the next layer\n"},
+    {"etc/subdir/", VS_MEMBER_DIR, 0755, NULL},
+    {"etc/subdir/file", VS_MEMBER_FILE, 0644, "a directory the next layer replaces by a file\n"},
+    {"opq/", VS_MEMBER_DIR, 0755, NULL},
+    {"opq/old1", VS_MEMBER_FILE, 0644, "hidden by the opaque whiteout\n"},
+    {"opq/olddir/", VS_MEMBER_DIR, 0555, NULL},
+    {"opq/olddir/old2", VS_MEMBER_FILE, 0644, "hidden too\n"},
 };
 
-/* Write a layer tarball (pax, gzip'd when asked) to path. */
-static void write_layer(const char *path, bool gzip, const struct member *m, size_t n)
-{
-    struct archive *a = archive_write_new();
-    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
-    if (gzip) {
-        assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK);
-    }
-    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
-    for (size_t i = 0; i < n; i++) {
-        struct archive_entry *e = archive_entry_new();
-        archive_entry_set_pathname(e, m[i].name);
-        archive_entry_set_perm(e, m[i].mode);
-        archive_entry_set_mtime(e, 1700000000, 0);
-        archive_entry_set_uid(e, 0);
-        archive_entry_set_gid(e, 0);
-        switch (m[i].kind) {
-        case M_FILE:
-            archive_entry_set_filetype(e, AE_IFREG);
-            archive_entry_set_size(e, (la_int64_t)strlen(m[i].data));
-            break;
-        case M_DIR:
-            archive_entry_set_filetype(e, AE_IFDIR);
-            break;
-        case M_LINK:
-            archive_entry_set_filetype(e, AE_IFLNK);
-            archive_entry_set_symlink(e, m[i].data);
-            break;
-        case M_HARD:
-            archive_entry_set_filetype(e, AE_IFREG);
-            archive_entry_set_hardlink(e, m[i].data);
-            break;
-        default:
-            archive_entry_set_filetype(e, AE_IFIFO);
-            break;
-        }
-        assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-        if (m[i].kind == M_FILE && strlen(m[i].data) > 0) {
-            assert_int_equal(archive_write_data(a, m[i].data, strlen(m[i].data)),
-                             (la_ssize_t)strlen(m[i].data));
-        }
-        archive_entry_free(e);
-    }
-    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
-    archive_write_free(a);
-}
-
-/* Move file into layout/blobs/sha256/<its sha256> and describe it in desc
- * (a JSON descriptor of media type media). Descriptors may be made to lie:
- * lie_digest puts another digest (of the right form) in it, and the blob
- * is stored under that name. */
-static void add_blob(const char *layout, const char *file, const char *media, bool lie_digest,
-                     char *desc, size_t desc_size)
-{
-    char *data = NULL;
-    struct stat st;
-    assert_int_equal(stat(file, &st), 0);
-    int fd = open(file, O_RDONLY);
-    assert_true(fd >= 0);
-    data = malloc((size_t)st.st_size + 1);
-    assert_int_equal(read(fd, data, (size_t)st.st_size), st.st_size);
-    close(fd);
-    unsigned char sum[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(sum, (unsigned char *)data, (unsigned long long)st.st_size);
-    if (lie_digest) {
-        sum[0] ^= 1;
-    }
-    char hex[65], blob[PATH_MAX];
-    sodium_bin2hex(hex, sizeof hex, sum, sizeof sum);
-    snprintf(blob, sizeof blob, "%s/blobs/sha256/%s", layout, hex);
-    assert_int_equal(rename(file, blob), 0);
-    snprintf(desc, desc_size, "{\"mediaType\":\"%s\",\"digest\":\"sha256:%s\",\"size\":%lld}",
-             media, hex, (long long)st.st_size);
-    free(data);
-}
-
-struct layer {
-    const struct member *m;
-    size_t n;
-    bool gzip;
-    bool lie_digest;
-};
-
-#define LAYER(arr, gz)                                                                             \
-    {                                                                                              \
-        arr, sizeof arr / sizeof arr[0], gz, false                                                 \
-    }
-
-/* A fresh OCI layout under root/name with the given layers; its path. */
-static char *make_layout(const char *root, const char *name, const struct layer *layers, size_t n)
-{
-    char *layout = vs_path(root, name);
-    char path[PATH_MAX], descs[4096] = "", desc[512], json[8192];
-    assert_int_equal(mkdir(layout, 0755), 0);
-    snprintf(path, sizeof path, "%s/blobs", layout);
-    assert_int_equal(mkdir(path, 0755), 0);
-    snprintf(path, sizeof path, "%s/blobs/sha256", layout);
-    assert_int_equal(mkdir(path, 0755), 0);
-
-    for (size_t i = 0; i < n; i++) {
-        snprintf(path, sizeof path, "%s/layer.tmp", layout);
-        write_layer(path, layers[i].gzip, layers[i].m, layers[i].n);
-        add_blob(layout, path,
-                 layers[i].gzip ? "application/vnd.oci.image.layer.v1.tar+gzip"
-                                : "application/vnd.oci.image.layer.v1.tar",
-                 layers[i].lie_digest, desc, sizeof desc);
-        strcat(descs, i > 0 ? "," : "");
-        strcat(descs, desc);
-    }
-    snprintf(path, sizeof path, "%s/config.tmp", layout);
-    assert_int_equal(vs_write_file(path, "{\"architecture\":\"amd64\",\"os\":\"linux\","
-                                         "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}"),
-                     0);
-    char config[512];
-    add_blob(layout, path, "application/vnd.oci.image.config.v1+json", false, config,
-             sizeof config);
-    snprintf(json, sizeof json,
-             "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-             "\"config\":%s,\"layers\":[%s]}",
-             config, descs);
-    snprintf(path, sizeof path, "%s/manifest.tmp", layout);
-    assert_int_equal(vs_write_file(path, "%s", json), 0);
-    add_blob(layout, path, "application/vnd.oci.image.manifest.v1+json", false, desc, sizeof desc);
-    snprintf(path, sizeof path, "%s/index.json", layout);
-    assert_int_equal(vs_write_file(path, "{\"schemaVersion\":2,\"manifests\":[%s]}", desc), 0);
-    snprintf(path, sizeof path, "%s/oci-layout", layout);
-    assert_int_equal(vs_write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}"), 0);
-    return layout;
-}
-
-static const struct member BASE[] = {
-    {"./", M_DIR, 0700, NULL}, /* the root entry: skipped */
-    {"bin/", M_DIR, 0755, NULL},
-    {"bin/sh", M_FILE, 0755, "hi\n"},
-    {"bin/busybox", M_LINK, 0777, "sh"},
-    {"bin/sh2", M_HARD, 0755, "bin/sh"},
-    {"bin/su", M_FILE, 04755, "su\n"}, /* setuid: stripped */
-    {"bin/fifo", M_FIFO, 0644, NULL},  /* skipped */
-    {"etc/", M_DIR, 0755, NULL},
-    {"etc/passwd", M_FILE, 0644, "root:x:0:0::/root:/bin/sh\n"},
-    {"etc/gone", M_FILE, 0644, "deleted by the next layer\n"},
-    {"etc/subdir/", M_DIR, 0755, NULL},
-    {"etc/subdir/file", M_FILE, 0644, "a directory the next layer replaces by a file\n"},
-    {"opq/", M_DIR, 0755, NULL},
-    {"opq/old1", M_FILE, 0644, "hidden by the opaque whiteout\n"},
-    {"opq/olddir/", M_DIR, 0555, NULL},
-    {"opq/olddir/old2", M_FILE, 0644, "hidden too\n"},
-};
-
-static const struct member TOP[] = {
-    {"bin/sh2", M_FILE, 0755, "sh2 now\n"}, /* replaces the hard link, not bin/sh */
-    {"etc/", M_DIR, 0750, NULL},            /* the directory's mode changes */
-    {"etc/.wh.gone", M_FILE, 0644, ""},
-    {"etc/new", M_FILE, 0600, "new\n"},
-    {"etc/subdir", M_FILE, 0644, "now a file\n"},
-    {"opq/", M_DIR, 0755, NULL},
-    {"opq/kept", M_FILE, 0644, "of this layer: stays\n"}, /* before the marker */
-    {"opq/.wh..wh..opq", M_FILE, 0644, ""},
+static const struct vs_test_member TOP[] = {
+    {"bin/sh2", VS_MEMBER_FILE, 0755, "sh2 now\n"}, /* replaces the hard link, not bin/sh */
+    {"etc/", VS_MEMBER_DIR, 0750, NULL},            /* the directory's mode changes */
+    {"etc/.wh.gone", VS_MEMBER_FILE, 0644, ""},
+    {"etc/new", VS_MEMBER_FILE, 0600, "new\n"},
+    {"etc/subdir", VS_MEMBER_FILE, 0644, "now a file\n"},
+    {"opq/", VS_MEMBER_DIR, 0755, NULL},
+    {"opq/kept", VS_MEMBER_FILE, 0644, "of this layer: stays\n"}, /* before the marker */
+    {"opq/.wh..wh..opq", VS_MEMBER_FILE, 0644, ""},
 };
 
 /* The tree BASE + TOP must give, made directly. */
@@ -872,8 +677,8 @@ static void test_oci_unpack(void **state)
 {
     (void)state;
     char *root = vs_scratch_dir("image-oci");
-    const struct layer layers[] = {LAYER(BASE, true), LAYER(TOP, false)};
-    char *layout = make_layout(root, "layout", layers, 2);
+    const struct vs_test_layer layers[] = {VS_TEST_LAYER(BASE, true), VS_TEST_LAYER(TOP, false)};
+    char *layout = vs_test_make_layout(root, "layout", layers, 2);
     char *cache = vs_path(root, "cache"), *want = vs_path(root, "want");
     assert_int_equal(mkdir(cache, 0700), 0);
     assert_int_equal(mkdir(want, 0755), 0);
@@ -925,10 +730,10 @@ static void test_oci_unpack(void **state)
 }
 
 /* Unpack a layout that must be refused with rc; the cache stays empty. */
-static void refused(const char *root, const char *name, const struct layer *layers, size_t n,
-                    int want_rc, const char *why_has)
+static void refused(const char *root, const char *name, const struct vs_test_layer *layers,
+                    size_t n, int want_rc, const char *why_has)
 {
-    char *layout = make_layout(root, name, layers, n);
+    char *layout = vs_test_make_layout(root, name, layers, n);
     char cache_name[64];
     snprintf(cache_name, sizeof cache_name, "cache-%s", name);
     char *cache = vs_path(root, cache_name);
@@ -954,45 +759,46 @@ static void test_oci_refusals(void **state)
     put(outside, "target", "host file\n", 0644);
 
     /* A layer whose blob is not what its descriptor says. */
-    struct layer lie = LAYER(BASE, true);
+    struct vs_test_layer lie = VS_TEST_LAYER(BASE, true);
     lie.lie_digest = true;
-    const struct layer bad_digest[] = {LAYER(TOP, false), lie};
+    const struct vs_test_layer bad_digest[] = {VS_TEST_LAYER(TOP, false), lie};
     refused(root, "digest", bad_digest, 2, -EBADMSG, "its descriptor says");
 
     /* "..", however spelled. */
-    const struct member dotdot[] = {{"a/", M_DIR, 0755, NULL},
-                                    {"a/../../escape", M_FILE, 0644, "out\n"}};
-    const struct layer l_dotdot[] = {LAYER(dotdot, false)};
+    const struct vs_test_member dotdot[] = {{"a/", VS_MEMBER_DIR, 0755, NULL},
+                                            {"a/../../escape", VS_MEMBER_FILE, 0644, "out\n"}};
+    const struct vs_test_layer l_dotdot[] = {VS_TEST_LAYER(dotdot, false)};
     refused(root, "dotdot", l_dotdot, 1, -EPERM, "outside the image");
     assert_false(exists(root, "escape"));
 
     /* An absolute name, pointing where a missing check would write. */
     char abs_name[PATH_MAX];
     snprintf(abs_name, sizeof abs_name, "%s/abs-escape", outside);
-    const struct member absolute[] = {{abs_name, M_FILE, 0644, "out\n"}};
-    const struct layer l_abs[] = {LAYER(absolute, true)};
+    const struct vs_test_member absolute[] = {{abs_name, VS_MEMBER_FILE, 0644, "out\n"}};
+    const struct vs_test_layer l_abs[] = {VS_TEST_LAYER(absolute, true)};
     refused(root, "absolute", l_abs, 1, -EPERM, "outside the image");
     assert_false(exists(outside, "abs-escape"));
 
     /* A symlink to outside, then a write through it in the next layer. */
-    const struct member sym[] = {{"evil", M_LINK, 0777, outside}};
-    const struct member through[] = {{"evil/pwned", M_FILE, 0644, "out\n"}};
-    const struct layer l_through[] = {LAYER(sym, false), LAYER(through, false)};
+    const struct vs_test_member sym[] = {{"evil", VS_MEMBER_SYMLINK, 0777, outside}};
+    const struct vs_test_member through[] = {{"evil/pwned", VS_MEMBER_FILE, 0644, "out\n"}};
+    const struct vs_test_layer l_through[] = {VS_TEST_LAYER(sym, false),
+                                              VS_TEST_LAYER(through, false)};
     refused(root, "through", l_through, 2, -EPERM, "evil/pwned");
     assert_false(exists(outside, "pwned"));
 
     /* The same in one layer, and a hard link through the symlink. */
-    const struct member both[] = {{"evil", M_LINK, 0777, outside},
-                                  {"evil/pwned", M_FILE, 0644, "out\n"}};
-    const struct layer l_both[] = {LAYER(both, true)};
+    const struct vs_test_member both[] = {{"evil", VS_MEMBER_SYMLINK, 0777, outside},
+                                          {"evil/pwned", VS_MEMBER_FILE, 0644, "out\n"}};
+    const struct vs_test_layer l_both[] = {VS_TEST_LAYER(both, true)};
     refused(root, "both", l_both, 1, -EPERM, "evil/pwned");
     assert_false(exists(outside, "pwned"));
-    const struct member hard[] = {{"evil", M_LINK, 0777, outside},
-                                  {"hl", M_HARD, 0644, "evil/target"}};
-    const struct layer l_hard[] = {LAYER(hard, false)};
+    const struct vs_test_member hard[] = {{"evil", VS_MEMBER_SYMLINK, 0777, outside},
+                                          {"hl", VS_MEMBER_HARDLINK, 0644, "evil/target"}};
+    const struct vs_test_layer l_hard[] = {VS_TEST_LAYER(hard, false)};
     refused(root, "hard", l_hard, 1, -EPERM, "hl");
-    const struct member hard_up[] = {{"hl", M_HARD, 0644, "../outside/target"}};
-    const struct layer l_hard_up[] = {LAYER(hard_up, false)};
+    const struct vs_test_member hard_up[] = {{"hl", VS_MEMBER_HARDLINK, 0644, "../outside/target"}};
+    const struct vs_test_layer l_hard_up[] = {VS_TEST_LAYER(hard_up, false)};
     refused(root, "hardup", l_hard_up, 1, -EPERM, "outside the image");
     struct stat st;
     char *target = vs_path(outside, "target");
@@ -1004,13 +810,55 @@ static void test_oci_refusals(void **state)
     vs_scratch_free(root);
 }
 
+/* A member streamed from a host file (as a test puts a real binary into an
+ * image): a few MiB of bytes of every value, gzip'd, arrive unchanged. */
+static void test_oci_host_file(void **state)
+{
+    (void)state;
+    char *root = vs_scratch_dir("image-oci-host");
+    char *src = vs_path(root, "prog");
+    const size_t size = 3 * 1024 * 1024 + 17;
+    unsigned char *bytes = malloc(size);
+    assert_non_null(bytes);
+    randombytes_buf(bytes, size);
+    int fd = open(src, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, bytes, size), (ssize_t)size);
+    close(fd);
+    free(bytes);
+
+    const struct vs_test_member prog[] = {{"bin/", VS_MEMBER_DIR, 0755, NULL},
+                                          {"bin/prog", VS_MEMBER_HOST_FILE, 0755, src}};
+    const struct vs_test_layer layers[] = {VS_TEST_LAYER(prog, true)};
+    char *layout = vs_test_make_layout(root, "layout", layers, 1);
+    char *cache = vs_path(root, "cache"), *want = vs_path(root, "want");
+    assert_int_equal(mkdir(cache, 0700), 0);
+    assert_int_equal(mkdir(want, 0755), 0);
+    dir(want, "bin", 0755);
+    char *want_prog = vs_path(want, "bin/prog");
+    assert_int_equal(vs_copy_file(src, want_prog, 0755), 0);
+
+    char rootfs[PATH_MAX], d[VS_IMAGE_DIGEST_LEN], dw[VS_IMAGE_DIGEST_LEN], why[512] = "";
+    int rc = vs_image_unpack_oci(layout, cache, rootfs, d, why, sizeof why);
+    if (rc != 0) {
+        print_message("unpack: %s\n", why);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(mode_of(rootfs, "bin/prog"), 0755);
+    digest(want, dw);
+    assert_string_equal(d, dw);
+
+    free(want_prog), free(want), free(cache), free(layout), free(src);
+    vs_scratch_free(root);
+}
+
 /* What the layout itself may get wrong. */
 static void test_oci_layout_errors(void **state)
 {
     (void)state;
     char *root = vs_scratch_dir("image-oci-layout");
-    const struct layer layers[] = {LAYER(TOP, false)};
-    char *layout = make_layout(root, "layout", layers, 1);
+    const struct vs_test_layer layers[] = {VS_TEST_LAYER(TOP, false)};
+    char *layout = vs_test_make_layout(root, "layout", layers, 1);
     char *cache = vs_path(root, "cache");
     assert_int_equal(mkdir(cache, 0700), 0);
     char rootfs[PATH_MAX], why[512], path[PATH_MAX];
@@ -1054,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_image_verify),
         cmocka_unit_test(test_oci_unpack),
         cmocka_unit_test(test_oci_refusals),
+        cmocka_unit_test(test_oci_host_file),
         cmocka_unit_test(test_oci_layout_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
