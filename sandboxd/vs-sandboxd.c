@@ -1,25 +1,31 @@
 /*
  * vs-sandboxd.c - the launcher daemon (DESIGN.md §1-§4): runs each admitted
- * task's agent in a native sandbox and relays its commands to the bus.
+ * task's agent in a sandbox - the native launcher's, or a Podman container
+ * under the same policy (sandboxd.backend) - and relays its commands to the
+ * bus.
  *
  * For each message of vs.task.admitted (JetStream, durable consumer
  * "sandboxd" shared by every launcher; at most sandboxd.max_tasks held at
  * once, the rest wait in the stream):
  *   1. the payload is opened with the launcher pool key into guarded memory
  *      and will be the agent's stdin; the task gets an ephemeral X25519 key;
- *   2. the image is resolved: none (the host's read-only /usr view), or a
- *      rootfs under sandboxd.images named by the digest's hex, whose
- *      minisign signature over "<digest>\n" must verify with a trusted key
- *      and whose contents must hash to the digest - else the task is
- *      refused (TaskOutput without a run, audit alert);
- *   3. the sandbox starts on a thread of its own (vs_sandbox_start, then
- *      vs_sandbox_wait), with fd 3 a socketpair to this daemon, its stdout
- *      and stderr discarded, the task's limits capped by the daemon's;
+ *   2. on a thread of the task's own, the image is resolved: none (the
+ *      host's read-only /usr view; native only), or sandboxd.images/<the
+ *      digest's hex>, a root file system or an OCI image layout (unpacked
+ *      into sandboxd.image_cache), whose minisign signature over
+ *      "<digest>\n" must verify with a trusted key and whose contents must
+ *      hash to the digest - else the task is refused (TaskOutput without a
+ *      run, audit alert); Podman gets it imported under its digest;
+ *   3. on the same thread the sandbox starts (vs_sandbox_start or
+ *      vs_podman_start) and is waited for, with fd 3 a socketpair to this
+ *      daemon, its stdout and stderr discarded, the task's limits capped by
+ *      the daemon's;
  *   4. frames on the command channel (sdk/PROTOCOL.md) are decoded on the
  *      loop; agent and task ids are stamped here, never taken from the
  *      agent: HEARTBEAT re-arms the watchdog and is published on
  *      vs.agent.<agent>.heartbeat; REQUEST_MEMORY raises the cgroup limit
- *      up to sandboxd.max_memory (DENIED on rlimits); REQUEST_DATA and
+ *      up to sandboxd.max_memory (DENIED on rlimits; under Podman `podman
+ *      update`, on libuv's thread pool); REQUEST_DATA and
  *      WEB_SEARCH go to the egress worker with the body sealed to the
  *      egress pool key and come back opened with the task key; SIGNAL_COMPLETE
  *      is answered, published on vs.agent.<agent>.complete, and the program
@@ -44,8 +50,10 @@
  *    redelivered while it runs. After a launcher crash the message is
  *    redelivered and the task runs again, but its output has the same
  *    Nats-Msg-Id: JetStream keeps the first, and the task ends once.
- *  - vs_sandbox_wait blocks, so each sandbox has a small thread; everything
- *    else happens on the loop thread, which the thread wakes with uv_async.
+ *  - vs_sandbox_wait blocks, and so do hashing, unpacking and importing an
+ *    image, so each sandbox has a small thread; everything else happens on
+ *    the loop thread, which the thread wakes with uv_async. The loop steers
+ *    a sandbox (kill, finish, memory) only once it has seen it started.
  *  - The attestation signs a canonical text built from its fields
  *    (vs_attestation_text), so a verifier rebuilds the same bytes from the
  *    message it received without re-packing protobuf.
@@ -60,6 +68,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -73,9 +82,11 @@
 #include "vs/js.h"
 #include "vs/keys.h"
 #include "vs/log.h"
+#include "vs/podman.h"
 #include "vs/sandbox.h"
 #include "vs/v1/agent.pb-c.h"
 #include "vs/v1/task.pb-c.h"
+#include "outcome.h"
 #include "seccomp_policy.h"
 
 #define COMPONENT "sandboxd"
@@ -96,8 +107,13 @@ static const struct vs_cfg_key sandboxd_keys[] = {
     {"sandboxd.node_key", VS_CFG_STRING, true, "this node's Ed25519 key file (signs attestations)"},
     {"sandboxd.command", VS_CFG_LIST, true, "the agent program and its arguments, inside the sandbox"},
     {"sandboxd.binds", VS_CFG_LIST, false, "read-only binds \"SRC:DST\" into every sandbox"},
+    {"sandboxd.backend", VS_CFG_STRING, false,
+     "native (the launcher's own sandbox, default) or podman (images only)"},
     {"sandboxd.images", VS_CFG_STRING, false,
-     "directory of image root file systems, each named by its digest's hex"},
+     "directory of images, each named by its content digest's hex: a root file system, or an"
+     " OCI image layout unpacked into sandboxd.image_cache"},
+    {"sandboxd.image_cache", VS_CFG_STRING, false,
+     "where OCI image layouts are unpacked (<images>/.cache)"},
     {"sandboxd.trusted_keys", VS_CFG_LIST, false, "minisign public key files images are signed with"},
     {"sandboxd.max_tasks", VS_CFG_INT, false, "tasks running at once (4)"},
     {"sandboxd.ack_wait", VS_CFG_DURATION, false, "the consumer's ack wait (30s)"},
@@ -125,6 +141,8 @@ struct sandboxd {
     char *bind_store[MAX_BINDS];
     size_t nbinds;
     const char *images;
+    char image_cache[PATH_MAX];
+    bool podman;                            /* the backend: podman, else native */
     struct vs_minisign_key *trusted;
     size_t ntrusted;
     int devnull;
@@ -151,10 +169,14 @@ struct task {
     size_t payload_len;
     char image_digest[VS_IMAGE_DIGEST_LEN];
     char rootfs[PATH_MAX];
+    char image_id[VS_PODMAN_IMAGE_ID_LEN];  /* podman: the image imported from rootfs */
+    char why[300];                          /* why the image was refused */
     struct vs_sandbox_policy policy;
     struct vs_sandbox_result result;
-    vs_sandbox *sb;
+    vs_sandbox *sb;                         /* native, or */
+    vs_podman *pm;                          /* podman: set by the thread before PHASE_STARTED */
     int start_rc;
+    bool refused, kill_pending;
     uv_thread_t thread;
     bool thread_started;
     uv_async_t wake;                        /* the thread: started, ended */
@@ -250,14 +272,34 @@ static void reply_status(struct task *t, const Vs__V1__AgentCommand *c, Vs__V1__
     reply_to_agent(t, &c->command_id, c->type, &r);
 }
 
-/* ---- relaying: egress ----------------------------------------------------------- */
+/* ---- commands answered later ------------------------------------------------------ */
 
+#define COMMAND_ID_MAX 32
+
+/* A command whose reply comes later (a relay to the bus, a change made on
+ * another thread): the task concludes only when none is outstanding. */
 struct relay {
     struct task *t;
-    uint8_t command_id[32];
+    uint8_t command_id[COMMAND_ID_MAX];
     size_t command_id_len;
     Vs__V1__CommandType type;
 };
+
+static void maybe_conclude(struct task *t);
+
+static struct relay *relay_new(struct task *t, const Vs__V1__AgentCommand *c)
+{
+    struct relay *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->t = t;
+    r->type = c->type;
+    r->command_id_len = c->command_id.len; /* on_frame: at most COMMAND_ID_MAX */
+    if (c->command_id.len > 0)
+        memcpy(r->command_id, c->command_id.data, c->command_id.len);
+    t->in_flight++;
+    return r;
+}
 
 static void relay_done(struct relay *r, Vs__V1__AgentReply *reply)
 {
@@ -266,6 +308,7 @@ static void relay_done(struct relay *r, Vs__V1__AgentReply *reply)
     reply_to_agent(t, &cid, r->type, reply);
     t->in_flight--;
     free(r);
+    maybe_conclude(t); /* the sandbox may have ended meanwhile */
 }
 
 static void relay_failed(struct relay *r, Vs__V1__StatusCode code, const char *reason)
@@ -277,6 +320,8 @@ static void relay_failed(struct relay *r, Vs__V1__StatusCode code, const char *r
     reply.status = &st;
     relay_done(r, &reply);
 }
+
+/* ---- relaying: egress ----------------------------------------------------------- */
 
 /* The egress worker's OK answer opened: hand the agent the EgressResult. */
 static void relay_opened(struct relay *r, const Vs__V1__AgentReply *from, const uint8_t *plain,
@@ -372,12 +417,15 @@ static void relay_egress(struct task *t, Vs__V1__AgentCommand *c, const char *su
         reply_status(t, c, VS__V1__STATUS_CODE__STATUS_DENIED, "no egress for this launcher");
         return;
     }
-    struct relay *r = calloc(1, sizeof *r);
+    struct relay *r = relay_new(t, c);
+    if (r == NULL) {
+        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the request could not be relayed");
+        return;
+    }
     size_t n = protobuf_c_message_get_packed_size(body);
     uint8_t *plain = sodium_malloc(n > 0 ? n : 1);
     uint8_t *sealed = malloc(n + VS_SEAL_OVERHEAD);
-    int rc = r != NULL && plain != NULL && sealed != NULL && c->command_id.len <= sizeof r->command_id
-                 ? 0 : -ENOMEM;
+    int rc = plain != NULL && sealed != NULL ? 0 : -ENOMEM;
     if (rc == 0) {
         protobuf_c_message_pack(body, plain);
         rc = vs_seal(g->egress_pk, plain, n, sealed);
@@ -395,23 +443,14 @@ static void relay_egress(struct task *t, Vs__V1__AgentCommand *c, const char *su
                                                   (uint8_t *)vs_boxkey_public(t->key)};
         out.body_case = VS__V1__AGENT_COMMAND__BODY_SEALED;
         out.sealed = &sp;
-        r->t = t;
-        r->type = c->type;
-        r->command_id_len = c->command_id.len;
-        if (c->command_id.len > 0)
-            memcpy(r->command_id, c->command_id.data, c->command_id.len);
         rc = vs_bus_request(vs_daemon_bus(g->d), subject, &out.base,
                             &vs__v1__agent_reply__descriptor, EGRESS_TIMEOUT_MS, on_egress_reply, r);
-        if (rc == 0)
-            t->in_flight++;
     }
     if (plain != NULL)
         sodium_free(plain);
     free(sealed);
-    if (rc < 0) {
-        free(r);
-        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the request could not be relayed");
-    }
+    if (rc < 0)
+        relay_failed(r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the request could not be relayed");
 }
 
 /* ---- commands -------------------------------------------------------------------- */
@@ -419,6 +458,80 @@ static void relay_egress(struct task *t, Vs__V1__AgentCommand *c, const char *su
 static void arm_watchdog(struct task *t);
 static void on_grace(uv_timer_t *timer);
 
+/* ---- the sandbox, whichever backend runs it -------------------------------------- */
+
+/* The thread's handle (sb or pm) is the loop's to use once the loop has seen
+ * PHASE_STARTED, and until it has seen the end. */
+static bool running(const struct task *t)
+{
+    return t->seen_phase == PHASE_STARTED && t->start_rc == 0;
+}
+
+/* End the whole sandbox at once, no snapshot (missed heartbeats, a hostile
+ * frame); before the start is seen, as soon as it is. */
+static void sandbox_kill(struct task *t)
+{
+    if (!running(t))
+        t->kill_pending = true;
+    else if (t->pm != NULL)
+        vs_podman_kill(t->pm);
+    else
+        vs_sandbox_kill(t->sb);
+}
+
+/* The program's work is done: end it, take the snapshot. */
+static void sandbox_finish(struct task *t)
+{
+    if (running(t) && t->pm != NULL)
+        vs_podman_finish(t->pm);
+    else if (running(t))
+        vs_sandbox_finish(t->sb);
+}
+
+static void memory_granted(struct relay *r, uint64_t limit)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%" PRIu64, limit);
+    audit(r->t, VS__V1__SEVERITY__SEVERITY_INFO, "memory_raised", "limit", v, NULL, NULL);
+    Vs__V1__Status st = VS__V1__STATUS__INIT;
+    st.code = VS__V1__STATUS_CODE__STATUS_OK;
+    Vs__V1__AgentReply reply = VS__V1__AGENT_REPLY__INIT;
+    reply.status = &st;
+    reply.body_case = VS__V1__AGENT_REPLY__BODY_MEMORY_BYTES;
+    reply.memory_bytes = limit;
+    relay_done(r, &reply);
+}
+
+/* podman update blocks: it runs on libuv's thread pool. */
+struct memory_change {
+    uv_work_t work;
+    struct relay *r;
+    uint64_t bytes;
+    int rc;
+};
+
+static void memory_change_run(uv_work_t *w)
+{
+    struct memory_change *mc = w->data;
+    mc->rc = vs_podman_set_memory(mc->r->t->pm, mc->bytes);
+}
+
+static void memory_change_done(uv_work_t *w, int status)
+{
+    struct memory_change *mc = w->data;
+    struct task *t = mc->r->t;
+    if (status == 0 && mc->rc == 0) {
+        if (mc->bytes > t->policy.memory_bytes)
+            t->policy.memory_bytes = mc->bytes;
+        memory_granted(mc->r, t->policy.memory_bytes);
+    } else {
+        relay_failed(mc->r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the limit could not be changed");
+    }
+    free(mc);
+}
+
+/* REQUEST_MEMORY: the limit raised up to sandboxd.max_memory, never
+ * lowered; DENIED beyond it, or where the sandbox has no memory cgroup. */
 static void on_memory(struct task *t, Vs__V1__AgentCommand *c)
 {
     struct sandboxd *g = t->g;
@@ -433,31 +546,45 @@ static void on_memory(struct task *t, Vs__V1__AgentCommand *c)
         reply_status(t, c, VS__V1__STATUS_CODE__STATUS_DENIED, "above the policy's maximum");
         return;
     }
-    if (want <= t->policy.memory_bytes) {
-        want = t->policy.memory_bytes; /* never lowered */
-    } else {
-        int rc = vs_sandbox_set_memory(t->sb, want);
-        if (rc == -ENOTSUP) {
-            audit(t, VS__V1__SEVERITY__SEVERITY_NOTICE, "memory_denied", "requested", v, "reason",
-                  "rlimits only");
-            reply_status(t, c, VS__V1__STATUS_CODE__STATUS_DENIED,
-                         "the task runs on rlimits alone: its memory limit cannot change");
-            return;
-        }
-        if (rc < 0) {
-            reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the limit could not be changed");
-            return;
-        }
-        t->policy.memory_bytes = want;
+    struct relay *r = relay_new(t, c);
+    if (r == NULL) {
+        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the limit could not be changed");
+        return;
     }
-    audit(t, VS__V1__SEVERITY__SEVERITY_INFO, "memory_raised", "limit", v, NULL, NULL);
-    Vs__V1__Status st = VS__V1__STATUS__INIT;
-    st.code = VS__V1__STATUS_CODE__STATUS_OK;
-    Vs__V1__AgentReply r = VS__V1__AGENT_REPLY__INIT;
-    r.status = &st;
-    r.body_case = VS__V1__AGENT_REPLY__BODY_MEMORY_BYTES;
-    r.memory_bytes = want;
-    reply_to_agent(t, &c->command_id, c->type, &r);
+    if (want <= t->policy.memory_bytes) {
+        memory_granted(r, t->policy.memory_bytes); /* never lowered */
+        return;
+    }
+    if (!running(t)) {
+        relay_failed(r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the sandbox is not running");
+        return;
+    }
+    if (t->pm != NULL) {
+        struct memory_change *mc = calloc(1, sizeof *mc);
+        if (mc != NULL) {
+            mc->r = r;
+            mc->bytes = want;
+            mc->work.data = mc;
+        }
+        if (mc == NULL || uv_queue_work(vs_daemon_loop(g->d), &mc->work, memory_change_run,
+                                        memory_change_done) != 0) {
+            free(mc);
+            relay_failed(r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the limit could not be changed");
+        }
+        return;
+    }
+    int rc = vs_sandbox_set_memory(t->sb, want);
+    if (rc == -ENOTSUP) {
+        audit(t, VS__V1__SEVERITY__SEVERITY_NOTICE, "memory_denied", "requested", v, "reason",
+              "rlimits only");
+        relay_failed(r, VS__V1__STATUS_CODE__STATUS_DENIED,
+                     "the task runs on rlimits alone: its memory limit cannot change");
+    } else if (rc < 0) {
+        relay_failed(r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the limit could not be changed");
+    } else {
+        t->policy.memory_bytes = want;
+        memory_granted(r, want);
+    }
 }
 
 static void publish_agent_event(struct task *t, const char *what, Vs__V1__AgentCommand *c,
@@ -496,6 +623,15 @@ static int on_frame(const uint8_t *payload, size_t len, void *arg)
               NULL, NULL);
         Vs__V1__AgentCommand empty = VS__V1__AGENT_COMMAND__INIT;
         reply_status(t, &empty, VS__V1__STATUS_CODE__STATUS_INVALID, "not an AgentCommand");
+        return 0;
+    }
+    if (c->command_id.len > COMMAND_ID_MAX) {
+        g->invalid_frames++;
+        audit(t, VS__V1__SEVERITY__SEVERITY_WARNING, "invalid_frame", "reason",
+              "a command id above 32 bytes", NULL, NULL);
+        Vs__V1__AgentCommand empty = VS__V1__AGENT_COMMAND__INIT;
+        reply_status(t, &empty, VS__V1__STATUS_CODE__STATUS_INVALID, "a command id above 32 bytes");
+        vs__v1__agent_command__free_unpacked(c, NULL);
         return 0;
     }
     /* The agent speaks for itself only: its ids are the task's (the
@@ -579,25 +715,25 @@ static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(chunk, sizeof chunk);
 }
 
+static void sync_started(struct task *t);
+
 static void on_channel_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct task *t = s->data;
     if (n > 0) {
+        sync_started(t);
         int rc = vs_frame_decoder_feed(t->decoder, (const uint8_t *)buf->base, (size_t)n, on_frame, t);
         if (rc == -EMSGSIZE) {
             t->g->invalid_frames++;
             audit(t, VS__V1__SEVERITY__SEVERITY_WARNING, "invalid_frame", "reason",
                   "a frame above the maximum size", NULL, NULL);
             close_handle(t, (uv_handle_t *)&t->channel, &t->channel_open);
-            if (t->sb != NULL && !t->ended)
-                vs_sandbox_kill(t->sb);
+            sandbox_kill(t);
         }
     } else if (n < 0) {
         close_handle(t, (uv_handle_t *)&t->channel, &t->channel_open);
     }
 }
-
-static void maybe_conclude(struct task *t);
 
 static void on_snapshot_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -632,11 +768,11 @@ static void on_snapshot_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void on_watchdog(uv_timer_t *timer)
 {
     struct task *t = timer->data;
-    if (t->ended || t->sb == NULL)
+    if (t->ended)
         return;
     t->watchdog_fired = true;
     audit(t, VS__V1__SEVERITY__SEVERITY_WARNING, "killed", "reason", "missed heartbeats", NULL, NULL);
-    vs_sandbox_kill(t->sb);
+    sandbox_kill(t);
 }
 
 static void arm_watchdog(struct task *t)
@@ -648,8 +784,8 @@ static void arm_watchdog(struct task *t)
 static void on_grace(uv_timer_t *timer)
 {
     struct task *t = timer->data;
-    if (!t->ended && t->sb != NULL)
-        vs_sandbox_finish(t->sb);
+    if (!t->ended)
+        sandbox_finish(t);
 }
 
 /* ---- the end of a task -------------------------------------------------------- */
@@ -734,6 +870,7 @@ static void task_release(struct task *t)
     if (t->thread_started)
         uv_thread_join(&t->thread);
     vs_sandbox_free(t->sb);
+    vs_podman_free(t->pm);
     vs_frame_decoder_free(t->decoder);
     for (size_t i = 0; i < 2; i++)
         for (size_t j = 0; j < 2; j++)
@@ -758,7 +895,10 @@ static void maybe_conclude(struct task *t)
 {
     if (!t->ended || !t->snapshot_done || t->finishing || t->in_flight > 0)
         return;
-    if (t->m != NULL) {
+    if (t->m != NULL && t->refused) {
+        Vs__V1__SealedPayload none = VS__V1__SEALED_PAYLOAD__INIT;
+        publish_output(t, &none);
+    } else if (t->m != NULL) {
         t->finishing = true;
         bool killed = t->result.kill_reason != VS_KILL_NONE;
         char code[16];
@@ -796,13 +936,32 @@ static void maybe_conclude(struct task *t)
 
 /* ---- the sandbox's thread and the loop's side of it ---------------------------- */
 
+static int prepare_image(struct task *t);
+
+/* The image made ready (hashing a tree, unpacking a layout and importing
+ * into Podman take long, so they happen here), the sandbox started, then
+ * waited for. */
 static void sandbox_thread(void *arg)
 {
     struct task *t = arg;
-    t->start_rc = vs_sandbox_start(&t->policy, t->g->argv, &t->result, &t->sb);
+    struct sandboxd *g = t->g;
+    t->start_rc = prepare_image(t);
+    if (t->start_rc < 0) {
+        t->refused = true;
+        if (t->why[0] == '\0')
+            snprintf(t->why, sizeof t->why, "the image cannot be used (%s)", strerror(-t->start_rc));
+    } else if (g->podman) {
+        t->start_rc = vs_podman_start(&t->policy, t->image_id, g->argv, t->policy.snapshot_fd,
+                                      g->max_snapshot, &t->result, &t->pm);
+    } else {
+        t->policy.rootfs = t->rootfs[0] != '\0' ? t->rootfs : NULL;
+        t->start_rc = vs_sandbox_start(&t->policy, g->argv, &t->result, &t->sb);
+    }
     atomic_store(&t->phase, PHASE_STARTED);
     uv_async_send(&t->wake);
-    if (t->start_rc == 0)
+    if (t->start_rc == 0 && t->pm != NULL)
+        vs_podman_wait(t->pm);
+    else if (t->start_rc == 0)
         vs_sandbox_wait(t->sb);
     atomic_store(&t->phase, PHASE_ENDED);
     uv_async_send(&t->wake);
@@ -816,8 +975,15 @@ static void on_stdin_written(uv_write_t *req, int status)
     close_handle(t, (uv_handle_t *)&t->stdin_out, &t->stdin_open);
 }
 
+static void refuse(struct task *t, const char *why);
+
 static void on_started(struct task *t)
 {
+    if (t->refused) {
+        refuse(t, t->why);
+        t->snapshot_done = true; /* nothing to read */
+        return;
+    }
     if (t->start_rc < 0) {
         audit(t, VS__V1__SEVERITY__SEVERITY_ERROR, "launch_failed", "reason", t->result.setup_error,
               NULL, NULL);
@@ -836,6 +1002,8 @@ static void on_started(struct task *t)
     close(t->stdin_pipe[0]);
     t->stdin_pipe[0] = -1;
     arm_watchdog(t);
+    if (t->kill_pending)
+        sandbox_kill(t); /* a hostile frame came before the start was seen */
     uv_write_t *req = malloc(sizeof *req);
     uv_buf_t buf = uv_buf_init((char *)t->payload, (unsigned)t->payload_len);
     if (req != NULL) {
@@ -847,15 +1015,21 @@ static void on_started(struct task *t)
     }
 }
 
-static void on_wake(uv_async_t *a)
+/* The thread has started the sandbox (its wake-up may still be queued
+ * behind the agent's first frame). */
+static void sync_started(struct task *t)
 {
-    struct task *t = a->data;
-    int phase = atomic_load(&t->phase);
-    if (t->seen_phase < PHASE_STARTED && phase >= PHASE_STARTED) {
+    if (t->seen_phase < PHASE_STARTED && atomic_load(&t->phase) >= PHASE_STARTED) {
         t->seen_phase = PHASE_STARTED;
         on_started(t);
     }
-    if (t->seen_phase < PHASE_ENDED && phase == PHASE_ENDED) {
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct task *t = a->data;
+    sync_started(t);
+    if (t->seen_phase < PHASE_ENDED && atomic_load(&t->phase) == PHASE_ENDED) {
         t->seen_phase = PHASE_ENDED;
         t->ended = true;
         uv_timer_stop(&t->watchdog);
@@ -873,10 +1047,11 @@ static void policy_hash(const struct task *t, uint8_t out[32])
     crypto_hash_sha256_init(&st);
     char line[PATH_MAX + 64];
     int n = snprintf(line, sizeof line,
-                     "vibeshield-policy-v1\npreset %s\nwall_ms %" PRIu64 "\ncpu_ms %" PRIu64
+                     "vibeshield-policy-v1\nbackend %s\npreset %s\nwall_ms %" PRIu64 "\ncpu_ms %" PRIu64
                      "\nmemory %" PRIu64 "\npids %u\nworkspace %" PRIu64 "\ntmp %" PRIu64
                      "\nnofile %u\nrootfs %s\n",
-                     vs_preset_name(p->preset), p->time_limit_ms, p->cpu_limit_ms, p->memory_bytes,
+                     t->g->podman ? "podman" : "native", vs_preset_name(p->preset),
+                     p->time_limit_ms, p->cpu_limit_ms, p->memory_bytes,
                      (unsigned)p->pids, p->workspace_bytes, p->tmp_bytes, (unsigned)p->nofile,
                      t->image_digest);
     crypto_hash_sha256_update(&st, (const uint8_t *)line, (size_t)n);
@@ -891,28 +1066,45 @@ static void policy_hash(const struct task *t, uint8_t out[32])
     crypto_hash_sha256_final(&st, out);
 }
 
-/* The image the task names: verified, its rootfs in t->rootfs, or why not. */
-static int resolve_image(struct task *t, char *why, size_t why_len)
+/* The image the task names, ready for the backend: "host" (native only), or
+ * sandboxd.images/<digest hex> - a root file system, or an OCI image layout
+ * unpacked into sandboxd.image_cache - whose signature and contents match
+ * the digest, and for Podman imported under it. 0, or -errno and t->why.
+ * On the sandbox's thread. */
+static int prepare_image(struct task *t)
 {
+    struct sandboxd *g = t->g;
     const Vs__V1__ImageRef *img = t->submit->image;
+    char *why = t->why;
+    size_t why_len = sizeof t->why;
     if (img == NULL || img->digest == NULL || img->digest[0] == '\0') {
         snprintf(t->image_digest, sizeof t->image_digest, "host");
-        return 0;
+        return g->podman ? vs_why(why, why_len, -EINVAL,
+                                  "the podman backend runs images only, and the task names none")
+                         : 0;
     }
-    struct sandboxd *g = t->g;
     const char *hex = strncmp(img->digest, "sha256:", 7) == 0 ? img->digest + 7 : "";
-    if (strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64) {
-        snprintf(why, why_len, "malformed image digest");
-        return -EINVAL;
-    }
-    if (g->images == NULL || g->ntrusted == 0) {
-        snprintf(why, why_len, "this launcher runs no images");
-        return -ENOENT;
-    }
-    snprintf(t->rootfs, sizeof t->rootfs, "%s/%s", g->images, hex);
+    if (strlen(hex) != 64 || strspn(hex, "0123456789abcdef") != 64)
+        return vs_why(why, why_len, -EINVAL, "malformed image digest");
     snprintf(t->image_digest, sizeof t->image_digest, "%s", img->digest);
-    return vs_image_verify(t->rootfs, img->digest, (const char *)img->minisign_signature.data,
-                           img->minisign_signature.len, g->trusted, g->ntrusted, why, why_len);
+    if (g->images == NULL || g->ntrusted == 0)
+        return vs_why(why, why_len, -ENOENT, "this launcher runs no images");
+    char entry[PATH_MAX], marker[PATH_MAX];
+    if (snprintf(entry, sizeof entry, "%s/%s", g->images, hex) >= (int)sizeof entry - 16)
+        return vs_why(why, why_len, -ENAMETOOLONG, "sandboxd.images is too long a path");
+    snprintf(marker, sizeof marker, "%.*s/oci-layout", (int)(sizeof entry - 16), entry);
+    int rc = 0;
+    if (access(marker, F_OK) == 0)
+        rc = vs_image_unpack_oci(entry, g->image_cache, t->rootfs, NULL, why, why_len);
+    else
+        snprintf(t->rootfs, sizeof t->rootfs, "%s", entry);
+    if (rc == 0)
+        rc = vs_image_verify(t->rootfs, img->digest, (const char *)img->minisign_signature.data,
+                             img->minisign_signature.len, g->trusted, g->ntrusted, why, why_len);
+    if (rc == 0 && g->podman)
+        rc = vs_podman_image_import(t->rootfs, img->digest, t->image_id, sizeof t->image_id, why,
+                                    why_len);
+    return rc;
 }
 
 static uint64_t capped(uint64_t asked, uint64_t dflt, uint64_t max)
@@ -927,7 +1119,6 @@ static void set_policy(struct task *t)
     struct vs_sandbox_policy *p = &t->policy;
     const Vs__V1__TaskLimits *l = t->submit->limits;
     vs_sandbox_policy_init(p);
-    p->rootfs = t->rootfs[0] != '\0' ? t->rootfs : NULL;
     for (size_t i = 0; i < g->nbinds; i++)
         p->ro_binds[i] = g->binds[i];
     p->n_ro_binds = g->nbinds;
@@ -949,18 +1140,32 @@ static void set_policy(struct task *t)
     p->stdout_fd = g->devnull;
 }
 
-/* A task refused before its run: a TaskOutput without a snapshot (the exfil
- * stage quarantines it, the ledger voids the hold) and an audit alert. */
+/* A task refused before its run, with an audit alert; its TaskOutput has no
+ * snapshot (the exfil stage quarantines it, the ledger voids the hold). */
 static void refuse(struct task *t, const char *why)
 {
     t->g->refused++;
-    audit(t, VS__V1__SEVERITY__SEVERITY_ALERT, "refused", "reason", why, NULL, NULL);
+    t->refused = true;
+    audit(t, VS__V1__SEVERITY__SEVERITY_ALERT, "refused", "reason", why, "image",
+          t->image_digest[0] != '\0' ? t->image_digest : "none");
     log_warnx("task %s refused: %s", t->hex, why);
     t->result.exit_code = -1;
-    snprintf(t->image_digest[0] != '\0' ? t->image_digest : t->image_digest, sizeof t->image_digest,
-             "%s", t->image_digest[0] != '\0' ? t->image_digest : "none");
-    Vs__V1__SealedPayload none = VS__V1__SEALED_PAYLOAD__INIT;
-    publish_output(t, &none);
+    if (t->image_digest[0] == '\0')
+        snprintf(t->image_digest, sizeof t->image_digest, "none");
+}
+
+/* A task this launcher cannot take now (no resources): its message goes
+ * back to the stream for a later try, here or elsewhere. */
+static void abandon(struct task *t)
+{
+    if (t->handles == 0) {
+        task_release(t); /* naks the message */
+        return;
+    }
+    vs_msg_nak(t->m, RETRY_MS);
+    t->m = NULL;
+    t->snapshot_done = t->ended = true;
+    maybe_conclude(t); /* closes the handles, then releases */
 }
 
 static int init_handles(struct task *t)
@@ -1025,14 +1230,14 @@ static int on_admitted(vs_msg *m, void *arg)
     t->fds[0][0] = t->fds[0][1] = t->fds[1][0] = t->fds[1][1] = -1;
     t->stdin_pipe[0] = t->stdin_pipe[1] = -1;
     g->tasks++;
-    char why[300] = "";
-    int rc = vs_boxkey_new(&t->key);
-    if (rc == 0 && (rc = open_payload(t)) < 0)
-        snprintf(why, sizeof why, "the payload does not open with the launcher key");
-    if (rc == 0 && (rc = resolve_image(t, why, sizeof why)) < 0 && why[0] == '\0')
-        snprintf(why, sizeof why, "the image cannot be used (%s)", strerror(-rc));
-    if (rc < 0) {
-        refuse(t, why[0] != '\0' ? why : "the task cannot be run");
+    if (vs_boxkey_new(&t->key) < 0) {
+        abandon(t);
+        return 0;
+    }
+    if (open_payload(t) < 0) {
+        refuse(t, "the payload does not open with the launcher key");
+        Vs__V1__SealedPayload none = VS__V1__SEALED_PAYLOAD__INIT;
+        publish_output(t, &none);
         task_release(t);
         return 0;
     }
@@ -1040,15 +1245,14 @@ static int on_admitted(vs_msg *m, void *arg)
         pipe2(t->fds[1], O_CLOEXEC) != 0 || pipe2(t->stdin_pipe, O_CLOEXEC) != 0 ||
         vs_frame_decoder_new(VS_FRAME_MAX, &t->decoder) != 0 || init_handles(t) != 0) {
         log_warnx("task %s: no resources for a sandbox; will retry", t->hex);
-        t->snapshot_done = t->ended = true;
-        maybe_conclude(t); /* closes what was made; the message is nak'ed */
+        abandon(t);
         return 0;
     }
     set_policy(t);
     uv_thread_options_t opts = {.flags = UV_THREAD_HAS_STACK_SIZE, .stack_size = THREAD_STACK};
     if (uv_thread_create_ex(&t->thread, &opts, sandbox_thread, t) != 0) {
-        t->snapshot_done = t->ended = true;
-        maybe_conclude(t);
+        log_warnx("task %s: no thread for a sandbox; will retry", t->hex);
+        abandon(t);
         return 0;
     }
     t->thread_started = true;
@@ -1122,6 +1326,26 @@ static int load_keys(struct sandboxd *g, const vs_config *cfg)
         g->ntrusted++;
     }
     g->images = vs_config_string(cfg, "sandboxd.images", NULL);
+    const char *cache = vs_config_string(cfg, "sandboxd.image_cache", NULL);
+    if (cache != NULL)
+        snprintf(g->image_cache, sizeof g->image_cache, "%s", cache);
+    else if (g->images != NULL)
+        snprintf(g->image_cache, sizeof g->image_cache, "%s/.cache", g->images);
+    if (g->image_cache[0] != '\0') {
+        /* 0755 whatever our umask: the sandboxes' uids read the trees in it */
+        int made = mkdir(g->image_cache, 0755);
+        if ((made == 0 && chmod(g->image_cache, 0755) < 0) || (made < 0 && errno != EEXIST)) {
+            log_warnx("cannot make the image cache %s: %s", g->image_cache, strerror(errno));
+            return -errno;
+        }
+    }
+    const char *backend = vs_config_string(cfg, "sandboxd.backend", "native");
+    if (strcmp(backend, "podman") == 0) {
+        g->podman = true;
+    } else if (strcmp(backend, "native") != 0) {
+        log_warnx("sandboxd.backend: native or podman, not %s", backend);
+        return -EINVAL;
+    }
     return 0;
 }
 

@@ -31,6 +31,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -495,6 +496,10 @@ static void run_init(struct inside *in, int syncfd, int statusfd)
             _exit(127);
     }
     close(syncfd);
+    /* The file system's mount points and the program's files get the usual
+     * modes whatever the launcher's umask (a daemon's 027 would make /opt
+     * 0750, closed to the sandbox's uid). */
+    umask(022);
     char err[256];
     if (vs_fs_build(in->p, err, sizeof(err)) < 0)
         die(in->errfd, err);

@@ -12,9 +12,12 @@
 
 #include "busfix.h"
 #include "vs/blob.h"
+#include "vs/ids.h"
 #include "vs/js.h"
 #include "vs/keys.h"
+#include "vs/v1/audit.pb-c.h"
 #include "vs/v1/sys.pb-c.h"
+#include "vs/v1/task.pb-c.h"
 
 void vs_busfix_init(struct vs_busfix *f, size_t max_msg)
 {
@@ -211,4 +214,50 @@ int vs_test_counters(vs_bus *bus, const char *component, const char *const *name
     }
     vs__v1__stats_reply__free_unpacked(r, NULL);
     return found;
+}
+
+const char *vs_test_audit_detail(const Vs__V1__AuditEvent *e, const char *key)
+{
+    for (size_t i = 0; i < e->n_details; i++)
+        if (strcmp(e->details[i]->key, key) == 0)
+            return e->details[i]->value;
+    return "";
+}
+
+int vs_test_admit(vs_bus *bus, const uint8_t *launcher_pk, const struct vs_test_task *t,
+                  uint8_t *task_id)
+{
+    vs_id_new(task_id);
+    uint8_t *sealed = malloc(t->payload_len + VS_SEAL_OVERHEAD), kid[VS_KEY_ID_LEN];
+    if (sealed == NULL)
+        return -ENOMEM;
+    int rc = vs_seal(launcher_pk, t->payload, t->payload_len, sealed);
+    vs_key_id(launcher_pk, VS_BOX_PUBLICKEY_LEN, kid);
+    Vs__V1__SealedPayload p = VS__V1__SEALED_PAYLOAD__INIT;
+    p.recipient_key_id = (ProtobufCBinaryData){VS_KEY_ID_LEN, kid};
+    p.ciphertext = (ProtobufCBinaryData){t->payload_len + VS_SEAL_OVERHEAD, sealed};
+    Vs__V1__TaskSubmit s = VS__V1__TASK_SUBMIT__INIT;
+    s.task_id = (ProtobufCBinaryData){VS_ID_LEN, task_id};
+    s.requester = (char *)t->requester;
+    s.agent = (char *)t->agent;
+    s.payload = &p;
+    if (t->requester_box_key != NULL)
+        s.requester_box_key = (ProtobufCBinaryData){VS_BOX_PUBLICKEY_LEN,
+                                                    (uint8_t *)t->requester_box_key};
+    Vs__V1__ImageRef ref = VS__V1__IMAGE_REF__INIT;
+    if (t->image_digest != NULL) {
+        ref.digest = (char *)t->image_digest;
+        ref.minisign_signature = (ProtobufCBinaryData){strlen(t->image_signature),
+                                                       (uint8_t *)t->image_signature};
+        s.image = &ref;
+    }
+    Vs__V1__TaskAdmitted a = VS__V1__TASK_ADMITTED__INIT;
+    a.task = &s;
+    char hex[VS_ID_HEX_LEN], id[VS_ID_HEX_LEN + 8];
+    vs_hex(task_id, VS_ID_LEN, hex);
+    snprintf(id, sizeof id, "%s.adm", hex);
+    if (rc == 0)
+        rc = vs_js_publish(bus, "vs.task.admitted", &a.base, id, NULL, NULL);
+    free(sealed);
+    return rc;
 }

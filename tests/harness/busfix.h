@@ -84,4 +84,24 @@ json_t *vs_test_js_api(vs_bus *bus, const char *subject, const char *body);
 int vs_test_counters(vs_bus *bus, const char *component, const char *const *names,
                      uint64_t *values, size_t n, uint64_t timeout_ms);
 
+/* A task as the injection stage admits it (vs_test_admit). */
+struct vs_test_task {
+    const char *agent, *requester;
+    const void *payload;                   /* the agent's stdin, sealed to the launcher pool */
+    size_t payload_len;
+    const uint8_t *requester_box_key;      /* 32 bytes, or NULL */
+    const char *image_digest;              /* "sha256:<hex>", or NULL: no image */
+    const char *image_signature;           /* minisign text of "<digest>\n" */
+};
+
+/* Publish t on vs.task.admitted (JetStream, Nats-Msg-Id "<task hex>.adm"),
+ * its payload sealed to launcher_pk, under a new id written to task_id.
+ * 0 or -errno. */
+int vs_test_admit(vs_bus *bus, const uint8_t *launcher_pk, const struct vs_test_task *t,
+                  uint8_t *task_id);
+
+/* The value of an audit event's detail key, "" when it has none. */
+struct Vs__V1__AuditEvent;
+const char *vs_test_audit_detail(const struct Vs__V1__AuditEvent *e, const char *key);
+
 #endif

@@ -117,14 +117,6 @@ static uint64_t snmp_counter(const char *proto, const char *name)
 
 /* ---- audit events ------------------------------------------------------------------ */
 
-static const char *detail(const Vs__V1__AuditEvent *e, const char *name)
-{
-    for (size_t i = 0; i < e->n_details; i++)
-        if (strcmp(e->details[i]->key, name) == 0)
-            return e->details[i]->value;
-    return "";
-}
-
 static int on_audit(vs_msg *m, void *arg)
 {
     struct fixture *f = arg;
@@ -134,14 +126,14 @@ static int on_audit(vs_msg *m, void *arg)
     assert_true(f->naudits < KEPT);
     struct audit_seen *a = &f->audits[f->naudits++];
     memcpy(a->task, e->task_id.data, VS_ID_LEN);
-    snprintf(a->decision, sizeof a->decision, "%s", detail(e, "decision"));
-    snprintf(a->rule, sizeof a->rule, "%s", detail(e, "rule"));
-    snprintf(a->host, sizeof a->host, "%s", detail(e, "host"));
-    snprintf(a->ip, sizeof a->ip, "%s", detail(e, "ip"));
-    snprintf(a->port, sizeof a->port, "%s", detail(e, "port"));
-    snprintf(a->method, sizeof a->method, "%s", detail(e, "method"));
-    snprintf(a->status, sizeof a->status, "%s", detail(e, "http_status"));
-    a->bytes_down = strtoull(detail(e, "bytes_down"), NULL, 10);
+    snprintf(a->decision, sizeof a->decision, "%s", vs_test_audit_detail(e, "decision"));
+    snprintf(a->rule, sizeof a->rule, "%s", vs_test_audit_detail(e, "rule"));
+    snprintf(a->host, sizeof a->host, "%s", vs_test_audit_detail(e, "host"));
+    snprintf(a->ip, sizeof a->ip, "%s", vs_test_audit_detail(e, "ip"));
+    snprintf(a->port, sizeof a->port, "%s", vs_test_audit_detail(e, "port"));
+    snprintf(a->method, sizeof a->method, "%s", vs_test_audit_detail(e, "method"));
+    snprintf(a->status, sizeof a->status, "%s", vs_test_audit_detail(e, "http_status"));
+    a->bytes_down = strtoull(vs_test_audit_detail(e, "bytes_down"), NULL, 10);
     return 0;
 }
 

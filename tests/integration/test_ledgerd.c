@@ -765,14 +765,6 @@ static const Vs__V1__AuditEvent *wait_audit(struct fixture *f, const char *categ
     return wait_audit_n(f, category, event, task, agent, 1);
 }
 
-static const char *detail(const Vs__V1__AuditEvent *e, const char *key)
-{
-    for (size_t i = 0; i < e->n_details; i++)
-        if (strcmp(e->details[i]->key, key) == 0)
-            return e->details[i]->value;
-    return "(absent)";
-}
-
 /* Everything published on TASKS before this call has been applied: a
  * VerifyResult that flips the Live Verified flag of a marker agent comes
  * after it in the stream, and its audit event shows it was applied. */
@@ -830,8 +822,8 @@ static void test_escrow_happy_path(void **state)
     ASSERT_BALANCE(f, "alice", 10000, 0);
     ASSERT_BALANCE(f, "operator", -10000, 0);
     ev = wait_audit(f, "governance", "deposit", NULL, NULL);
-    assert_string_equal(detail(ev, "to"), "alice");
-    assert_string_equal(detail(ev, "amount"), "10000");
+    assert_string_equal(vs_test_audit_detail(ev, "to"), "alice");
+    assert_string_equal(vs_test_audit_detail(ev, "amount"), "10000");
     assert_int_equal(ev->severity, VS__V1__SEVERITY__SEVERITY_NOTICE);
 
     /* The hold: money reserved, not moved. */
@@ -881,10 +873,10 @@ static void test_escrow_happy_path(void **state)
     assert_int_equal(open_holds(f, task), 0);
 
     ev = wait_audit(f, "escrow", "released", task, "bob");
-    assert_string_equal(detail(ev, "requester"), "alice");
-    assert_string_equal(detail(ev, "paid"), "950");
-    assert_string_equal(detail(ev, "fee"), "50");
-    assert_string_equal(detail(ev, "refunded"), "0");
+    assert_string_equal(vs_test_audit_detail(ev, "requester"), "alice");
+    assert_string_equal(vs_test_audit_detail(ev, "paid"), "950");
+    assert_string_equal(vs_test_audit_detail(ev, "fee"), "50");
+    assert_string_equal(vs_test_audit_detail(ev, "refunded"), "0");
     assert_int_equal(ev->severity, VS__V1__SEVERITY__SEVERITY_NOTICE);
     assert_string_equal(ev->component, "ledgerd");
 
@@ -1004,7 +996,7 @@ static void test_refunds_and_expiry(void **state)
     ASSERT_SETTLEMENT(s, VOIDED, 0, 0, 1000);
     assert_string_equal(s->agent, "be");
     const Vs__V1__AuditEvent *ev = wait_audit(f, "escrow", "refunded", te, "be");
-    assert_string_equal(detail(ev, "why"), "hold timed out");
+    assert_string_equal(vs_test_audit_detail(ev, "why"), "hold timed out");
     assert_int_equal(open_holds(f, te), 0);
 
     /* Reputation: a refund after a failure (quarantine, failed run, no
@@ -1176,8 +1168,8 @@ static void test_denials_and_garbage(void **state)
     EXPECT_FREE(hold(f, task, "alice", "bob", 1000, 0), DENIED, "insufficient funds");
     ASSERT_BALANCE(f, "alice", 500, 0);
     const Vs__V1__AuditEvent *ev = wait_audit(f, "ledger", "command_refused", task, NULL);
-    assert_string_equal(detail(ev, "op"), "LEDGER_OP_HOLD");
-    assert_string_equal(detail(ev, "reason"), "insufficient funds");
+    assert_string_equal(vs_test_audit_detail(ev, "op"), "LEDGER_OP_HOLD");
+    assert_string_equal(vs_test_audit_detail(ev, "reason"), "insufficient funds");
     vs_id_new(task);
     EXPECT_FREE(hold(f, task, "alice", "nobody", 100, 0), DENIED, "unknown agent");
     vs_id_new(task);
@@ -1283,9 +1275,9 @@ static void test_governance_m_of_n(void **state)
     EXPECT_FREE(governed(f, DEP, "alice", NULL, 1000, &f->gov[0], 1), DENIED,
                 "1 of 2 required approvals");
     const Vs__V1__AuditEvent *ev = wait_audit(f, "governance", "approval_refused", NULL, NULL);
-    assert_string_equal(detail(ev, "approvals"), "1");
-    assert_string_equal(detail(ev, "required"), "2");
-    assert_string_equal(detail(ev, "account"), "alice");
+    assert_string_equal(vs_test_audit_detail(ev, "approvals"), "1");
+    assert_string_equal(vs_test_audit_detail(ev, "required"), "2");
+    assert_string_equal(vs_test_audit_detail(ev, "account"), "alice");
     assert_int_equal(ev->severity, VS__V1__SEVERITY__SEVERITY_WARNING);
     /* The same governor twice is one approval. */
     vs_signkey *twice[] = {f->gov[1], f->gov[1]};
@@ -1331,8 +1323,8 @@ static void test_governance_m_of_n(void **state)
     ASSERT_BALANCE(f, "alice", 1000, 0);
     ASSERT_BALANCE(f, "operator", -1000, 0);
     ev = wait_audit(f, "governance", "deposit", NULL, NULL);
-    assert_string_equal(detail(ev, "approvals"), "2");
-    assert_string_equal(detail(ev, "required"), "2");
+    assert_string_equal(vs_test_audit_detail(ev, "approvals"), "2");
+    assert_string_equal(vs_test_audit_detail(ev, "required"), "2");
     /* Three of three is fine too. */
     EXPECT_FREE(governed(f, DEP, "alice", NULL, 500, f->gov, NGOV), OK, NULL);
     ASSERT_BALANCE(f, "alice", 1500, 0);
@@ -1347,9 +1339,9 @@ static void test_governance_m_of_n(void **state)
     ASSERT_BALANCE(f, "alice", 1200, 0);
     ASSERT_BALANCE(f, "bob", 300, 0);
     ev = wait_audit(f, "governance", "adjust", NULL, NULL);
-    assert_string_equal(detail(ev, "from"), "alice");
-    assert_string_equal(detail(ev, "to"), "bob");
-    assert_string_equal(detail(ev, "amount"), "300");
+    assert_string_equal(vs_test_audit_detail(ev, "from"), "alice");
+    assert_string_equal(vs_test_audit_detail(ev, "to"), "bob");
+    assert_string_equal(vs_test_audit_detail(ev, "amount"), "300");
     /* Not more than the wallet holds, and not without a counterparty. */
     EXPECT_FREE(governed(f, ADJ, "alice", "bob", 5000, other_two, 2), DENIED, "transfer refused");
     EXPECT_FREE(governed(f, ADJ, "alice", NULL, 100, other_two, 2), INVALID, NULL);
@@ -1409,7 +1401,7 @@ static void test_disputes(void **state)
     hold_cleared(f, t0, "a-req", "a-worker", 1000);
     EXPECT_FREE(dispute(f, t0, req), DENIED, "fewer than 3");
     const Vs__V1__AuditEvent *ev = wait_audit(f, "dispute", "refused", t0, NULL);
-    assert_string_equal(detail(ev, "opener"), "a-req");
+    assert_string_equal(vs_test_audit_detail(ev, "opener"), "a-req");
 
     for (size_t i = 5; i < nas; i++)
         create_account(f, as[i].name, as[i].owner, as[i].key);
@@ -1506,10 +1498,10 @@ static void test_disputes(void **state)
     assert_true(strcmp(panel[1], "p2") == 0 || strcmp(panel[1], "p2b") == 0);
     assert_string_equal(panel[2], "p3");
     ev = wait_audit(f, "dispute", "opened", t1, NULL);
-    assert_string_equal(detail(ev, "opener"), "a-req");
-    assert_string_equal(detail(ev, "panel_1"), panel[0]);
-    assert_string_equal(detail(ev, "panel_2"), panel[1]);
-    assert_string_equal(detail(ev, "panel_3"), panel[2]);
+    assert_string_equal(vs_test_audit_detail(ev, "opener"), "a-req");
+    assert_string_equal(vs_test_audit_detail(ev, "panel_1"), panel[0]);
+    assert_string_equal(vs_test_audit_detail(ev, "panel_2"), panel[1]);
+    assert_string_equal(vs_test_audit_detail(ev, "panel_3"), panel[2]);
     vs_signkey *pk[3];
     for (int i = 0; i < 3; i++)
         pk[i] = find_agent(as, nas, panel[i])->key;
@@ -1522,7 +1514,7 @@ static void test_disputes(void **state)
         assert_string_equal(r->panel[i], panel[i]);
     vs__v1__ledger_reply__free_unpacked(r, NULL);
     ev = wait_audit(f, "dispute", "opened", t2, NULL);
-    assert_string_equal(detail(ev, "opener"), "a-worker");
+    assert_string_equal(vs_test_audit_detail(ev, "opener"), "a-worker");
     r = dispute(f, t3, req);
     EXPECT(r, OK, NULL);
     for (int i = 0; i < 3; i++)
@@ -1538,12 +1530,12 @@ static void test_disputes(void **state)
     ASSERT_SETTLEMENT(s, VOIDED, 0, 0, 1000);
     assert_string_equal(s->agent, "a-worker");
     ev = wait_audit(f, "dispute", "decided", t1, NULL);
-    assert_string_equal(detail(ev, "decision"), "requester");
-    assert_string_equal(detail(ev, "how"), "2 of 3");
+    assert_string_equal(vs_test_audit_detail(ev, "decision"), "requester");
+    assert_string_equal(vs_test_audit_detail(ev, "how"), "2 of 3");
     ev = wait_audit(f, "dispute", "vote", t1, NULL);
-    assert_string_equal(detail(ev, "voter"), panel[0]);
-    assert_string_equal(detail(ev, "decision"), "requester");
-    assert_string_equal(detail(ev, "rationale"), "the output is empty");
+    assert_string_equal(vs_test_audit_detail(ev, "voter"), panel[0]);
+    assert_string_equal(vs_test_audit_detail(ev, "decision"), "requester");
+    assert_string_equal(vs_test_audit_detail(ev, "rationale"), "the output is empty");
     EXPECT_FREE(vote(f, t1, panel[2], D_AGENT, "too late", pk[2]), DENIED, "no dispute");
     ASSERT_BALANCE(f, escrow1, 0, 0);
 
@@ -1554,8 +1546,8 @@ static void test_disputes(void **state)
     s = wait_settlement(f, t2);
     ASSERT_SETTLEMENT(s, SPLIT, 475, 25, 500);
     ev = wait_audit(f, "dispute", "decided", t2, NULL);
-    assert_string_equal(detail(ev, "decision"), "split");
-    assert_string_equal(detail(ev, "how"), "tie");
+    assert_string_equal(vs_test_audit_detail(ev, "decision"), "split");
+    assert_string_equal(vs_test_audit_detail(ev, "how"), "tie");
 
     /* T3: refused votes, one valid vote, then the deadline passes: the
      * original outcome (cleared) stands. */
@@ -1572,8 +1564,8 @@ static void test_disputes(void **state)
     s = wait_settlement(f, t3);
     ASSERT_SETTLEMENT(s, POSTED, 950, 50, 0);
     ev = wait_audit(f, "dispute", "decided", t3, NULL);
-    assert_string_equal(detail(ev, "how"), "vote deadline passed");
-    assert_string_equal(detail(ev, "decision"), "none");
+    assert_string_equal(vs_test_audit_detail(ev, "how"), "vote deadline passed");
+    assert_string_equal(vs_test_audit_detail(ev, "decision"), "none");
 
     /* T4: no dispute; paid when the window closes; a dispute after that is refused. */
     s = wait_settlement(f, t4);
@@ -1840,7 +1832,7 @@ static void test_claim_check_and_reputation(void **state)
     EXPECT_CLAIM(f, "fresh", OK, NULL, 0.525);
     EXPECT_CLAIM(f, "bad", DENIED, NULL, ANY_REP);
     const Vs__V1__AuditEvent *ev = wait_audit(f, "reputation", "live_verified", NULL, "fresh");
-    assert_string_equal(detail(ev, "live_verified"), "true");
+    assert_string_equal(vs_test_audit_detail(ev, "live_verified"), "true");
     /* verified but not live: the flag is cleared. */
     verify_result(f, "fresh", false);
     tasks_barrier(f);
