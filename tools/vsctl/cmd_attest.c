@@ -30,9 +30,14 @@ static void attest_usage(FILE *out)
             "everything holds, 1 otherwise.\n\n" VSCTL_COMMON_HELP);
 }
 
-/* The attestation in j: j itself, or j's "attestation" member. */
+/* The attestation in j: j itself, j's "attestation" member (a TaskOutput),
+ * or that of j's "message" (a TaskOutput as `vsctl sub --json` prints it,
+ * with its subject and headers). */
 static const json_t *find_attestation(const json_t *j)
 {
+    const json_t *message = json_object_get(j, "message");
+    if (json_is_object(message))
+        j = message;
     const json_t *a = json_object_get(j, "attestation");
     return a != NULL ? a : j;
 }
