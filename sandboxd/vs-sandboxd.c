@@ -29,9 +29,12 @@
  *      WEB_SEARCH go to the egress worker with the body sealed to the
  *      egress pool key and come back opened with the task key; SIGNAL_COMPLETE
  *      is answered, published on vs.agent.<agent>.complete, and the program
- *      is given sandboxd.complete_grace to exit before it is ended; anything
- *      else is DENIED; a malformed frame is answered INVALID, an oversized
- *      one ends the channel and the sandbox;
+ *      is given sandboxd.complete_grace to exit before it is ended;
+ *      STATE_SYNC reads and writes the task's keys in the agent_state
+ *      bucket, values sealed to the launcher pool; anything else is DENIED
+ *      (ESCROW_RELEASE needs the requester's signature, which no sandbox
+ *      can make); a malformed frame is answered INVALID, an oversized one
+ *      ends the channel and the sandbox;
  *   5. a missed heartbeat (none for sandboxd.heartbeat_timeout) kills the
  *      sandbox; the task's wall-clock limit is the launcher's;
  *   6. when the program has ended, init has written the ustar snapshot of
@@ -587,6 +590,95 @@ static void on_memory(struct task *t, Vs__V1__AgentCommand *c)
     }
 }
 
+/* ---- STATE_SYNC ------------------------------------------------------------------ */
+
+#define STATE_KEY_MAX 64
+#define STATE_VALUE_MAX (128u << 10)
+
+/* The bucket's answer: GET's value opened with the launcher pool key. */
+static void on_state_done(int status, const struct vs_kv_entry *e, void *arg)
+{
+    struct relay *r = arg;
+    struct task *t = r->t;
+    if (status == -ECONNRESET) {
+        relay_failed(r, VS__V1__STATUS_CODE__STATUS_DENIED, "the key's revision is not the expected one");
+        return;
+    }
+    if (status < 0 && status != -ENOENT) {
+        relay_failed(r, status == -ETIMEDOUT ? VS__V1__STATUS_CODE__STATUS_TIMEOUT
+                                             : VS__V1__STATUS_CODE__STATUS_UNKNOWN,
+                     "the state store did not answer");
+        return;
+    }
+    Vs__V1__Status st = VS__V1__STATUS__INIT;
+    st.code = VS__V1__STATUS_CODE__STATUS_OK;
+    Vs__V1__AgentReply reply = VS__V1__AGENT_REPLY__INIT;
+    reply.status = &st;
+    reply.body_case = VS__V1__AGENT_REPLY__BODY_STATE_REVISION;
+    uint8_t *plain = NULL;
+    if (status == 0 && e != NULL) {
+        reply.state_revision = e->deleted ? 0 : e->revision;
+        size_t n = e->len > VS_SEAL_OVERHEAD ? e->len - VS_SEAL_OVERHEAD : 0;
+        if (!e->deleted && e->value != NULL && n > 0) {
+            plain = sodium_malloc(n);
+            if (plain == NULL || vs_unseal(t->g->launcher, e->value, e->len, plain) != 0) {
+                if (plain != NULL)
+                    sodium_free(plain);
+                relay_failed(r, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the value does not open");
+                return;
+            }
+            reply.state_value = (ProtobufCBinaryData){n, plain};
+        }
+    }
+    relay_done(r, &reply);
+    if (plain != NULL)
+        sodium_free(plain);
+}
+
+/* STATE_SYNC: the task's own keys ("<task hex>.<key>") in the agent_state
+ * bucket, values sealed to the launcher pool (any launcher that runs the
+ * task again opens them; the bus never holds them in clear). */
+static void on_state(struct task *t, Vs__V1__AgentCommand *c)
+{
+    const Vs__V1__StateSync *s = c->body_case == VS__V1__AGENT_COMMAND__BODY_STATE_SYNC
+                                     ? c->state_sync : NULL;
+    if (s == NULL || s->key == NULL || strlen(s->key) > STATE_KEY_MAX || !vs_token_valid(s->key) ||
+        s->value.len > STATE_VALUE_MAX) {
+        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_INVALID,
+                     "STATE_SYNC needs a key (a token of at most 64 bytes) and a value of at most 128 KiB");
+        return;
+    }
+    struct relay *r = relay_new(t, c);
+    if (r == NULL) {
+        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the state store cannot be reached");
+        return;
+    }
+    char key[VS_ID_HEX_LEN + STATE_KEY_MAX + 2];
+    snprintf(key, sizeof key, "%s.%s", t->hex, s->key);
+    vs_bus *bus = vs_daemon_bus(t->g->d);
+    int rc = -EINVAL;
+    if (s->op == VS__V1__STATE_OP__STATE_OP_GET) {
+        rc = vs_kv_get(bus, VS_KV_AGENT_STATE, key, on_state_done, r);
+    } else if (s->op == VS__V1__STATE_OP__STATE_OP_DELETE) {
+        rc = vs_kv_delete(bus, VS_KV_AGENT_STATE, key, on_state_done, r);
+    } else if (s->op == VS__V1__STATE_OP__STATE_OP_PUT) {
+        uint8_t *sealed = malloc(s->value.len + VS_SEAL_OVERHEAD);
+        rc = sealed == NULL ? -ENOMEM
+                            : vs_seal(vs_boxkey_public(t->g->launcher), s->value.data,
+                                      s->value.len, sealed);
+        if (rc == 0)
+            rc = vs_kv_put(bus, VS_KV_AGENT_STATE, key, sealed, s->value.len + VS_SEAL_OVERHEAD,
+                           s->expected_revision, false, on_state_done, r);
+        free(sealed);
+    }
+    if (rc < 0)
+        relay_failed(r, s->op == VS__V1__STATE_OP__STATE_OP_UNSPECIFIED
+                            ? VS__V1__STATUS_CODE__STATUS_INVALID
+                            : VS__V1__STATUS_CODE__STATUS_UNKNOWN,
+                     s->op == VS__V1__STATE_OP__STATE_OP_UNSPECIFIED ? "STATE_SYNC without an op"
+                                                                     : "the state store cannot be reached");
+}
+
 static void publish_agent_event(struct task *t, const char *what, Vs__V1__AgentCommand *c,
                                 bool durable)
 {
@@ -669,6 +761,15 @@ static int on_frame(const uint8_t *payload, size_t len, void *arg)
             relay_egress(t, c, "vs.egress.search", &c->web_search->base);
         else
             reply_status(t, c, VS__V1__STATUS_CODE__STATUS_INVALID, "WEB_SEARCH without a body");
+        break;
+    case VS__V1__COMMAND_TYPE__COMMAND_STATE_SYNC:
+        name = "state_sync";
+        on_state(t, c);
+        break;
+    case VS__V1__COMMAND_TYPE__COMMAND_ESCROW_RELEASE:
+        name = "denied";
+        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_DENIED,
+                     "ESCROW_RELEASE must be signed by the requester's key: send it from outside the sandbox");
         break;
     default:
         name = "denied";

@@ -17,6 +17,8 @@
  *     the task's own agent and id;
  *   - an agent that never beats is killed by the watchdog;
  *   - REQUEST_MEMORY within the policy's maximum and beyond it;
+ *   - STATE_SYNC put, get, a losing compare-and-set, delete and a bad key,
+ *     the value stored sealed in the agent_state bucket;
  *   - a frame that is no AgentCommand is answered INVALID (the agent
  *     carries on); a frame announcing more than the maximum size ends
  *     the sandbox;
@@ -644,6 +646,34 @@ static void test_images(void **state)
     free(target);
 }
 
+static void test_state_sync(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t task[VS_ID_LEN];
+    admit(f, "state\n", task);
+    char *seen = seen_of(f, output_of(f, task));
+    char want[256];
+    snprintf(want, sizeof want, "put %d\nget %d draft one\ncas %d\ndelete %d\nget %d []\nbad %d\n",
+             VS__V1__STATUS_CODE__STATUS_OK, VS__V1__STATUS_CODE__STATUS_OK,
+             VS__V1__STATUS_CODE__STATUS_DENIED, VS__V1__STATUS_CODE__STATUS_OK,
+             VS__V1__STATUS_CODE__STATUS_OK, VS__V1__STATUS_CODE__STATUS_INVALID);
+    assert_string_equal(seen, want);
+    free(seen);
+    /* the bucket held the value sealed, never in clear */
+    json_t *msg = vs_test_js_api(f->base.bus, "$JS.API.STREAM.MSG.GET.KV_agent_state",
+                                 "{\"seq\":1}");
+    const char *data = json_string_value(json_object_get(json_object_get(msg, "message"), "data"));
+    assert_non_null(data);
+    uint8_t raw[512];
+    size_t len = 0;
+    assert_int_equal(sodium_base642bin(raw, sizeof raw, data, strlen(data), NULL, &len, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL),
+                     0);
+    assert_int_equal(len, strlen("draft one") + VS_SEAL_OVERHEAD);
+    assert_null(memmem(raw, len, "draft", 5));
+    json_decref(msg);
+}
+
 static void test_reference_agent(void **state)
 {
     struct fixture *f = *state;
@@ -672,6 +702,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_longer_than_ack_wait),
         cmocka_unit_test(test_crash_redelivers_once),
         cmocka_unit_test(test_images),
+        cmocka_unit_test(test_state_sync),
         cmocka_unit_test(test_reference_agent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
