@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: vs-sandbox run [options] -- PROG [ARGS...]\n"
         "       vs-sandbox seccomp-export --preset P [-o FILE]\n"
+        "       vs-sandbox image-digest [--cache DIR] PATH\n"
         "\n"
         "Run PROG in a throw-away sandbox: new user, pid, mount, net, ipc, uts and cgroup\n"
         "namespaces; uid 1000 inside, an unprivileged host uid outside (never host root);\n"
@@ -288,6 +291,53 @@ static int cmd_export(int argc, char **argv)
     return 0;
 }
 
+/* vs-sandbox image-digest: what an operator signs. */
+static int cmd_image_digest(int argc, char **argv)
+{
+    static const struct option opts[] = {{"cache", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *cache = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': cache = optarg; break;
+        case 'h':
+            printf("usage: vs-sandbox image-digest [--cache DIR] PATH\n"
+                   "Print the content digest of the image at PATH (\"sha256:<64 hex>\" and a\n"
+                   "newline): a root file system, or an OCI image layout, which is unpacked\n"
+                   "into --cache DIR first (vs-sandboxd's sandboxd.image_cache reuses it).\n"
+                   "That line is what vs-sandboxd verifies a minisign signature over:\n"
+                   "  vs-sandbox image-digest PATH > digest && minisign -S -s KEY -m digest\n"
+                   "and the image goes under sandboxd.images named by the digest's hex.\n");
+            return 0;
+        default: return VS_SANDBOX_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "vs-sandbox: image-digest takes one PATH (see --help)\n");
+        return VS_SANDBOX_EXIT_USAGE;
+    }
+    const char *path = argv[optind];
+    char marker[PATH_MAX], rootfs[PATH_MAX], digest[VS_IMAGE_DIGEST_LEN], why[256] = "";
+    snprintf(marker, sizeof marker, "%s/oci-layout", path);
+    bool layout = access(marker, F_OK) == 0;
+    if (layout && cache == NULL) {
+        fprintf(stderr, "vs-sandbox: %s is an OCI image layout: give --cache DIR to unpack it in\n",
+                path);
+        return VS_SANDBOX_EXIT_USAGE;
+    }
+    int rc = layout ? vs_image_unpack_oci(path, cache, rootfs, digest, why, sizeof why)
+                    : vs_image_digest_dir(path, digest);
+    if (rc < 0) {
+        fprintf(stderr, "vs-sandbox: %s: %s\n", path, why[0] != '\0' ? why : strerror(-rc));
+        return 1;
+    }
+    printf("%s\n", digest);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -298,6 +348,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "seccomp-export") == 0)
         return cmd_export(argc - 1, argv + 1);
-    fprintf(stderr, "vs-sandbox: unknown command %s (run, seccomp-export)\n", argv[1]);
+    if (strcmp(argv[1], "image-digest") == 0)
+        return cmd_image_digest(argc - 1, argv + 1);
+    fprintf(stderr, "vs-sandbox: unknown command %s (run, seccomp-export, image-digest)\n", argv[1]);
     return VS_SANDBOX_EXIT_USAGE;
 }

@@ -542,6 +542,69 @@ int vs_agent_search(vs_agent *a, const char *query, uint32_t max_results,
     return ask(a, &cmd, VS__V1__AGENT_REPLY__BODY_RESULT, reply);
 }
 
+/* One STATE_SYNC: 0 and *out for an OK reply that says a revision. */
+static int state_sync(vs_agent *a, Vs__V1__StateOp op, const char *key, const void *value,
+                      size_t len, uint64_t expected_revision, Vs__V1__AgentReply **out)
+{
+    if (key == NULL || key[0] == '\0' || (value == NULL && len > 0))
+        return -EINVAL;
+    Vs__V1__StateSync sync = VS__V1__STATE_SYNC__INIT;
+    sync.op = op;
+    sync.key = (char *)key;
+    sync.value = (ProtobufCBinaryData){len, (uint8_t *)value};
+    sync.expected_revision = expected_revision;
+    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
+    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_STATE_SYNC;
+    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_STATE_SYNC;
+    cmd.state_sync = &sync;
+    return ask(a, &cmd, VS__V1__AGENT_REPLY__BODY_STATE_REVISION, out);
+}
+
+int vs_agent_state_get(vs_agent *a, const char *key, void **value, size_t *len,
+                       uint64_t *revision)
+{
+    if (value == NULL || len == NULL)
+        return -EINVAL;
+    *value = NULL;
+    *len = 0;
+    Vs__V1__AgentReply *r = NULL;
+    int rc = state_sync(a, VS__V1__STATE_OP__STATE_OP_GET, key, NULL, 0, 0, &r);
+    if (rc != 0)
+        return rc;
+    if (r->state_value.len > 0 && (*value = malloc(r->state_value.len)) == NULL) {
+        rc = -ENOMEM;
+    } else if (r->state_value.len > 0) {
+        memcpy(*value, r->state_value.data, r->state_value.len);
+        *len = r->state_value.len;
+    }
+    if (rc == 0 && revision != NULL)
+        *revision = r->state_revision;
+    vs__v1__agent_reply__free_unpacked(r, NULL);
+    return rc;
+}
+
+int vs_agent_state_put(vs_agent *a, const char *key, const void *value, size_t len,
+                       uint64_t expected_revision, uint64_t *revision)
+{
+    Vs__V1__AgentReply *r = NULL;
+    int rc = state_sync(a, VS__V1__STATE_OP__STATE_OP_PUT, key, value, len, expected_revision, &r);
+    if (rc != 0)
+        return rc;
+    if (revision != NULL)
+        *revision = r->state_revision;
+    vs__v1__agent_reply__free_unpacked(r, NULL);
+    return 0;
+}
+
+int vs_agent_state_delete(vs_agent *a, const char *key)
+{
+    Vs__V1__AgentReply *r = NULL;
+    int rc = state_sync(a, VS__V1__STATE_OP__STATE_OP_DELETE, key, NULL, 0, 0, &r);
+    if (rc == 0)
+        vs__v1__agent_reply__free_unpacked(r, NULL);
+    return rc;
+}
+
 int vs_agent_request_memory(vs_agent *a, uint64_t bytes, uint64_t *granted)
 {
     Vs__V1__RequestMemory mem = VS__V1__REQUEST_MEMORY__INIT;

@@ -106,6 +106,24 @@ int vs_agent_search(vs_agent *a, const char *query, uint32_t max_results,
  * vs_agent_fetch. */
 int vs_agent_request_memory(vs_agent *a, uint64_t bytes, uint64_t *granted);
 
+/* STATE_SYNC: the task's own key-value state, which sandboxd keeps in a
+ * store that outlives the sandbox (a task run again after a launcher
+ * crash finds it). Keys are tokens of at most 64 bytes (letters, digits,
+ * '-', '_'); values at most 128 KiB. Every value has a revision; 0 means
+ * none.
+ *   get     0 with *value (malloc'd, the caller frees; NULL and *len 0 when
+ *           the key has no value) and *revision (may be NULL).
+ *   put     expected_revision > 0 makes it a compare-and-set: -EACCES when
+ *           the key's revision is another; *revision (may be NULL) gets
+ *           the new one.
+ *   delete  0, also when the key had no value.
+ * -EINVAL for a refused key or value; other errors as vs_agent_fetch. */
+int vs_agent_state_get(vs_agent *a, const char *key, void **value, size_t *len,
+                       uint64_t *revision);
+int vs_agent_state_put(vs_agent *a, const char *key, const void *value, size_t len,
+                       uint64_t expected_revision, uint64_t *revision);
+int vs_agent_state_delete(vs_agent *a, const char *key);
+
 /* Send HEARTBEAT now, then start a background thread that sends one every
  * interval_ms, with sequence 1, 2, 3, ... sandboxd does not answer
  * heartbeats; its watchdog ends an agent whose beats stop. The thread ends
@@ -132,7 +150,7 @@ int vs_agent_write_output(vs_agent *a, const char *relpath, const void *data, si
 int vs_agent_complete(vs_agent *a, const char *summary);
 
 /* The reason of the last non-OK reply a helper above (fetch, search,
- * request_memory, complete) received in the calling thread, any handle;
+ * request_memory, state, complete) received in the calling thread, any handle;
  * "" when the thread's last helper call did not end in a non-OK reply.
  * Per thread like errno, so concurrent helpers never see each other's.
  * Valid until the thread's next helper call. */
