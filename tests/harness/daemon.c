@@ -2,6 +2,7 @@
  * daemon.c - see daemon.h.
  */
 #include <errno.h>
+#include <grp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,10 +51,22 @@ void vs_daemon_init(struct vs_daemon *d, const char *bin, const char *dir, const
     snprintf(d->log, sizeof(d->log), "%s/%s.log", dir, base);
 }
 
+/* In the child of a daemon with run_as: become that user. */
+static int drop_to(void *arg)
+{
+    const struct vs_daemon *d = arg;
+    return setgroups(0, NULL) == 0 && setresgid(d->run_as, d->run_as, d->run_as) == 0 &&
+                   setresuid(d->run_as, d->run_as, d->run_as) == 0
+               ? 0
+               : -1;
+}
+
 int vs_daemon_spawn(struct vs_daemon *d)
 {
     const char *argv[] = {d->bin, "-c", d->cfg, NULL};
-    pid_t pid = vs_proc_spawn(argv, NULL, d->log);
+    struct vs_spawn s = {.argv = argv, .out = d->log, .err = d->log, .append = true,
+                         .child = d->run_as != 0 ? drop_to : NULL, .arg = d};
+    pid_t pid = vs_proc_start(&s);
     if (pid < 0)
         return (int)pid;
     d->pid = pid;

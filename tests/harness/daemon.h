@@ -39,6 +39,7 @@ struct vs_daemon {
     char log[VS_TEST_PATH_MAX];      /* its stdout and stderr, appended across starts */
     pid_t pid;                       /* 0: not running */
     unsigned starts;
+    unsigned run_as;                 /* 0: as the test; else this uid and gid, no groups */
 };
 
 /* bin, with cfg DIR/BASE.yaml and log DIR/BASE.log; not started. */

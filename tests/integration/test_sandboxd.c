@@ -16,7 +16,8 @@
  *   - a heartbeat that names another agent and task is published under
  *     the task's own agent and id;
  *   - an agent that never beats is killed by the watchdog;
- *   - REQUEST_MEMORY within the policy's maximum and beyond it;
+ *   - REQUEST_MEMORY within the policy's maximum and beyond it, and DENIED
+ *     on rlimits alone (the daemon run as nobody, natively);
  *   - STATE_SYNC put, get, a losing compare-and-set, delete and a bad key,
  *     the value stored sealed in the agent_state bucket;
  *   - a frame that is no AgentCommand is answered INVALID (the agent
@@ -72,6 +73,8 @@
 #define WAIT_MS 30000
 #define KEPT 64
 #define AGENT "agent-under-test"
+
+#define NOBODY 65534
 
 static bool podman; /* the backend under test: podman, else native */
 
@@ -276,6 +279,10 @@ static int setup(void **state)
                                    podman ? "" : binds, podman ? "podman" : "native", images,
                                    f->trusted.pub),
                      0);
+    /* test_memory_on_rlimits runs the daemon as nobody too (root reads them still) */
+    assert_int_equal(chown(launcher_file, NOBODY, NOBODY), 0);
+    assert_int_equal(chown(node_file, NOBODY, NOBODY), 0);
+    assert_int_equal(chmod(f->sandboxd.cfg, 0644), 0);
     free(launcher_file);
     free(node_file);
     free(images);
@@ -504,6 +511,35 @@ static void test_memory(void **state)
     seen = seen_of(f, output_of(f, beyond));
     assert_string_equal(seen, "denied above the policy's maximum\n");
     free(seen);
+}
+
+/* The native launcher run by an unprivileged user has no memory cgroup it
+ * may write (cgroup v1 is root's; v2 without a delegated subtree): the task
+ * runs on rlimits alone, and REQUEST_MEMORY is DENIED with that reason. */
+static void test_memory_on_rlimits(void **state)
+{
+    struct fixture *f = *state;
+    if (podman) {
+        print_message("the rootless launcher is the native one: nothing to run under podman\n");
+        return;
+    }
+    assert_int_equal(vs_daemon_stop(&f->sandboxd, 10000), 0); /* one consumer at a time */
+    struct vs_daemon rootless;
+    vs_daemon_init(&rootless, VS_SANDBOXD_BIN, f->dir, "sandboxd-rootless");
+    snprintf(rootless.cfg, sizeof rootless.cfg, "%s", f->sandboxd.cfg);
+    rootless.run_as = NOBODY;
+    vs_daemon_start(&rootless, f->base.bus, answers, f, WAIT_MS, 50);
+    uint8_t task[VS_ID_LEN];
+    admit(f, "memory 268435456\n", task);
+    const Vs__V1__TaskOutput *o = output_of(f, task);
+    char *seen = seen_of(f, o);
+    if (strcmp(seen, "denied the task runs on rlimits alone: its memory limit cannot change\n") != 0)
+        vs_daemon_dump_log(&rootless);
+    assert_string_equal(seen, "denied the task runs on rlimits alone: its memory limit cannot change\n");
+    assert_true(o->completed);
+    free(seen);
+    assert_int_equal(vs_daemon_stop(&rootless, 10000), 0);
+    start_sandboxd(f);
 }
 
 static void test_bad_frames(void **state)
@@ -738,6 +774,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_forged_ids_are_restamped),
         cmocka_unit_test(test_watchdog),
         cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_memory_on_rlimits),
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_symlink_not_followed),
         cmocka_unit_test(test_large_output),
