@@ -38,7 +38,9 @@
  *   5. a missed heartbeat (none for sandboxd.heartbeat_timeout) kills the
  *      sandbox; the task's wall-clock limit is the launcher's;
  *   6. when the program has ended, init has written the ustar snapshot of
- *      /workspace/out (from inside the sandbox) to a pipe read here; it is
+ *      /workspace/out (from inside the sandbox) to a pipe read here, and
+ *      the last 16 KiB of the program's stdout and stderr (a pipe read
+ *      here too) are appended to it as .vs-agent-output; it is
  *      sealed to the scanner pool key (a blob when large) and published in
  *      a TaskOutput with a signed attestation (image digest, policy hash,
  *      seccomp filter hash, launcher binary hash, task id) on
@@ -91,6 +93,7 @@
 #include "vs/v1/task.pb-c.h"
 #include "outcome.h"
 #include "seccomp_policy.h"
+#include "snapshot.h"
 
 #define COMPONENT "sandboxd"
 #define CATEGORY "sandbox"
@@ -99,6 +102,7 @@
 #define MAX_ARGS 16
 #define MAX_BINDS 8
 #define THREAD_STACK (256u << 10)
+#define OUTPUT_TAIL (16u << 10) /* the agent's stdout and stderr kept for its snapshot */
 
 static const struct vs_cfg_key sandboxd_keys[] = {
     {"sandboxd.launcher_key", VS_CFG_STRING, true,
@@ -148,7 +152,6 @@ struct sandboxd {
     bool podman;                            /* the backend: podman, else native */
     struct vs_minisign_key *trusted;
     size_t ntrusted;
-    int devnull;
     uint64_t heartbeat_ms, grace_ms, max_wall_ms, max_memory, default_memory, max_snapshot,
         ack_wait_ms;
     size_t max_tasks, tasks;
@@ -186,9 +189,13 @@ struct task {
     _Atomic int phase;                      /* PHASE_* as the thread sees it */
     int seen_phase;                         /* as the loop has handled it */
     int fds[2][2];                          /* channel, snapshot: [0] ours, [1] inside */
-    int stdin_pipe[2];
-    uv_pipe_t channel, snapshot_in, stdin_out;
-    bool channel_open, snapshot_open, stdin_open;
+    int stdin_pipe[2], output_pipe[2];
+    uv_pipe_t channel, snapshot_in, stdin_out, output_in;
+    bool channel_open, snapshot_open, stdin_open, output_open;
+    uint8_t output[OUTPUT_TAIL];            /* the last bytes of the agent's stdout and stderr */
+    size_t output_len;
+    uint64_t output_total;
+    bool output_done;
     vs_frame_decoder *decoder;
     uv_timer_t watchdog, grace;
     uint8_t *snapshot;
@@ -866,6 +873,59 @@ static void on_snapshot_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* The agent's stdout and stderr: the last OUTPUT_TAIL bytes are kept. */
+static void on_output_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct task *t = s->data;
+    if (n > 0) {
+        size_t len = (size_t)n;
+        const uint8_t *data = (const uint8_t *)buf->base;
+        t->output_total += len;
+        if (len >= OUTPUT_TAIL) {
+            memcpy(t->output, data + len - OUTPUT_TAIL, OUTPUT_TAIL);
+            t->output_len = OUTPUT_TAIL;
+            return;
+        }
+        if (t->output_len + len > OUTPUT_TAIL) {
+            size_t drop = t->output_len + len - OUTPUT_TAIL;
+            memmove(t->output, t->output + drop, t->output_len - drop);
+            t->output_len -= drop;
+        }
+        memcpy(t->output + t->output_len, data, len);
+        t->output_len += len;
+    } else if (n < 0) {
+        t->output_done = true;
+        close_handle(t, (uv_handle_t *)&t->output_in, &t->output_open);
+        maybe_conclude(t);
+    }
+}
+
+/* The agent's output appended to its snapshot (snapshot.h), with a first
+ * line saying how much came before the part kept. */
+static void append_output(struct task *t)
+{
+    if (t->output_total == 0 || t->snapshot_len == 0 || t->snapshot_over)
+        return;
+    uint8_t text[OUTPUT_TAIL + 96];
+    int head = t->output_total > t->output_len
+                   ? snprintf((char *)text, 96, "[the first %" PRIu64 " bytes are not kept]\n",
+                              t->output_total - t->output_len)
+                   : 0;
+    memcpy(text + head, t->output, t->output_len);
+    size_t len = (size_t)head + t->output_len, need = t->snapshot_len + 2048 + len;
+    if (need > t->snapshot_cap) {
+        uint8_t *grown = realloc(t->snapshot, need);
+        if (grown == NULL)
+            return;
+        t->snapshot = grown;
+        t->snapshot_cap = need;
+    }
+    if (vs_snapshot_append(t->snapshot, &t->snapshot_len, t->snapshot_cap,
+                           VS_SNAPSHOT_AGENT_OUTPUT, text, len) < 0)
+        log_warnx("task %s: the agent's output could not join its snapshot", t->hex);
+    sodium_memzero(text, sizeof text);
+}
+
 static void on_watchdog(uv_timer_t *timer)
 {
     struct task *t = timer->data;
@@ -973,10 +1033,11 @@ static void task_release(struct task *t)
     vs_sandbox_free(t->sb);
     vs_podman_free(t->pm);
     vs_frame_decoder_free(t->decoder);
-    for (size_t i = 0; i < 2; i++)
+    int *fds[] = {t->fds[0], t->fds[1], t->stdin_pipe, t->output_pipe};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         for (size_t j = 0; j < 2; j++)
-            if (t->fds[i][j] >= 0)
-                close(t->fds[i][j]);
+            if (fds[i][j] >= 0)
+                close(fds[i][j]);
     if (t->payload != NULL)
         sodium_free(t->payload);
     if (t->snapshot != NULL) {
@@ -994,7 +1055,7 @@ static void task_release(struct task *t)
  * outstanding: seal the snapshot, publish the output, close everything. */
 static void maybe_conclude(struct task *t)
 {
-    if (!t->ended || !t->snapshot_done || t->finishing || t->in_flight > 0)
+    if (!t->ended || !t->snapshot_done || !t->output_done || t->finishing || t->in_flight > 0)
         return;
     if (t->m != NULL && t->refused) {
         Vs__V1__SealedPayload none = VS__V1__SEALED_PAYLOAD__INIT;
@@ -1012,6 +1073,7 @@ static void maybe_conclude(struct task *t)
             t->g->killed++;
         else
             t->g->completed++;
+        append_output(t);
         int rc = t->snapshot_over
                      ? -EFBIG
                      : vs_payload_seal(vs_daemon_bus(t->g->d), t->snapshot, t->snapshot_len,
@@ -1030,6 +1092,7 @@ static void maybe_conclude(struct task *t)
     close_handle(t, (uv_handle_t *)&t->channel, &t->channel_open);
     close_handle(t, (uv_handle_t *)&t->snapshot_in, &t->snapshot_open);
     close_handle(t, (uv_handle_t *)&t->stdin_out, &t->stdin_open);
+    close_handle(t, (uv_handle_t *)&t->output_in, &t->output_open);
     close_handle(t, (uv_handle_t *)&t->watchdog, NULL);
     close_handle(t, (uv_handle_t *)&t->grace, NULL);
     close_handle(t, (uv_handle_t *)&t->wake, NULL);
@@ -1080,6 +1143,15 @@ static void refuse(struct task *t, const char *why);
 
 static void on_started(struct task *t)
 {
+    /* the inside ends now live in init (or in nothing, when the start
+     * failed): ours see the end of file when the sandbox is gone */
+    for (size_t i = 0; i < 2; i++) {
+        close(t->fds[i][1]);
+        t->fds[i][1] = -1;
+    }
+    close(t->stdin_pipe[0]);
+    close(t->output_pipe[1]);
+    t->stdin_pipe[0] = t->output_pipe[1] = -1;
     if (t->refused) {
         refuse(t, t->why);
         t->snapshot_done = true; /* nothing to read */
@@ -1095,13 +1167,6 @@ static void on_started(struct task *t)
     t->g->launched++;
     audit(t, VS__V1__SEVERITY__SEVERITY_INFO, "launch", "image", t->image_digest, "limits",
           vs_limit_mode_name(t->result.limit_mode));
-    /* the inside ends now live in init */
-    for (size_t i = 0; i < 2; i++) {
-        close(t->fds[i][1]);
-        t->fds[i][1] = -1;
-    }
-    close(t->stdin_pipe[0]);
-    t->stdin_pipe[0] = -1;
     arm_watchdog(t);
     if (t->kill_pending)
         sandbox_kill(t); /* a hostile frame came before the start was seen */
@@ -1238,7 +1303,7 @@ static void set_policy(struct task *t)
     p->snapshot_fd = t->fds[1][1];
     p->snapshot_max_bytes = g->max_snapshot;
     p->stdin_fd = t->stdin_pipe[0];
-    p->stdout_fd = g->devnull;
+    p->stdout_fd = t->output_pipe[1];
 }
 
 /* A task refused before its run, with an audit alert; its TaskOutput has no
@@ -1265,7 +1330,7 @@ static void abandon(struct task *t)
     }
     vs_msg_nak(t->m, RETRY_MS);
     t->m = NULL;
-    t->snapshot_done = t->ended = true;
+    t->snapshot_done = t->output_done = t->ended = true;
     maybe_conclude(t); /* closes the handles, then releases */
 }
 
@@ -1283,16 +1348,20 @@ static int init_handles(struct task *t)
     uv_pipe_init(loop, &t->channel, 0);
     uv_pipe_init(loop, &t->snapshot_in, 0);
     uv_pipe_init(loop, &t->stdin_out, 0);
-    t->channel.data = t->snapshot_in.data = t->stdin_out.data = t;
-    t->handles += 3;
-    t->channel_open = t->snapshot_open = t->stdin_open = true;
+    uv_pipe_init(loop, &t->output_in, 0);
+    t->channel.data = t->snapshot_in.data = t->stdin_out.data = t->output_in.data = t;
+    t->handles += 4;
+    t->channel_open = t->snapshot_open = t->stdin_open = t->output_open = true;
     if (uv_pipe_open(&t->channel, t->fds[0][0]) != 0 ||
         uv_pipe_open(&t->snapshot_in, t->fds[1][0]) != 0 ||
-        uv_pipe_open(&t->stdin_out, t->stdin_pipe[1]) != 0)
+        uv_pipe_open(&t->stdin_out, t->stdin_pipe[1]) != 0 ||
+        uv_pipe_open(&t->output_in, t->output_pipe[0]) != 0)
         return -EIO;
-    t->fds[0][0] = t->fds[1][0] = t->stdin_pipe[1] = -1; /* libuv owns them now */
+    /* libuv owns them now */
+    t->fds[0][0] = t->fds[1][0] = t->stdin_pipe[1] = t->output_pipe[0] = -1;
     uv_read_start((uv_stream_t *)&t->channel, alloc_buf, on_channel_read);
     uv_read_start((uv_stream_t *)&t->snapshot_in, alloc_buf, on_snapshot_read);
+    uv_read_start((uv_stream_t *)&t->output_in, alloc_buf, on_output_read);
     return 0;
 }
 
@@ -1329,7 +1398,7 @@ static int on_admitted(vs_msg *m, void *arg)
     vs_hex(t->id, VS_ID_LEN, t->hex);
     snprintf(t->agent, sizeof t->agent, "%s", s->agent);
     t->fds[0][0] = t->fds[0][1] = t->fds[1][0] = t->fds[1][1] = -1;
-    t->stdin_pipe[0] = t->stdin_pipe[1] = -1;
+    t->stdin_pipe[0] = t->stdin_pipe[1] = t->output_pipe[0] = t->output_pipe[1] = -1;
     g->tasks++;
     if (vs_boxkey_new(&t->key) < 0) {
         abandon(t);
@@ -1344,6 +1413,7 @@ static int on_admitted(vs_msg *m, void *arg)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t->fds[0]) != 0 ||
         pipe2(t->fds[1], O_CLOEXEC) != 0 || pipe2(t->stdin_pipe, O_CLOEXEC) != 0 ||
+        pipe2(t->output_pipe, O_CLOEXEC) != 0 ||
         vs_frame_decoder_new(VS_FRAME_MAX, &t->decoder) != 0 || init_handles(t) != 0) {
         log_warnx("task %s: no resources for a sandbox; will retry", t->hex);
         abandon(t);
@@ -1490,8 +1560,7 @@ static int sandboxd_open(vs_daemon *d)
     g->max_memory = vs_config_size(cfg, "sandboxd.max_memory", 1ull << 30);
     g->default_memory = vs_config_size(cfg, "sandboxd.default_memory", 256ull << 20);
     g->max_snapshot = vs_config_size(cfg, "sandboxd.max_snapshot", 64ull << 20);
-    g->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    return g->devnull >= 0 ? 0 : -errno;
+    return 0;
 }
 
 static int sandboxd_start(vs_daemon *d)
@@ -1531,8 +1600,6 @@ static void sandboxd_close(vs_daemon *d)
     for (size_t i = 0; i < g->nbinds; i++)
         free(g->bind_store[i]);
     free(g->trusted);
-    if (g->devnull >= 0)
-        close(g->devnull);
     vs_signkey_free(g->node);
     vs_boxkey_free(g->launcher);
 }

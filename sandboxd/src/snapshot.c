@@ -236,3 +236,23 @@ int vs_snapshot_write(const char *dir, int fd, uint64_t max_bytes, struct vs_sna
     }
     return rc;
 }
+
+int vs_snapshot_append(uint8_t *buf, size_t *used, size_t cap, const char *name, const void *data,
+                       size_t len)
+{
+    static const uint8_t zero[2 * BLOCK];
+    if (*used < sizeof zero || *used % BLOCK != 0 ||
+        memcmp(buf + *used - sizeof zero, zero, sizeof zero) != 0)
+        return -EINVAL;
+    size_t at = *used - sizeof zero, padded = (len + BLOCK - 1) / BLOCK * BLOCK;
+    if (cap - at < BLOCK + padded + sizeof zero)
+        return -ENOSPC;
+    uint8_t h[BLOCK];
+    if (!header(h, name, '0', 0444, len))
+        return -EINVAL;
+    memcpy(buf + at, h, BLOCK);
+    memcpy(buf + at + BLOCK, data, len);
+    memset(buf + at + BLOCK + len, 0, padded - len + sizeof zero);
+    *used = at + BLOCK + padded + sizeof zero;
+    return 0;
+}

@@ -19,9 +19,13 @@
  * not written: the file that would cross the limit and everything after
  * it are left out, and the stream says so (truncated). Names longer than
  * ustar can hold (a 155-byte prefix and a 100-byte name) are skipped.
- * The stream's last entry is VS_SNAPSHOT_TRAILER, a text file of
+ * The walk's last entry is VS_SNAPSHOT_TRAILER, a text file of
  * "files N\nbytes N\nskipped N\ntruncated 0|1\n"; a reader takes the
  * last entry of that name (an agent may write one of its own earlier).
+ * vs-sandboxd then appends VS_SNAPSHOT_AGENT_OUTPUT (vs_snapshot_append):
+ * the tail of the agent's stdout and stderr, which it reads from outside,
+ * so that whoever opens the deliverable sees why an agent failed, and the
+ * exfil scan reads that output too.
  */
 #ifndef VS_SNAPSHOT_H
 #define VS_SNAPSHOT_H
@@ -30,6 +34,7 @@
 #include <stdint.h>
 
 #define VS_SNAPSHOT_TRAILER ".vs-snapshot"
+#define VS_SNAPSHOT_AGENT_OUTPUT ".vs-agent-output"
 
 struct vs_snapshot_stats {
     uint64_t files;        /* regular files written */
@@ -44,5 +49,14 @@ struct vs_snapshot_stats {
  * host leaks through headers). 0, or -errno when dir cannot be opened or
  * fd cannot be written (a write error ends the stream). */
 int vs_snapshot_write(const char *dir, int fd, uint64_t max_bytes, struct vs_snapshot_stats *st);
+
+/* Append a file (mode 0444, owner 0, mtime 0) named name holding
+ * data[0..len) to the ustar stream in buf[0..*used), which must end with
+ * the two zero blocks, as vs_snapshot_write ends it: the entry replaces
+ * them and they follow it. buf holds cap bytes. 0; -EINVAL when the
+ * stream does not end so or the name does not fit ustar; -ENOSPC when cap
+ * is too small (buf is then unchanged). */
+int vs_snapshot_append(uint8_t *buf, size_t *used, size_t cap, const char *name, const void *data,
+                       size_t len);
 
 #endif

@@ -23,7 +23,8 @@
  *   - a frame that is no AgentCommand is answered INVALID (the agent
  *     carries on); a frame announcing more than the maximum size ends
  *     the sandbox;
- *   - a symlink in out/ to a host file is not followed;
+ *   - a symlink in out/ to a host file is not followed; the agent's
+ *     stdout and stderr (their last 16 KiB) join the snapshot;
  *   - an output of 5 MiB arrives whole (a blob);
  *   - a task longer than the consumer's ack wait is launched once;
  *   - sandboxd killed mid-task: the task is redelivered to the restarted
@@ -752,6 +753,38 @@ static void test_state_sync(void **state)
     json_decref(msg);
 }
 
+/* The agent's stdout and stderr reach the deliverable (their last 16 KiB). */
+static void test_agent_output(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t failed[VS_ID_LEN], noisy[VS_ID_LEN];
+    admit(f, "fail\n", failed);
+    const Vs__V1__TaskOutput *o = output_of(f, failed);
+    assert_int_equal(o->exit_code, 3);
+    assert_false(o->completed);
+    size_t len = 0, size = 0;
+    uint8_t *tar = snapshot_of(f, o, &len);
+    const uint8_t *text = tar_file(tar, len, ".vs-agent-output", &size);
+    assert_non_null(text);
+    const char *want = "vs-test-agent: giving up: the input makes no sense\n";
+    assert_int_equal(size, strlen(want));
+    assert_memory_equal(text, want, size);
+    free(tar);
+
+    admit(f, "noisy 100000\n", noisy);
+    tar = snapshot_of(f, output_of(f, noisy), &len);
+    text = tar_file(tar, len, ".vs-agent-output", &size);
+    assert_non_null(text);
+    const char *head = "[the first 83616 bytes are not kept]\n"; /* 100000 - 16384 */
+    assert_true(size == strlen(head) + 16384);
+    assert_memory_equal(text, head, strlen(head));
+    for (size_t i = strlen(head); i < size; i++)
+        if (text[i] != (uint8_t)('a' + (83616 + i - strlen(head)) % 26))
+            fail_msg("byte %zu of the output differs", i);
+    assert_non_null(tar_file(tar, len, "result.txt", &size)); /* the rest is intact */
+    free(tar);
+}
+
 static void test_reference_agent(void **state)
 {
     struct fixture *f = *state;
@@ -783,6 +816,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_images),
         cmocka_unit_test(test_image_digest_cli),
         cmocka_unit_test(test_state_sync),
+        cmocka_unit_test(test_agent_output),
         cmocka_unit_test(test_reference_agent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -216,11 +216,67 @@ static void test_refusals(void **state)
     vs_scratch_free(scratch);
 }
 
+/* vs_snapshot_append: an entry after the walk's, read back by libarchive;
+ * a stream without its end blocks, a name beyond ustar and too small a
+ * buffer are refused and leave it as it was. */
+static void test_append(void **state)
+{
+    (void)state;
+    char *scratch = vs_scratch_dir("vs-snapshot-append");
+    char *dir = vs_path(scratch, "out"), *path = vs_path(scratch, "appended.tar");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    put(dir, "a.txt", "alpha\n", 0644);
+    struct tarball t;
+    struct vs_snapshot_stats st;
+    snapshot(dir, scratch, 1 << 20, &t, &st);
+    tarball_free(&t);
+    char *tar_path = vs_path(scratch, "snapshot.tar");
+    size_t used = 0, cap = 64 * 1024;
+    uint8_t *buf = calloc(1, cap);
+    int fd = open(tar_path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, cap);
+    close(fd);
+    assert_true(n > 1024);
+    used = (size_t)n;
+
+    const char text[] = "agent: 700 bytes of output would be longer, this is enough\n";
+    assert_int_equal(vs_snapshot_append(buf, &used, used + 600, ".vs-agent-output", text,
+                                        sizeof text - 1),
+                     -ENOSPC); /* header + a block + the end blocks do not fit */
+    assert_int_equal(used, (size_t)n);
+    char long_name[300];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_int_equal(vs_snapshot_append(buf, &used, cap, long_name, text, 3), -EINVAL);
+    size_t cut = used - 512;
+    assert_int_equal(vs_snapshot_append(buf, &cut, cap, "x", text, 3), -EINVAL);
+    assert_int_equal(vs_snapshot_append(buf, &used, cap, ".vs-agent-output", text, sizeof text - 1),
+                     0);
+    assert_int_equal(used, (size_t)n + 512 + 512);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_int_equal(write(fd, buf, used), (ssize_t)used);
+    close(fd);
+    read_tar(path, &t);
+    assert_string_equal(t.e[t.n - 1].path, ".vs-agent-output");
+    assert_string_equal(t.e[t.n - 1].data, text);
+    assert_int_equal(t.e[t.n - 1].mode, 0444);
+    assert_string_equal(find(&t, "a.txt")->data, "alpha\n");
+    assert_non_null(find(&t, VS_SNAPSHOT_TRAILER));
+    tarball_free(&t);
+    free(buf);
+    free(tar_path);
+    free(path);
+    free(dir);
+    vs_scratch_free(scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tree),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_append),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
