@@ -270,6 +270,8 @@ echo "result.txt:"
 tar -xOf "$tmp/deliverable.tar" result.txt
 echo "page.bin:"
 tar -xOf "$tmp/deliverable.tar" page.bin
+echo; echo ".vs-agent-output (the agent's stdout and stderr, added by vs-sandboxd):"
+tar -xOf "$tmp/deliverable.tar" .vs-agent-output 2>/dev/null || echo "(the agent printed nothing)"
 await "$tmp/settled" "$task" 20 "vs.task.settled"
 echo "vs-ledgerd: the hold is settled ($(field "$tmp/settled" outcome)), the agent paid minus the fee:"
 "$vsctl" ledger balance "req-$run"
