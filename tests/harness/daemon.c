@@ -74,6 +74,12 @@ int vs_daemon_spawn(struct vs_daemon *d)
     return 0;
 }
 
+bool vs_daemon_answers_stats(struct vs_daemon *d, void *bus)
+{
+    const char *component = strncmp(d->name, "vs-", 3) == 0 ? d->name + 3 : d->name;
+    return vs_test_counters(bus, component, NULL, NULL, 0, 300) >= 0;
+}
+
 int vs_daemon_wait(struct vs_daemon *d, vs_bus *bus, vs_daemon_ready_fn ready, void *arg,
                    int timeout_ms, int poll_ms)
 {

@@ -49,6 +49,10 @@ int vs_daemon_spawn(struct vs_daemon *d);
 
 /* Whether a started daemon is ready (e.g. answers a request). */
 typedef bool (*vs_daemon_ready_fn)(struct vs_daemon *d, void *arg);
+/* A ready function for every worker daemon: it answers its stats request,
+ * vs.sys.stats.<component> (the program's name without "vs-"); arg is the
+ * vs_bus to ask on. */
+bool vs_daemon_answers_stats(struct vs_daemon *d, void *bus);
 /* Ask ready(d, arg) until it says yes, running bus (NULL: sleeping) for
  * poll_ms between tries, for up to timeout_ms in all. 0; -ECHILD when the
  * daemon exited first (pid is then 0); -ETIMEDOUT. */

@@ -152,15 +152,6 @@ static const struct audit_seen *audit_of(struct fixture *f, const uint8_t task[V
 
 /* ---- the worker ------------------------------------------------------------------- */
 
-static bool answers(struct vs_daemon *d, void *arg)
-{
-    (void)d;
-    struct fixture *f = arg;
-    static const char *const names[] = {"allowed"};
-    uint64_t v;
-    return vs_test_counters(f->base.bus, "egressd", names, &v, 1, 300) >= 0;
-}
-
 /* Policies: the agent's name says what it is for. */
 static const char POLICIES[] =
     "policies:\n"
@@ -298,7 +289,7 @@ static int setup(void **state)
     setenv("http_proxy", dead, 1);
     setenv("HTTPS_PROXY", dead, 1);
     setenv("ALL_PROXY", dead, 1);
-    vs_daemon_start(&f->egressd, f->base.bus, answers, f, START_MS, 50);
+    vs_daemon_start(&f->egressd, f->base.bus, vs_daemon_answers_stats, f->base.bus, START_MS, 50);
     unsetenv("http_proxy");
     unsetenv("HTTPS_PROXY");
     unsetenv("ALL_PROXY");

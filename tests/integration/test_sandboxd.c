@@ -141,15 +141,6 @@ static int on_audit(vs_msg *m, void *arg)
     return 0;
 }
 
-static bool answers(struct vs_daemon *d, void *arg)
-{
-    (void)d;
-    struct fixture *f = arg;
-    static const char *const names[] = {"launched"};
-    uint64_t v;
-    return vs_test_counters(f->base.bus, "sandboxd", names, &v, 1, 300) >= 0;
-}
-
 static uint64_t counter(struct fixture *f, const char *name)
 {
     const char *names[] = {name};
@@ -163,7 +154,7 @@ static uint64_t counter(struct fixture *f, const char *name)
 static void start_sandboxd(struct fixture *f)
 {
     mode_t old = umask(027);
-    vs_daemon_start(&f->sandboxd, f->base.bus, answers, f, WAIT_MS, 50);
+    vs_daemon_start(&f->sandboxd, f->base.bus, vs_daemon_answers_stats, f->base.bus, WAIT_MS, 50);
     umask(old);
 }
 
@@ -529,7 +520,7 @@ static void test_memory_on_rlimits(void **state)
     vs_daemon_init(&rootless, VS_SANDBOXD_BIN, f->dir, "sandboxd-rootless");
     snprintf(rootless.cfg, sizeof rootless.cfg, "%s", f->sandboxd.cfg);
     rootless.run_as = NOBODY;
-    vs_daemon_start(&rootless, f->base.bus, answers, f, WAIT_MS, 50);
+    vs_daemon_start(&rootless, f->base.bus, vs_daemon_answers_stats, f->base.bus, WAIT_MS, 50);
     uint8_t task[VS_ID_LEN];
     admit(f, "memory 268435456\n", task);
     const Vs__V1__TaskOutput *o = output_of(f, task);

@@ -114,15 +114,6 @@ static int on_output(vs_msg *m, void *arg)
     return 0;
 }
 
-static bool answers(struct vs_daemon *d, void *arg)
-{
-    (void)d;
-    struct bench *b = arg;
-    static const char *const names[] = {"launched"};
-    uint64_t v;
-    return vs_test_counters(b->bus, "sandboxd", names, &v, 1, 300) >= 0;
-}
-
 /* Start vs-sandboxd d (configuration and log <dir>/<name>.*) running command
  * (a YAML flow list), with the section's lines extra ("  key: value\n"
  * each) besides the keys and limits every run shares. */
@@ -138,7 +129,7 @@ static int start_daemon(struct bench *b, struct vs_daemon *d, const char *name, 
                            extra, max_tasks);
     if (rc == 0)
         rc = vs_daemon_spawn(d);
-    return rc == 0 ? vs_daemon_wait(d, b->bus, answers, b, 60000, 50) : rc;
+    return rc == 0 ? vs_daemon_wait(d, b->bus, vs_daemon_answers_stats, b->bus, 60000, 50) : rc;
 }
 
 /* Admit a task of this phase; image NULL: none (the host's view). */
