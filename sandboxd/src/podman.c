@@ -609,6 +609,13 @@ int vs_podman_image_import(const char *rootfs_dir, const char *digest, char *ima
     snprintf(tag, sizeof(tag), TAG_PREFIX "%s", hex);
     char out[OUT_TAIL + 1];
     int st;
+    /* Every launch of an imported image asks for its ID: one podman call */
+    const char *inspect[] = {podman, "image", "inspect", "--format", "{{.Id}}", tag, NULL};
+    if (podman_cmd(inspect, CMD_TIMEOUT_MS, &st, out, sizeof(out)) == 0 && WIFEXITED(st) &&
+        WEXITSTATUS(st) == 0 && is_hex(out, HEX_LEN)) {
+        snprintf(image_id, size, "sha256:%s", out);
+        return 0;
+    }
     const char *exists[] = {podman, "image", "exists", tag, NULL};
     int rc = podman_cmd(exists, CMD_TIMEOUT_MS, &st, out, sizeof(out));
     if (rc < 0)
@@ -627,7 +634,6 @@ int vs_podman_image_import(const char *rootfs_dir, const char *digest, char *ima
         if (rc < 0)
             return rc;
     }
-    const char *inspect[] = {podman, "image", "inspect", "--format", "{{.Id}}", tag, NULL};
     rc = podman_cmd(inspect, CMD_TIMEOUT_MS, &st, out, sizeof(out));
     if (rc < 0)
         return vs_why(why, why_len, rc, "podman image inspect: %s", strerror(-rc));
