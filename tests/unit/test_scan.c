@@ -224,6 +224,35 @@ static void test_one_finding_per_secret(void **state)
     vs_ruleset_free(rs);
 }
 
+/* Lines and columns far into a text: thousands of lines (more than the
+ * line counter sums at once) before the first finding, more between it
+ * and the next, a line without a break at the end. */
+static void test_positions_far_in(void **state)
+{
+    (void)state;
+    vs_ruleset *rs = load(RULES);
+    static const char filler[] = "an ordinary line of text, nothing to see\n";
+    static const char token[] = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5";
+    size_t cap = 8000 * sizeof filler + 256, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (int i = 0; i < 5000; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%s", filler);
+    len += (size_t)snprintf(text + len, cap - len, "\n\tkey %s\n", token);
+    for (int i = 0; i < 2999; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%s", filler);
+    len += (size_t)snprintf(text + len, cap - len, "%s", token); /* no break after it */
+    struct found r = {0};
+    scan(rs, text, &r);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.f[0].line, 5002);
+    assert_int_equal(r.f[0].column, 6);
+    assert_int_equal(r.f[1].line, 8002);
+    assert_int_equal(r.f[1].column, 1);
+    free(text);
+    vs_ruleset_free(rs);
+}
+
 static void test_stop_and_empty(void **state)
 {
     (void)state;
@@ -460,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_validators),
         cmocka_unit_test(test_allowlists_and_marker),
         cmocka_unit_test(test_one_finding_per_secret),
+        cmocka_unit_test(test_positions_far_in),
         cmocka_unit_test(test_stop_and_empty),
         cmocka_unit_test(test_detectors),
         cmocka_unit_test(test_prefilter_and_labels),
