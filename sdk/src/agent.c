@@ -397,6 +397,16 @@ void vs_agent_set_timeout(vs_agent *a, uint32_t timeout_ms)
     atomic_store(&a->timeout_ms, timeout_ms != 0 ? timeout_ms : VS_AGENT_DEFAULT_TIMEOUT_MS);
 }
 
+/* A command of type with its body case set; the caller points the body at
+ * its message. */
+static Vs__V1__AgentCommand command(Vs__V1__CommandType type, Vs__V1__AgentCommand__BodyCase body)
+{
+    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
+    cmd.type = type;
+    cmd.body_case = body;
+    return cmd;
+}
+
 /* ---- the heartbeat ---------------------------------------------------------------- */
 
 /* Send the next HEARTBEAT (only one thread at a time sends them). */
@@ -408,9 +418,8 @@ static int send_heartbeat(vs_agent *a)
         return rc;
     Vs__V1__Heartbeat beat = VS__V1__HEARTBEAT__INIT;
     beat.sequence = ++a->hb_sequence;
-    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
-    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_HEARTBEAT;
-    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_HEARTBEAT;
+    Vs__V1__AgentCommand cmd = command(VS__V1__COMMAND_TYPE__COMMAND_HEARTBEAT,
+                                       VS__V1__AGENT_COMMAND__BODY_HEARTBEAT);
     cmd.heartbeat = &beat;
     return send_command(a, &cmd, id);
 }
@@ -520,9 +529,8 @@ int vs_agent_fetch(vs_agent *a, const char *url, const char *method, const void 
     data.method = (char *)(method != NULL ? method : "GET");
     data.body.data = (uint8_t *)body;
     data.body.len = len;
-    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
-    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_REQUEST_DATA;
-    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_REQUEST_DATA;
+    Vs__V1__AgentCommand cmd = command(VS__V1__COMMAND_TYPE__COMMAND_REQUEST_DATA,
+                                       VS__V1__AGENT_COMMAND__BODY_REQUEST_DATA);
     cmd.request_data = &data;
     return ask(a, &cmd, VS__V1__AGENT_REPLY__BODY_RESULT, reply);
 }
@@ -535,9 +543,8 @@ int vs_agent_search(vs_agent *a, const char *query, uint32_t max_results,
     Vs__V1__WebSearch search = VS__V1__WEB_SEARCH__INIT;
     search.query = (char *)query;
     search.max_results = max_results;
-    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
-    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_WEB_SEARCH;
-    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_WEB_SEARCH;
+    Vs__V1__AgentCommand cmd = command(VS__V1__COMMAND_TYPE__COMMAND_WEB_SEARCH,
+                                       VS__V1__AGENT_COMMAND__BODY_WEB_SEARCH);
     cmd.web_search = &search;
     return ask(a, &cmd, VS__V1__AGENT_REPLY__BODY_RESULT, reply);
 }
@@ -553,9 +560,8 @@ static int state_sync(vs_agent *a, Vs__V1__StateOp op, const char *key, const vo
     sync.key = (char *)key;
     sync.value = (ProtobufCBinaryData){len, (uint8_t *)value};
     sync.expected_revision = expected_revision;
-    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
-    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_STATE_SYNC;
-    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_STATE_SYNC;
+    Vs__V1__AgentCommand cmd = command(VS__V1__COMMAND_TYPE__COMMAND_STATE_SYNC,
+                                       VS__V1__AGENT_COMMAND__BODY_STATE_SYNC);
     cmd.state_sync = &sync;
     return ask(a, &cmd, VS__V1__AGENT_REPLY__BODY_STATE_REVISION, out);
 }
@@ -609,9 +615,8 @@ int vs_agent_request_memory(vs_agent *a, uint64_t bytes, uint64_t *granted)
 {
     Vs__V1__RequestMemory mem = VS__V1__REQUEST_MEMORY__INIT;
     mem.memory_bytes = bytes;
-    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
-    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_REQUEST_MEMORY;
-    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_REQUEST_MEMORY;
+    Vs__V1__AgentCommand cmd = command(VS__V1__COMMAND_TYPE__COMMAND_REQUEST_MEMORY,
+                                       VS__V1__AGENT_COMMAND__BODY_REQUEST_MEMORY);
     cmd.request_memory = &mem;
     Vs__V1__AgentReply *r = NULL;
     int rc = ask(a, &cmd, VS__V1__AGENT_REPLY__BODY_MEMORY_BYTES, &r);
@@ -626,9 +631,8 @@ int vs_agent_complete(vs_agent *a, const char *summary)
 {
     Vs__V1__SignalComplete done = VS__V1__SIGNAL_COMPLETE__INIT;
     done.summary = (char *)(summary != NULL ? summary : "");
-    Vs__V1__AgentCommand cmd = VS__V1__AGENT_COMMAND__INIT;
-    cmd.type = VS__V1__COMMAND_TYPE__COMMAND_SIGNAL_COMPLETE;
-    cmd.body_case = VS__V1__AGENT_COMMAND__BODY_SIGNAL_COMPLETE;
+    Vs__V1__AgentCommand cmd = command(VS__V1__COMMAND_TYPE__COMMAND_SIGNAL_COMPLETE,
+                                       VS__V1__AGENT_COMMAND__BODY_SIGNAL_COMPLETE);
     cmd.signal_complete = &done;
     Vs__V1__AgentReply *r = NULL;
     int rc = ask(a, &cmd, VS__V1__AGENT_REPLY__BODY__NOT_SET, &r);
