@@ -297,11 +297,16 @@ struct relay {
 
 static void maybe_conclude(struct task *t);
 
-static struct relay *relay_new(struct task *t, const Vs__V1__AgentCommand *c)
+/* The relay of command c; NULL when out of memory, c then answered
+ * UNKNOWN with unavailable (what could not be done). */
+static struct relay *relay_new(struct task *t, const Vs__V1__AgentCommand *c,
+                               const char *unavailable)
 {
     struct relay *r = calloc(1, sizeof *r);
-    if (r == NULL)
+    if (r == NULL) {
+        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, unavailable);
         return NULL;
+    }
     r->t = t;
     r->type = c->type;
     r->command_id_len = c->command_id.len; /* on_frame: at most COMMAND_ID_MAX */
@@ -427,11 +432,9 @@ static void relay_egress(struct task *t, Vs__V1__AgentCommand *c, const char *su
         reply_status(t, c, VS__V1__STATUS_CODE__STATUS_DENIED, "no egress for this launcher");
         return;
     }
-    struct relay *r = relay_new(t, c);
-    if (r == NULL) {
-        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the request could not be relayed");
+    struct relay *r = relay_new(t, c, "the request could not be relayed");
+    if (r == NULL)
         return;
-    }
     size_t n = protobuf_c_message_get_packed_size(body);
     uint8_t *plain = sodium_malloc(n > 0 ? n : 1);
     uint8_t *sealed = malloc(n + VS_SEAL_OVERHEAD);
@@ -556,11 +559,9 @@ static void on_memory(struct task *t, Vs__V1__AgentCommand *c)
         reply_status(t, c, VS__V1__STATUS_CODE__STATUS_DENIED, "above the policy's maximum");
         return;
     }
-    struct relay *r = relay_new(t, c);
-    if (r == NULL) {
-        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the limit could not be changed");
+    struct relay *r = relay_new(t, c, "the limit could not be changed");
+    if (r == NULL)
         return;
-    }
     if (want <= t->policy.memory_bytes) {
         memory_granted(r, t->policy.memory_bytes); /* never lowered */
         return;
@@ -655,11 +656,9 @@ static void on_state(struct task *t, Vs__V1__AgentCommand *c)
                      "STATE_SYNC needs a key (a token of at most 64 bytes) and a value of at most 128 KiB");
         return;
     }
-    struct relay *r = relay_new(t, c);
-    if (r == NULL) {
-        reply_status(t, c, VS__V1__STATUS_CODE__STATUS_UNKNOWN, "the state store cannot be reached");
+    struct relay *r = relay_new(t, c, "the state store cannot be reached");
+    if (r == NULL)
         return;
-    }
     char key[VS_ID_HEX_LEN + STATE_KEY_MAX + 2];
     snprintf(key, sizeof key, "%s.%s", t->hex, s->key);
     vs_bus *bus = vs_daemon_bus(t->g->d);
