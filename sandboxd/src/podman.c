@@ -928,8 +928,10 @@ struct vs_podman {
     _Atomic bool ended, killed;
 };
 
-static void podman_release(vs_podman *pm)
+void vs_podman_free(vs_podman *pm)
 {
+    if (pm == NULL)
+        return;
     args_free(&pm->a);
     if (pm->profile[0] != '\0')
         unlink(pm->profile);
@@ -978,7 +980,7 @@ int vs_podman_start(const struct vs_sandbox_policy *p, const char *image_id, cha
         rc = vs_why(err, errlen, rc, "cannot write the seccomp profile: %s", strerror(-rc));
     }
     if (rc < 0) {
-        podman_release(pm);
+        vs_podman_free(pm);
         return rc;
     }
     snprintf(pm->name, sizeof(pm->name), "vs-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
@@ -1019,7 +1021,7 @@ int vs_podman_start(const struct vs_sandbox_policy *p, const char *image_id, cha
     if (envfd >= 0)
         close(envfd);
     if (rc < 0) {
-        podman_release(pm);
+        vs_podman_free(pm);
         return rc;
     }
     *out = pm;
@@ -1110,12 +1112,6 @@ int vs_podman_set_memory(vs_podman *pm, uint64_t bytes)
     if (rc < 0)
         return rc;
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
-}
-
-void vs_podman_free(vs_podman *pm)
-{
-    if (pm != NULL)
-        podman_release(pm);
 }
 
 int vs_podman_run(const struct vs_sandbox_policy *p, const char *image_id, char *const argv[],
